@@ -1,0 +1,1 @@
+"""rankloop: the web app of the RLHF loop (annotation, admin, JSON API)."""

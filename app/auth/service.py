@@ -1,0 +1,97 @@
+"""Rules for accounts, logins, sessions and API tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from app.auth import repository as repo
+from app.auth import security
+from app.config import Settings
+from app.errors import Conflict, Invalid, TooManyRequests
+from app.orm import Role, User
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
+IMPORTED_ANNOTATOR = "imported"
+
+
+def create_user(session: Session, username: str, role: Role, password: str | None = None) -> tuple[User, str]:
+    """Create a user; returns it with its password (generated when none was given)."""
+    if not USERNAME_RE.match(username):
+        raise Invalid("username must be 2-64 letters, digits or _ . @ -")
+    if repo.get_user_by_name(session, username) is not None:
+        raise Conflict(f"user {username!r} already exists")
+    if password is not None and len(password) < 8:
+        raise Invalid("password must be at least 8 characters")
+    password = password or security.generate_password()
+    user = repo.add_user(session, username, role, security.hash_password(password))
+    return user, password
+
+
+def imported_annotator(session: Session) -> User:
+    """The account that outside human judgements are attributed to; it cannot log in."""
+    user = repo.get_user_by_name(session, IMPORTED_ANNOTATOR)
+    if user is None:
+        user = repo.add_user(session, IMPORTED_ANNOTATOR, Role.annotator, None, active=False)
+    return user
+
+
+def issue_api_token(session: Session, user: User, name: str = "") -> str:
+    """Create an API token for a user and return it; only its digest is stored."""
+    token = security.generate_api_token()
+    repo.add_api_token(session, user.id, security.digest(token), token[:10], name)
+    return token
+
+
+def user_from_api_token(session: Session, token: str) -> User | None:
+    """The user behind a bearer token, recording its use."""
+    found = repo.user_for_token(session, security.digest(token))
+    if found is None:
+        return None
+    user, api_token = found
+    api_token.last_used_at = dt.datetime.now(dt.UTC)
+    return user
+
+
+def user_from_session(session: Session, session_id: str) -> User | None:
+    """The user of a live web session."""
+    return repo.user_for_session(session, security.digest(session_id), dt.datetime.now(dt.UTC))
+
+
+@dataclass
+class LoginResult:
+    user: User
+    session_id: str
+
+
+def _throttle_keys(username: str, client_ip: str) -> list[str]:
+    return [f"user:{username.lower()}", f"ip:{client_ip}"]
+
+
+def login(session: Session, settings: Settings, username: str, password: str, client_ip: str) -> LoginResult:
+    """Check credentials (throttled per username and per address) and open a server-side session."""
+    keys = _throttle_keys(username, client_ip)
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=settings.login_window_seconds)
+    if repo.count_login_failures(session, keys, since) >= settings.login_max_failures:
+        raise TooManyRequests(
+            "too many failed logins; try again later", retry_after=settings.login_window_seconds
+        )
+    user = repo.get_user_by_name(session, username)
+    ok = security.verify_password(password, user.password_hash if user else None)
+    if user is None or not ok or not user.active:
+        repo.add_login_failures(session, keys)
+        raise Invalid("wrong username or password", status_code=401)
+    repo.clear_login_failures(session, keys)
+    session_id = security.generate_session_id()
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(hours=settings.session_hours)
+    repo.add_web_session(session, security.digest(session_id), user.id, expires)
+    user.last_login_at = dt.datetime.now(dt.UTC)
+    return LoginResult(user=user, session_id=session_id)
+
+
+def logout(session: Session, session_id: str) -> None:
+    """Revoke a web session."""
+    repo.delete_web_session(session, security.digest(session_id))

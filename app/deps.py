@@ -1,0 +1,122 @@
+"""FastAPI dependencies: the per-request DB session, the current user, roles and CSRF."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from app.auth import service as auth_service
+from app.auth.security import tokens_equal
+from app.config import Settings, get_settings
+from app.db import session_factory
+from app.errors import Forbidden, LoginRequired
+from app.orm import Role, User
+
+
+@dataclass(frozen=True)
+class Viewer:
+    id: int
+    username: str
+    role: str
+
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+
+
+def get_db() -> Iterator[Session]:
+    """One session per request, committed when the endpoint returns (before the response is sent)."""
+    session = session_factory()()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+# scope="function": commit before the response goes out, so a client never sees success for a lost write.
+DB = Annotated[Session, Depends(get_db, scope="function")]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def optional_user(request: Request, db: DB) -> User | None:
+    """The user from a bearer token or the session cookie, or None."""
+    if hasattr(request.state, "user"):
+        cached: User | None = request.state.user
+        return cached
+    token = bearer_token(request)
+    user: User | None = None
+    if token is not None:
+        user = auth_service.user_from_api_token(db, token)
+        if user is None:
+            raise LoginRequired("invalid or revoked API token")
+    else:
+        sid = request.session.get("sid")
+        if sid:
+            user = auth_service.user_from_session(db, sid)
+    request.state.user = user
+    # A plain copy for templates: error pages render after a rollback has expired the ORM object.
+    request.state.viewer = Viewer(user.id, user.username, user.role.value) if user else None
+    return user
+
+
+def current_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
+    """Any logged-in, active user."""
+    if user is None:
+        raise LoginRequired("login required")
+    return user
+
+
+def admin_user(user: Annotated[User, Depends(current_user)]) -> User:
+    """A logged-in admin; annotators get 403."""
+    if user.role != Role.admin:
+        raise Forbidden("admin role required")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+AdminUser = Annotated[User, Depends(admin_user)]
+
+
+def csrf_token(request: Request) -> str:
+    """This browser session's CSRF token, created on first use."""
+    import secrets
+
+    token = request.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return str(token)
+
+
+async def csrf_protect(request: Request) -> None:
+    """Every state-changing request authenticated by cookie must carry the session's CSRF token.
+
+    Bearer-token requests are exempt: a browser never attaches them on its own, so they cannot be forged.
+    """
+    if request.method in SAFE_METHODS or bearer_token(request) is not None:
+        return
+    expected = request.session.get("csrf")
+    sent = request.headers.get(CSRF_HEADER)
+    if not sent:
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            form = await request.form()
+            value = form.get(CSRF_FIELD)
+            sent = value if isinstance(value, str) else None
+    if not tokens_equal(expected, sent):
+        raise Forbidden("missing or invalid CSRF token; reload the page and try again")

@@ -1,0 +1,87 @@
+"""The FastAPI application: middleware, error handling and the feature routers."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.middleware.sessions import SessionMiddleware
+
+from app.config import get_settings
+from app.deps import csrf_protect
+from app.errors import AppError, LoginRequired
+from app.web import ROOT, is_htmx, render
+
+log = logging.getLogger(__name__)
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or request.url.path == "/healthz"
+
+
+def create_app() -> FastAPI:
+    from app.admin.routes import router as admin_router
+    from app.annotation.routes import router as annotation_router
+    from app.api.router import router as api_router
+    from app.auth.routes import router as auth_router
+    from app.health import router as health_router
+
+    settings = get_settings()
+    app = FastAPI(
+        title="rankloop",
+        version="0.1.0",
+        description="Rank LLM completions, retrain the reward model and policy, serve new candidates.",
+        dependencies=[Depends(csrf_protect)],
+    )
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.resolved_secret_key(),
+        session_cookie="rankloop_session",
+        max_age=settings.session_hours * 3600,
+        same_site="lax",
+        https_only=settings.cookie_secure,
+    )
+    app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
+
+    @app.exception_handler(AppError)
+    async def app_error(request: Request, exc: AppError) -> Response:
+        headers = {}
+        if "retry_after" in exc.extra:
+            headers["Retry-After"] = str(exc.extra["retry_after"])
+        if _wants_json(request):
+            if isinstance(exc, LoginRequired):
+                headers["WWW-Authenticate"] = "Bearer"
+            return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
+        if isinstance(exc, LoginRequired):
+            target = "/login?next=" + quote(request.url.path)
+            if is_htmx(request):
+                return Response(status_code=204, headers={"HX-Redirect": target})
+            return RedirectResponse(target, status_code=303)
+        return render(
+            request,
+            "error.html",
+            {"message": exc.message, "status": exc.status_code},
+            status_code=exc.status_code,
+            block="content",
+        )
+
+    @app.exception_handler(OperationalError)
+    async def db_unavailable(request: Request, exc: DBAPIError) -> Response:
+        # The database is down or restarting: say so and let the client retry; the pool reconnects.
+        log.warning("database unavailable: %s", exc.orig)
+        return JSONResponse(
+            {"detail": "the database is unavailable; retry shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    app.include_router(health_router)
+    app.include_router(auth_router)
+    app.include_router(annotation_router)
+    app.include_router(admin_router)
+    app.include_router(api_router)
+    return app

@@ -1,0 +1,39 @@
+"""ORM classes. "Model" means an ML model in this project; these are tables."""
+
+from app.orm.annotation import (
+    Assignment,
+    AssignmentStatus,
+    Candidate,
+    ComparisonSet,
+    ComparisonSetItem,
+    Ranking,
+    SetStatus,
+    Skip,
+)
+from app.orm.base import Base
+from app.orm.models import DataSnapshot, ModelKind, ModelStatus, ModelVersion
+from app.orm.prompts import Prompt, PromptSet
+from app.orm.users import ApiToken, LoginFailure, Role, User, WebSession
+
+__all__ = [
+    "ApiToken",
+    "Assignment",
+    "AssignmentStatus",
+    "Base",
+    "Candidate",
+    "ComparisonSet",
+    "ComparisonSetItem",
+    "DataSnapshot",
+    "LoginFailure",
+    "ModelKind",
+    "ModelStatus",
+    "ModelVersion",
+    "Prompt",
+    "PromptSet",
+    "Ranking",
+    "Role",
+    "SetStatus",
+    "Skip",
+    "User",
+    "WebSession",
+]

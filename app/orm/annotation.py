@@ -1,0 +1,134 @@
+"""Candidates, the sets they are compared in, and the annotators' work on them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.orm.base import Base, created_at_column, str_enum
+
+
+class Candidate(Base):
+    __tablename__ = "candidates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"), index=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    generation_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    seed: Mapped[int | None] = mapped_column(Integer)
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    created_at: Mapped[dt.datetime] = created_at_column()
+
+
+class SetStatus(enum.StrEnum):
+    open = "open"  # wants more annotators
+    closed = "closed"  # reached its overlap, or was retired by an admin
+
+
+class ComparisonSet(Base):
+    __tablename__ = "comparison_sets"
+    __table_args__ = (
+        CheckConstraint("overlap >= 1", name="overlap_positive"),
+        Index("ix_comparison_sets_open", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"), index=True)
+    overlap: Mapped[int] = mapped_column(Integer)
+    status: Mapped[SetStatus] = mapped_column(str_enum(SetStatus, "set_status"), default=SetStatus.open)
+    source: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    created_at: Mapped[dt.datetime] = created_at_column()
+
+    items: Mapped[list[ComparisonSetItem]] = relationship(
+        order_by="ComparisonSetItem.position", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class ComparisonSetItem(Base):
+    __tablename__ = "comparison_set_items"
+
+    set_id: Mapped[int] = mapped_column(
+        ForeignKey("comparison_sets.id", ondelete="CASCADE"), primary_key=True
+    )
+    candidate_id: Mapped[int] = mapped_column(
+        ForeignKey("candidates.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class AssignmentStatus(enum.StrEnum):
+    leased = "leased"  # counts toward overlap only while lease_expires_at is in the future
+    submitted = "submitted"
+    skipped = "skipped"
+
+
+class Assignment(Base):
+    __tablename__ = "assignments"
+    __table_args__ = (
+        # An annotator never gets the same set twice: an expired lease is renewed in place.
+        UniqueConstraint("set_id", "annotator_id"),
+        Index("ix_assignments_set_id_status", "set_id", "status"),
+        Index("ix_assignments_annotator_id_status", "annotator_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("comparison_sets.id", ondelete="CASCADE"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    status: Mapped[AssignmentStatus] = mapped_column(str_enum(AssignmentStatus, "assignment_status"))
+    # Candidate ids in the order this annotator sees them: shuffled once, stored, shown the same on reload.
+    display_order: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    leased_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Ranking(Base):
+    __tablename__ = "rankings"
+    __table_args__ = (Index("ix_rankings_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # UNIQUE: the database itself refuses a second ranking of one assignment.
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"), unique=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("comparison_sets.id", ondelete="CASCADE"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # Best first; a tier with several candidate ids is a tie.
+    tiers: Mapped[list[Any]] = mapped_column()
+    all_bad: Mapped[bool] = mapped_column(Boolean, default=False)
+    # {"<candidate id>": ["unsafe", "incorrect"]}
+    flags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    rationale: Mapped[str] = mapped_column(Text, default="")
+    display_order: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    seconds_spent: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(20), default="web")
+    # sha256 of the canonical submission: an identical repeat is recognised and answered, not stored.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    dropped: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    created_at: Mapped[dt.datetime] = created_at_column()
+
+
+class Skip(Base):
+    __tablename__ = "skips"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"), unique=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("comparison_sets.id", ondelete="CASCADE"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = created_at_column()
