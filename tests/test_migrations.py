@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
@@ -29,3 +31,36 @@ def _is_foreign_table(diff: object) -> bool:
     if isinstance(diff, list):
         return all(_is_foreign_table(d) for d in diff)
     return False
+
+
+def test_upgrade_downgrade_upgrade_on_a_fresh_database(database_url, monkeypatch):
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+    from alembic import command
+
+    from app.config import get_settings
+    from app.db import libpq_url
+    from app.migrate import alembic_config
+
+    parts = urlsplit(database_url)
+    name = f"rankloop_mig_{uuid.uuid4().hex[:8]}"
+    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
+    with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    monkeypatch.setenv("DATABASE_URL", urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, "")))
+    get_settings.cache_clear()
+    try:
+        cfg = alembic_config()
+        command.upgrade(cfg, "head")
+        command.downgrade(cfg, "base")
+        command.upgrade(cfg, "head")
+        with psycopg.connect(libpq_url(os.environ["DATABASE_URL"])) as conn:
+            tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname='public'")}
+        assert {"rankings", "assignments", "rounds", "procrastinate_jobs"} <= tables
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

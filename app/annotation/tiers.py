@@ -21,7 +21,7 @@ class Pair(NamedTuple):
 
 
 def validate_tiers(tiers: Sequence[Sequence[int]], candidate_ids: Iterable[int]) -> list[list[int]]:
-    """Check that tiers cover exactly these candidates, each once, in non-empty tiers; return them normalised."""
+    """Check tiers cover exactly these candidates, each once, in non-empty tiers; return them normalised."""
     expected = set(candidate_ids)
     if not tiers:
         raise Invalid("a ranking needs at least one tier")

@@ -13,9 +13,11 @@ from app.orm.annotation import (
 from app.orm.base import Base
 from app.orm.models import DataSnapshot, ModelKind, ModelStatus, ModelVersion
 from app.orm.prompts import Prompt, PromptSet
+from app.orm.rounds import ACTIVE_ROUND_STATUSES, Round, RoundKind, RoundStatus
 from app.orm.users import ApiToken, LoginFailure, Role, User, WebSession
 
 __all__ = [
+    "ACTIVE_ROUND_STATUSES",
     "ApiToken",
     "Assignment",
     "AssignmentStatus",
@@ -32,6 +34,9 @@ __all__ = [
     "PromptSet",
     "Ranking",
     "Role",
+    "Round",
+    "RoundKind",
+    "RoundStatus",
     "SetStatus",
     "Skip",
     "User",
