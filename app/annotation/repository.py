@@ -1,0 +1,288 @@
+"""Queries for comparison sets, assignments, rankings and skips (every annotation select lives here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, ScalarSelect, and_, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from app.orm import (
+    Assignment,
+    AssignmentStatus,
+    Candidate,
+    ComparisonSet,
+    ComparisonSetItem,
+    Prompt,
+    PromptSet,
+    Ranking,
+    SetStatus,
+    Skip,
+    User,
+)
+
+
+def db_now(session: Session) -> dt.datetime:
+    """The database's wall clock now (not the transaction start): one clock for every app process."""
+    return session.execute(select(func.clock_timestamp())).scalar_one()
+
+
+def lock_annotator(session: Session, annotator_id: int) -> None:
+    """Serialise task hand-out per annotator, so a double click cannot lease two sets."""
+    # NO KEY UPDATE: rows that merely reference the user (sessions, rankings) are not blocked.
+    session.execute(
+        select(User.id).where(User.id == annotator_id).with_for_update(key_share=True)
+    ).scalar_one_or_none()
+
+
+def _live(now: dt.datetime) -> ColumnElement[bool]:
+    # A slot is taken by a submitted ranking or by a lease that has not expired yet.
+    return or_(
+        Assignment.status == AssignmentStatus.submitted,
+        and_(Assignment.status == AssignmentStatus.leased, Assignment.lease_expires_at > now),
+    )
+
+
+def _live_count_of_set(now: dt.datetime) -> ScalarSelect[int]:
+    return (
+        select(func.count())
+        .select_from(Assignment)
+        .where(Assignment.set_id == ComparisonSet.id, _live(now))
+        .correlate(ComparisonSet)
+        .scalar_subquery()
+    )
+
+
+def _submitted_count_of_set() -> ScalarSelect[int]:
+    return (
+        select(func.count())
+        .select_from(Assignment)
+        .where(Assignment.set_id == ComparisonSet.id, Assignment.status == AssignmentStatus.submitted)
+        .correlate(ComparisonSet)
+        .scalar_subquery()
+    )
+
+
+def _visible_count_of_set() -> ScalarSelect[int]:
+    return (
+        select(func.count())
+        .select_from(ComparisonSetItem)
+        .join(Candidate, Candidate.id == ComparisonSetItem.candidate_id)
+        .where(ComparisonSetItem.set_id == ComparisonSet.id, Candidate.hidden.is_(False))
+        .correlate(ComparisonSet)
+        .scalar_subquery()
+    )
+
+
+def _done_by(annotator_id: int) -> ColumnElement[bool]:
+    # Submitted or skipped by this annotator: never offered to them again.
+    return exists().where(
+        Assignment.set_id == ComparisonSet.id,
+        Assignment.annotator_id == annotator_id,
+        Assignment.status.in_([AssignmentStatus.submitted, AssignmentStatus.skipped]),
+    )
+
+
+def _eligible(annotator_id: int) -> list[ColumnElement[bool]]:
+    return [
+        ComparisonSet.status == SetStatus.open,
+        PromptSet.paused.is_(False),
+        ~_done_by(annotator_id),
+        _visible_count_of_set() >= 2,
+    ]
+
+
+def lock_next_open_set(
+    session: Session, annotator_id: int, now: dt.datetime, exclude: Sequence[int] = ()
+) -> ComparisonSet | None:
+    """Lock (skipping rows others hold) the best open set this annotator may still take, or None.
+
+    Best: higher prompt-set priority, then prompt priority, then sets with more rankings (finish their
+    overlap first), then the oldest. The free-slot filter here reads this statement's snapshot only;
+    callers must re-count with count_live_slots() once the lock is held.
+    """
+    stmt = (
+        select(ComparisonSet)
+        .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
+        .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
+        .where(*_eligible(annotator_id), _live_count_of_set(now) < ComparisonSet.overlap)
+        .order_by(
+            PromptSet.priority.desc(),
+            Prompt.priority.desc(),
+            _submitted_count_of_set().desc(),
+            ComparisonSet.created_at,
+            ComparisonSet.id,
+        )
+        .limit(1)
+        # NO KEY UPDATE still excludes every other hand-out/submission on this set, but lets inserts
+        # that only reference it (a ranking's foreign key) proceed.
+        .with_for_update(of=ComparisonSet, skip_locked=True, key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    if exclude:
+        stmt = stmt.where(ComparisonSet.id.not_in(list(exclude)))
+    return session.scalars(stmt).first()
+
+
+def lock_set(session: Session, set_id: int) -> ComparisonSet | None:
+    """Lock one comparison set row (waiting for other holders) and return its current state."""
+    return session.scalars(
+        select(ComparisonSet)
+        .where(ComparisonSet.id == set_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+def count_live_slots(session: Session, set_id: int, now: dt.datetime) -> int:
+    """Submitted plus unexpired leased assignments of a set, read in a fresh statement."""
+    return session.execute(
+        select(func.count()).select_from(Assignment).where(Assignment.set_id == set_id, _live(now))
+    ).scalar_one()
+
+
+def count_submitted(session: Session, set_id: int) -> int:
+    """Submitted assignments (= rankings) of a set."""
+    return session.execute(
+        select(func.count())
+        .select_from(Assignment)
+        .where(Assignment.set_id == set_id, Assignment.status == AssignmentStatus.submitted)
+    ).scalar_one()
+
+
+def visible_candidates(session: Session, set_id: int) -> list[Candidate]:
+    """The set's candidates that are not hidden, in set order."""
+    return list(
+        session.scalars(
+            select(Candidate)
+            .join(ComparisonSetItem, ComparisonSetItem.candidate_id == Candidate.id)
+            .where(ComparisonSetItem.set_id == set_id, Candidate.hidden.is_(False))
+            .order_by(ComparisonSetItem.position, Candidate.id)
+        )
+    )
+
+
+def candidates_by_id(session: Session, ids: Sequence[int]) -> dict[int, Candidate]:
+    """Candidates with these ids, keyed by id."""
+    if not ids:
+        return {}
+    return {c.id: c for c in session.scalars(select(Candidate).where(Candidate.id.in_(list(ids))))}
+
+
+def get_prompt(session: Session, prompt_id: int) -> Prompt | None:
+    """The prompt with this id."""
+    return session.get(Prompt, prompt_id)
+
+
+def get_assignment(session: Session, assignment_id: int) -> Assignment | None:
+    """The assignment with this id, without locking."""
+    return session.get(Assignment, assignment_id)
+
+
+def lock_assignment(session: Session, assignment_id: int) -> Assignment | None:
+    """Lock an assignment row and return its current state."""
+    return session.scalars(
+        select(Assignment)
+        .where(Assignment.id == assignment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+def assignment_of(session: Session, set_id: int, annotator_id: int) -> Assignment | None:
+    """This annotator's assignment row for a set (at most one: unique constraint)."""
+    return session.scalars(
+        select(Assignment)
+        .where(Assignment.set_id == set_id, Assignment.annotator_id == annotator_id)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+def active_assignment(session: Session, annotator_id: int, now: dt.datetime) -> Assignment | None:
+    """The annotator's newest unexpired lease on a set that is still open, or None."""
+    return session.scalars(
+        select(Assignment)
+        .join(ComparisonSet, ComparisonSet.id == Assignment.set_id)
+        .where(
+            Assignment.annotator_id == annotator_id,
+            Assignment.status == AssignmentStatus.leased,
+            Assignment.lease_expires_at > now,
+            ComparisonSet.status == SetStatus.open,
+        )
+        .order_by(Assignment.leased_at.desc(), Assignment.id.desc())
+        .limit(1)
+    ).first()
+
+
+def add_assignment(
+    session: Session,
+    set_id: int,
+    annotator_id: int,
+    display_order: list[int],
+    leased_at: dt.datetime,
+    lease_expires_at: dt.datetime,
+) -> Assignment:
+    """Insert a leased assignment and flush so it has an id."""
+    assignment = Assignment(
+        set_id=set_id,
+        annotator_id=annotator_id,
+        status=AssignmentStatus.leased,
+        display_order=display_order,
+        leased_at=leased_at,
+        lease_expires_at=lease_expires_at,
+    )
+    session.add(assignment)
+    session.flush()
+    return assignment
+
+
+def ranking_for_assignment(session: Session, assignment_id: int) -> Ranking | None:
+    """The ranking stored for an assignment, if any."""
+    return session.scalars(select(Ranking).where(Ranking.assignment_id == assignment_id)).one_or_none()
+
+
+def add_ranking(session: Session, ranking: Ranking) -> Ranking:
+    """Insert a ranking and flush so it has an id and created_at."""
+    session.add(ranking)
+    session.flush()
+    session.refresh(ranking, ["created_at"])
+    return ranking
+
+
+def skip_for_assignment(session: Session, assignment_id: int) -> Skip | None:
+    """The skip recorded for an assignment, if any."""
+    return session.scalars(select(Skip).where(Skip.assignment_id == assignment_id)).one_or_none()
+
+
+def add_skip(session: Session, skip: Skip) -> Skip:
+    """Insert a skip and flush."""
+    session.add(skip)
+    session.flush()
+    return skip
+
+
+def count_rankings_since(session: Session, annotator_id: int, since: dt.datetime) -> int:
+    """Rankings this annotator stored since a moment."""
+    return session.execute(
+        select(func.count())
+        .select_from(Ranking)
+        .where(Ranking.annotator_id == annotator_id, Ranking.created_at >= since)
+    ).scalar_one()
+
+
+def count_available_sets(session: Session, annotator_id: int, now: dt.datetime) -> int:
+    """Sets this annotator could still rank now: a free slot, or their own live lease."""
+    own_lease = exists().where(
+        Assignment.set_id == ComparisonSet.id,
+        Assignment.annotator_id == annotator_id,
+        Assignment.status == AssignmentStatus.leased,
+        Assignment.lease_expires_at > now,
+    )
+    return session.execute(
+        select(func.count())
+        .select_from(ComparisonSet)
+        .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
+        .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
+        .where(*_eligible(annotator_id), or_(_live_count_of_set(now) < ComparisonSet.overlap, own_lease))
+    ).scalar_one()

@@ -1,0 +1,129 @@
+"""Shapes of ranking tasks, submissions and skips, shared by the pages and the JSON API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.annotation.tiers import MAX_CANDIDATES
+from app.errors import Invalid
+
+FLAG_VALUES = ("unsafe", "incorrect")
+MAX_SKIP_REASON_CHARS = 500
+# Far above any real time on one task; only stops nonsense numbers from skewing timing statistics.
+MAX_SECONDS_SPENT = 7 * 24 * 3600
+
+
+class CandidateOut(BaseModel):
+    id: int
+    text: str
+
+
+class TaskOut(BaseModel):
+    """One leased ranking task; candidates in the order shown to this annotator."""
+
+    assignment_id: int
+    prompt: str
+    candidates: list[CandidateOut]
+    lease_expires_at: dt.datetime
+
+
+class RankingIn(BaseModel):
+    """A ranking: tiers of candidate ids, best first; several ids in one tier are a tie."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    assignment_id: int
+    tiers: list[Annotated[list[int], Field(max_length=MAX_CANDIDATES)]] = Field(max_length=MAX_CANDIDATES)
+    all_bad: bool = False
+    flags: dict[str, list[str]] = Field(
+        default_factory=dict,
+        max_length=MAX_CANDIDATES,
+        description='per candidate id, a subset of ["unsafe", "incorrect"]',
+    )
+    rationale: str = ""
+    seconds_spent: float | None = Field(
+        default=None, description="time the annotator spent; the lease age when omitted"
+    )
+
+
+class RankingOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    assignment_id: int
+    set_id: int
+    tiers: list[list[int]]
+    all_bad: bool
+    flags: dict[str, list[str]]
+    rationale: str
+    display_order: list[int]
+    seconds_spent: float | None
+    source: str
+    created_at: dt.datetime
+
+
+class SkipIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        description=f"why the task is skipped; required, at most {MAX_SKIP_REASON_CHARS} chars"
+    )
+
+
+class SkipOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    assignment_id: int
+    reason: str
+    created_at: dt.datetime
+
+
+def _split_pair(value: str, what: str) -> tuple[int, str]:
+    cid, sep, rest = value.partition(":")
+    if not sep or not cid.strip().isdigit():
+        raise Invalid(f"malformed {what} field: {value[:40]!r}")
+    return int(cid), rest.strip()
+
+
+def ranking_from_form(
+    assignment_id: int,
+    rank: list[str],
+    flag: list[str],
+    all_bad: bool,
+    rationale: str,
+    seconds_spent: float | None,
+) -> RankingIn:
+    """Turn the ranking form ("<candidate id>:<rank>" and "<candidate id>:<flag>" fields) into a RankingIn.
+
+    Equal rank numbers are a tie; gaps do not matter (1, 1, 3 is the same as 1, 1, 2).
+    """
+    by_rank: dict[int, list[int]] = {}
+    for value in rank:
+        cid, number = _split_pair(value, "rank")
+        if number == "":
+            continue  # left unranked; validation names the candidate
+        if not number.isdigit():
+            raise Invalid(f"rank must be a number, got {number[:10]!r}")
+        by_rank.setdefault(int(number), []).append(cid)
+    flags: dict[str, list[str]] = {}
+    for value in flag:
+        cid, name = _split_pair(value, "flag")
+        flags.setdefault(str(cid), []).append(name)
+    data: dict[str, Any] = {
+        "assignment_id": assignment_id,
+        "tiers": [by_rank[r] for r in sorted(by_rank)],
+        "all_bad": all_bad,
+        "flags": flags,
+        "rationale": rationale,
+        "seconds_spent": seconds_spent,
+    }
+    try:
+        return RankingIn.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise Invalid(f"{where}: {first['msg']}") from exc

@@ -1,0 +1,306 @@
+"""Rules for handing out ranking tasks, storing rankings and skips.
+
+Concurrency: every change that can add to a set's live slots (a new or renewed lease, a submission)
+holds that set's row lock, and re-counts the slots in a new statement after the lock is granted
+(under READ COMMITTED each statement sees what committed before it started; the locking SELECT
+itself may have read an older snapshot). So no set ever collects more than `overlap` rankings.
+Lock order is always set row, then assignment row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.annotation import repository as repo
+from app.annotation.schemas import (
+    FLAG_VALUES,
+    MAX_SECONDS_SPENT,
+    MAX_SKIP_REASON_CHARS,
+    RankingIn,
+)
+from app.annotation.tiers import validate_tiers
+from app.config import Settings
+from app.errors import Conflict, Invalid, NotFound
+from app.orm import (
+    Assignment,
+    AssignmentStatus,
+    Candidate,
+    ComparisonSet,
+    Prompt,
+    Ranking,
+    SetStatus,
+    Skip,
+    User,
+)
+
+# Sets found full after locking are passed over; this bounds the work for one request.
+MAX_PICK_ATTEMPTS = 20
+
+
+@dataclass
+class TaskView:
+    assignment: Assignment
+    prompt: Prompt
+    candidates: list[Candidate]  # in this annotator's display order
+
+
+@dataclass
+class Progress:
+    ranked_today: int
+    left: int
+
+
+@dataclass
+class TaskPage:
+    task: TaskView | None
+    progress: Progress
+    notice: str = ""
+
+
+@dataclass
+class SubmitResult:
+    ranking: Ranking
+    created: bool  # False: an identical repeat, answered with the stored ranking
+
+
+@dataclass
+class SkipResult:
+    skip: Skip
+    created: bool
+
+
+@dataclass
+class _Normalised:
+    tiers: list[list[int]]
+    all_bad: bool
+    flags: dict[str, list[str]]
+    rationale: str
+    seconds_spent: float | None = field(default=None)
+
+
+def _view(session: Session, assignment: Assignment) -> TaskView:
+    by_id = repo.candidates_by_id(session, assignment.display_order)
+    cset = session.get(ComparisonSet, assignment.set_id)
+    prompt = repo.get_prompt(session, cset.prompt_id) if cset else None
+    if prompt is None:
+        raise NotFound("this task no longer exists")
+    return TaskView(assignment, prompt, [by_id[c] for c in assignment.display_order if c in by_id])
+
+
+def _lease(
+    session: Session, settings: Settings, cset: ComparisonSet, user: User, now: dt.datetime
+) -> Assignment | None:
+    """Lease a locked set to the user: renew their expired row in place, or insert one."""
+    candidate_ids = [c.id for c in repo.visible_candidates(session, cset.id)]
+    if len(candidate_ids) < 2:
+        return None
+    expires = now + dt.timedelta(minutes=settings.lease_minutes)
+    existing = repo.assignment_of(session, cset.id, user.id)
+    if existing is not None:
+        if existing.status != AssignmentStatus.leased:
+            return None  # submitted or skipped: never the same set twice
+        # Keep the order they saw before unless the visible candidates changed meanwhile.
+        if sorted(existing.display_order) != sorted(candidate_ids):
+            existing.display_order = random.sample(candidate_ids, len(candidate_ids))
+        existing.leased_at = now
+        existing.lease_expires_at = expires
+        session.flush()
+        return existing
+    order = random.sample(candidate_ids, len(candidate_ids))
+    return repo.add_assignment(session, cset.id, user.id, order, now, expires)
+
+
+def next_task(session: Session, settings: Settings, user: User) -> TaskView | None:
+    """The annotator's current lease, or a newly leased set; None when nothing is left for them."""
+    repo.lock_annotator(session, user.id)
+    now = repo.db_now(session)
+    active = repo.active_assignment(session, user.id, now)
+    if active is not None:
+        return _view(session, active)
+    passed_over: list[int] = []
+    for _ in range(MAX_PICK_ATTEMPTS):
+        cset = repo.lock_next_open_set(session, user.id, now, exclude=passed_over)
+        if cset is None:
+            return None
+        now = repo.db_now(session)
+        # The locking SELECT may have read a snapshot older than the lock: count again, freshly.
+        if repo.count_live_slots(session, cset.id, now) >= cset.overlap:
+            passed_over.append(cset.id)
+            continue
+        assignment = _lease(session, settings, cset, user, now)
+        if assignment is None:
+            passed_over.append(cset.id)
+            continue
+        return _view(session, assignment)
+    return None
+
+
+def get_task(session: Session, user: User, assignment_id: int) -> TaskView:
+    """One of the annotator's own assignments as a task; other people's do not exist for them."""
+    assignment = repo.get_assignment(session, assignment_id)
+    if assignment is None or assignment.annotator_id != user.id:
+        raise NotFound("no such task")
+    return _view(session, assignment)
+
+
+def progress(session: Session, user: User) -> Progress:
+    """Rankings the annotator stored today (UTC) and sets still open to them."""
+    now = repo.db_now(session)
+    midnight = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return Progress(
+        ranked_today=repo.count_rankings_since(session, user.id, midnight),
+        left=repo.count_available_sets(session, user.id, now),
+    )
+
+
+def task_page(session: Session, settings: Settings, user: User, notice: str = "") -> TaskPage:
+    """Everything the ranking page shows: the current task (leasing one if needed) and progress."""
+    task = next_task(session, settings, user)
+    return TaskPage(task=task, progress=progress(session, user), notice=notice)
+
+
+def _normalise(data: RankingIn, shown: list[int], settings: Settings) -> _Normalised:
+    tiers = validate_tiers(data.tiers, shown)
+    allowed = set(FLAG_VALUES)
+    flags: dict[str, list[str]] = {}
+    shown_keys = {str(c) for c in shown}
+    for key, values in data.flags.items():
+        if key.strip() not in shown_keys:
+            raise Invalid(f"flags name a candidate that is not in this task: {key[:20]!r}")
+        bad = sorted(set(values) - allowed)
+        if bad:
+            raise Invalid(f"unknown flags {bad}; allowed: {list(FLAG_VALUES)}")
+        if values:
+            flags[key.strip()] = sorted(set(values))
+    rationale = data.rationale.strip()
+    if len(rationale) > settings.max_rationale_chars:
+        raise Invalid(f"rationale is longer than {settings.max_rationale_chars} characters")
+    seconds = data.seconds_spent
+    if seconds is not None and (not math.isfinite(seconds) or not 0 <= seconds <= MAX_SECONDS_SPENT):
+        raise Invalid(f"seconds_spent must be between 0 and {MAX_SECONDS_SPENT}")
+    return _Normalised(tiers, data.all_bad, flags, rationale, seconds)
+
+
+def fingerprint(
+    assignment_id: int, tiers: list[list[int]], all_bad: bool, flags: dict[str, Any], rationale: str
+) -> str:
+    """sha256 of the canonical submission (timing excluded: a retry reports a different duration)."""
+    canonical = json.dumps(
+        {
+            "assignment_id": assignment_id,
+            "tiers": tiers,
+            "all_bad": all_bad,
+            "flags": {k: flags[k] for k in sorted(flags, key=int)},
+            "rationale": rationale,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _own_locked(session: Session, user: User, assignment_id: int) -> tuple[ComparisonSet, Assignment]:
+    found = repo.get_assignment(session, assignment_id)
+    # Someone else's assignment answers exactly like a missing one: ids reveal nothing.
+    if found is None or found.annotator_id != user.id:
+        raise NotFound("no such task")
+    cset = repo.lock_set(session, found.set_id)
+    assignment = repo.lock_assignment(session, assignment_id)
+    if cset is None or assignment is None:
+        raise NotFound("no such task")
+    return cset, assignment
+
+
+def submit_ranking(
+    session: Session, settings: Settings, user: User, data: RankingIn, source: str = "web"
+) -> SubmitResult:
+    """Store a ranking for the annotator's live lease; an identical repeat returns the stored one."""
+    cset, assignment = _own_locked(session, user, data.assignment_id)
+    norm = _normalise(data, list(assignment.display_order), settings)
+    digest = fingerprint(assignment.id, norm.tiers, norm.all_bad, norm.flags, norm.rationale)
+    existing = repo.ranking_for_assignment(session, assignment.id)
+    if existing is not None:
+        if existing.fingerprint == digest:
+            return SubmitResult(existing, created=False)
+        raise Conflict("this task was already ranked with a different answer")
+    if assignment.status == AssignmentStatus.skipped:
+        raise Conflict("this task was skipped; it cannot be ranked any more")
+    if assignment.status != AssignmentStatus.leased:
+        raise Conflict("this task is not open for ranking")
+    now = repo.db_now(session)
+    if assignment.lease_expires_at <= now:
+        raise Conflict("your time on this task ran out and it went back to the queue; load the next task")
+    if cset.status != SetStatus.open:
+        raise Conflict("this comparison set was closed; load the next task")
+    seconds = norm.seconds_spent
+    if seconds is None:
+        seconds = max(0.0, (now - assignment.leased_at).total_seconds())
+    ranking = repo.add_ranking(
+        session,
+        Ranking(
+            assignment_id=assignment.id,
+            set_id=cset.id,
+            annotator_id=user.id,
+            tiers=norm.tiers,
+            all_bad=norm.all_bad,
+            flags=norm.flags,
+            rationale=norm.rationale,
+            display_order=list(assignment.display_order),
+            seconds_spent=seconds,
+            source=source,
+            fingerprint=digest,
+        ),
+    )
+    assignment.status = AssignmentStatus.submitted
+    assignment.completed_at = now
+    session.flush()
+    if repo.count_submitted(session, cset.id) >= cset.overlap:
+        cset.status = SetStatus.closed
+        session.flush()
+    return SubmitResult(ranking, created=True)
+
+
+def skip_task(session: Session, user: User, assignment_id: int, reason: str) -> SkipResult:
+    """Record why the annotator skipped a task; they never get that set again and the slot is freed."""
+    reason = reason.strip()
+    if not reason:
+        raise Invalid("a reason is required to skip a task")
+    if len(reason) > MAX_SKIP_REASON_CHARS:
+        raise Invalid(f"the skip reason is longer than {MAX_SKIP_REASON_CHARS} characters")
+    cset, assignment = _own_locked(session, user, assignment_id)
+    existing = repo.skip_for_assignment(session, assignment.id)
+    if existing is not None:
+        return SkipResult(existing, created=False)
+    if assignment.status != AssignmentStatus.leased:
+        raise Conflict("this task was already ranked; it cannot be skipped")
+    now = repo.db_now(session)
+    skip = repo.add_skip(
+        session, Skip(assignment_id=assignment.id, set_id=cset.id, annotator_id=user.id, reason=reason)
+    )
+    assignment.status = AssignmentStatus.skipped
+    assignment.completed_at = now
+    session.flush()
+    return SkipResult(skip, created=True)
+
+
+def rank_then_next(session: Session, settings: Settings, user: User, data: RankingIn) -> TaskPage:
+    """Store a ranking from the page, then hand out the next task."""
+    submit_ranking(session, settings, user, data, source="web")
+    return task_page(session, settings, user, notice="Saved. Here is the next one.")
+
+
+def skip_then_next(
+    session: Session, settings: Settings, user: User, assignment_id: int, reason: str
+) -> TaskPage:
+    """Skip a task from the page, then hand out the next task."""
+    skip_task(session, user, assignment_id, reason)
+    return task_page(session, settings, user, notice="Skipped. Here is the next one.")
