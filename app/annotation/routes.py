@@ -1,16 +1,70 @@
-"""Annotator pages: the ranking task."""
+"""Annotator pages: the ranking task, its submission and skipping (full page, or the htmx fragment)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from app.deps import CurrentUser
+from app.annotation import service
+from app.annotation.schemas import FLAG_VALUES, MAX_SKIP_REASON_CHARS, ranking_from_form
+from app.deps import DB, CurrentUser, SettingsDep
 from app.web import render
 
 router = APIRouter(tags=["annotation"], include_in_schema=False)
 
+# Completions longer than this start collapsed behind "Show more".
+LONG_TEXT_CHARS = 700
+LONG_TEXT_LINES = 14
+
+
+def _page(request: Request, settings: SettingsDep, page: service.TaskPage) -> Response:
+    return render(
+        request,
+        "annotation/task.html",
+        {
+            "page": page,
+            "flag_values": FLAG_VALUES,
+            "max_rationale_chars": settings.max_rationale_chars,
+            "max_reason_chars": MAX_SKIP_REASON_CHARS,
+            "long_chars": LONG_TEXT_CHARS,
+            "long_lines": LONG_TEXT_LINES,
+        },
+        block="task",
+    )
+
 
 @router.get("/", response_class=HTMLResponse)
-def home(request: Request, user: CurrentUser) -> Response:
-    return render(request, "home.html", {})
+@router.get("/tasks/next", response_class=HTMLResponse)
+def ranking_page(request: Request, db: DB, settings: SettingsDep, user: CurrentUser) -> Response:
+    return _page(request, settings, service.task_page(db, settings, user))
+
+
+@router.post("/tasks/{assignment_id}/rank", response_class=HTMLResponse)
+def rank(
+    request: Request,
+    db: DB,
+    settings: SettingsDep,
+    user: CurrentUser,
+    assignment_id: int,
+    rank: Annotated[list[str], Form(max_length=20)] = [],  # noqa: B006 (FastAPI copies defaults)
+    flag: Annotated[list[str], Form(max_length=40)] = [],  # noqa: B006
+    all_bad: Annotated[bool, Form()] = False,
+    rationale: Annotated[str, Form()] = "",
+    seconds_spent: Annotated[float | None, Form()] = None,
+) -> Response:
+    data = ranking_from_form(assignment_id, rank, flag, all_bad, rationale, seconds_spent)
+    return _page(request, settings, service.rank_then_next(db, settings, user, data))
+
+
+@router.post("/tasks/{assignment_id}/skip", response_class=HTMLResponse)
+def skip(
+    request: Request,
+    db: DB,
+    settings: SettingsDep,
+    user: CurrentUser,
+    assignment_id: int,
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    return _page(request, settings, service.skip_then_next(db, settings, user, assignment_id, reason))

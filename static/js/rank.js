@@ -1,0 +1,264 @@
+// Ranking page: drag (SortableJS) and keyboard ranking with ties, flags, skip dialog, time tracking.
+// The per-candidate <select name="rank"> is the source of truth, so the form also works without JS.
+(function () {
+  "use strict";
+  document.documentElement.classList.add("js");
+
+  var timer = { visibleMs: 0, since: null };
+
+  function task() { return document.getElementById("task"); }
+  function cards(t) { return Array.prototype.slice.call(t.querySelectorAll(".cand")); }
+  function select(li) { return li.querySelector('select[name="rank"]'); }
+  function rankOf(li) {
+    var part = select(li).value.split(":")[1];
+    return part ? parseInt(part, 10) : null;
+  }
+  function setRank(li, r) { select(li).value = li.dataset.id + ":" + (r || ""); }
+
+  function tiers(t) {
+    var byRank = {};
+    cards(t).forEach(function (li) {
+      var r = rankOf(li);
+      if (r) { (byRank[r] = byRank[r] || []).push(li); }
+    });
+    return Object.keys(byRank).map(Number).sort(function (a, b) { return a - b; })
+      .map(function (r) { return byRank[r]; });
+  }
+
+  // Show ranks as badges ("1", "1=" for a tie), group tied cards, keep the list sorted best first.
+  function refresh(t, reorder) {
+    var list = t.querySelector("#candidates");
+    var all = cards(t);
+    var counts = {};
+    all.forEach(function (li) { var r = rankOf(li); if (r) { counts[r] = (counts[r] || 0) + 1; } });
+    if (reorder) {
+      var focused = document.activeElement;
+      all.slice().sort(function (a, b) {
+        var ra = rankOf(a) || Infinity, rb = rankOf(b) || Infinity;
+        return ra !== rb ? ra - rb : Number(a.dataset.pos) - Number(b.dataset.pos);
+      }).forEach(function (li) { list.appendChild(li); });
+      if (focused && list.contains(focused)) { focused.focus({ preventScroll: true }); }
+      all = cards(t);
+    }
+    all.forEach(function (li, i) {
+      var r = rankOf(li);
+      var tied = !!r && counts[r] > 1;
+      li.querySelector("[data-badge]").textContent = r ? (tied ? r + "=" : String(r)) : "–";
+      li.classList.toggle("ranked", !!r);
+      li.classList.toggle("tied", tied);
+      var prev = all[i - 1], next = all[i + 1];
+      li.classList.toggle("tie-start", tied && !(prev && rankOf(prev) === r));
+      li.classList.toggle("tie-cont", tied && !!prev && rankOf(prev) === r);
+      li.classList.toggle("tie-end", tied && !(next && rankOf(next) === r));
+      li.setAttribute("aria-label", "Response " + li.dataset.label + (r ? ", rank " + r + (tied ? " (tie)" : "") : ", unranked"));
+    });
+    var summary = t.querySelector("#tier-summary");
+    var ts = tiers(t);
+    summary.textContent = ts.length
+      ? ts.map(function (tier) { return tier.map(function (li) { return li.dataset.label; }).join(" = "); }).join("  ≻  ")
+      : summary.dataset.empty;
+  }
+
+  function showError(t, message, inDialog) {
+    var box = inDialog ? t.querySelector("[data-dialog-error]") : t.querySelector("#task-error");
+    if (!box) { return; }
+    box.textContent = message;
+    box.hidden = !message;
+  }
+
+  function secondsSpent() {
+    var ms = timer.visibleMs + (timer.since !== null ? performance.now() - timer.since : 0);
+    return (ms / 1000).toFixed(1);
+  }
+
+  function focusCard(t, index) {
+    var all = cards(t);
+    if (!all.length) { return; }
+    var li = all[Math.max(0, Math.min(all.length - 1, index))];
+    li.focus();
+  }
+
+  function currentCard(t) {
+    var el = document.activeElement;
+    var li = el && el.closest ? el.closest(".cand") : null;
+    return li && t.contains(li) ? li : null;
+  }
+
+  function submit(t) {
+    var unranked = cards(t).filter(function (li) { return !rankOf(li); });
+    if (unranked.length) {
+      showError(t, "Rank every response first (" + unranked.length + " left: " +
+        unranked.map(function (li) { return li.dataset.label; }).join(", ") + ").");
+      unranked[0].focus();
+      return;
+    }
+    t.querySelector("#rank-form").requestSubmit();
+  }
+
+  function openSkip(t) {
+    var dialog = t.querySelector("#skip-dialog");
+    if (!dialog || dialog.open) { return; }
+    showError(t, "", true);
+    dialog.showModal();
+    dialog.querySelector("textarea").focus();
+  }
+
+  function toggleFlag(li, name) {
+    var box = li.querySelector('input[name="flag"][value$=":' + name + '"]');
+    if (box) { box.checked = !box.checked; }
+  }
+
+  function init(t) {
+    if (!t || t.dataset.ready) { return; }
+    t.dataset.ready = "1";
+    timer.visibleMs = 0;
+    timer.since = document.hidden ? null : performance.now();
+    var list = t.querySelector("#candidates");
+    if (!list) { return; }
+    if (window.Sortable) {
+      window.Sortable.create(list, {
+        animation: 150,
+        handle: ".cand-head",
+        filter: "input, select, label, button",
+        preventOnFilter: false,
+        onEnd: function () {
+          // A drag states a full, strict order: rank everything by its new position.
+          cards(t).forEach(function (li, i) { setRank(li, i + 1); });
+          refresh(t, false);
+        },
+      });
+    }
+    refresh(t, true);
+    window.scrollTo(0, 0);
+    focusCard(t, 0);
+  }
+
+  document.addEventListener("keydown", function (e) {
+    var t = task();
+    if (!t || !t.querySelector("#candidates") || e.ctrlKey || e.metaKey || e.altKey) { return; }
+    var dialog = t.querySelector("#skip-dialog");
+    if (dialog && dialog.open) { return; }
+    var el = e.target;
+    var typing = el && (el.tagName === "TEXTAREA" || el.tagName === "SELECT" ||
+      (el.tagName === "INPUT" && !/^(checkbox|radio|button|submit)$/.test(el.type)));
+    if (typing) { return; }
+    var li = currentCard(t);
+    var all = cards(t);
+    var k = all.length;
+    var key = e.key;
+    if (/^[0-9]$/.test(key)) {
+      var n = parseInt(key, 10);
+      if (n > k) { return; }
+      e.preventDefault();
+      li = li || all[0];
+      setRank(li, n);
+      showError(t, "");
+      li.focus({ preventScroll: true });
+      refresh(t, true);
+      // Keyboard flow: after ranking one, move on to the first still-unranked response.
+      var next = cards(t).filter(function (c) { return !rankOf(c); })[0];
+      if (n !== 0 && next) { next.focus(); } else { li.focus(); }
+    } else if (key === "Backspace" || key === "Delete") {
+      if (!li) { return; }
+      e.preventDefault();
+      setRank(li, null);
+      refresh(t, true);
+      li.focus();
+    } else if (key === "ArrowDown" || key === "ArrowRight" || key === "j") {
+      e.preventDefault();
+      focusCard(t, li ? all.indexOf(li) + 1 : 0);
+    } else if (key === "ArrowUp" || key === "ArrowLeft" || key === "k") {
+      e.preventDefault();
+      focusCard(t, li ? all.indexOf(li) - 1 : 0);
+    } else if (key === "Enter") {
+      if (el && /^(BUTTON|A|SUMMARY)$/.test(el.tagName)) { return; }
+      e.preventDefault();
+      submit(t);
+    } else if (key === "s" || key === "S") {
+      e.preventDefault();
+      openSkip(t);
+    } else if ((key === "u" || key === "U") && li) {
+      e.preventDefault();
+      toggleFlag(li, "unsafe");
+    } else if ((key === "i" || key === "I") && li) {
+      e.preventDefault();
+      toggleFlag(li, "incorrect");
+    } else if (key === "b" || key === "B") {
+      e.preventDefault();
+      var box = t.querySelector('input[name="all_bad"]');
+      if (box) { box.checked = !box.checked; }
+    }
+  });
+
+  document.addEventListener("change", function (e) {
+    var t = task();
+    if (t && e.target.matches && e.target.matches('select[name="rank"]')) { refresh(t, true); }
+  });
+
+  document.addEventListener("click", function (e) {
+    var t = task();
+    if (!t) { return; }
+    var more = e.target.closest("[data-more]");
+    if (more) {
+      var text = more.parentNode.querySelector(".cand-text");
+      var collapsed = text.classList.toggle("collapsed");
+      more.textContent = collapsed ? "Show more" : "Show less";
+      more.setAttribute("aria-expanded", String(!collapsed));
+      return;
+    }
+    if (e.target.closest("[data-open-skip]")) { openSkip(t); return; }
+    if (e.target.closest("[data-close-skip]")) { t.querySelector("#skip-dialog").close(); return; }
+    var chip = e.target.closest("[data-reason]");
+    if (chip) {
+      var area = chip.closest("form").querySelector("textarea[name=reason]");
+      area.value = chip.dataset.reason;
+      area.focus();
+    }
+  });
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.hidden && timer.since !== null) {
+      timer.visibleMs += performance.now() - timer.since;
+      timer.since = null;
+    } else if (!document.hidden && timer.since === null) {
+      timer.since = performance.now();
+    }
+  });
+
+  // Without htmx (or before it loads) the plain form post still carries the time spent.
+  document.addEventListener("submit", function (e) {
+    if (e.target.id === "rank-form") { e.target.querySelector('input[name="seconds_spent"]').value = secondsSpent(); }
+  }, true);
+
+  document.addEventListener("htmx:configRequest", function (e) {
+    if (e.detail.elt && e.detail.elt.id === "rank-form") { e.detail.parameters.seconds_spent = secondsSpent(); }
+  });
+
+  document.addEventListener("htmx:responseError", function (e) {
+    var t = task();
+    if (!t) { return; }
+    var message = "Something went wrong (" + e.detail.xhr.status + "). Please try again.";
+    try {
+      var doc = new DOMParser().parseFromString(e.detail.xhr.responseText, "text/html");
+      var found = doc.querySelector(".error");
+      if (found && found.textContent.trim()) { message = found.textContent.trim(); }
+    } catch (err) { /* keep the generic message */ }
+    var inDialog = !!(e.detail.elt && e.detail.elt.closest && e.detail.elt.closest("dialog"));
+    showError(t, message, inDialog);
+  });
+
+  document.addEventListener("htmx:sendError", function () {
+    var t = task();
+    if (t) { showError(t, "Could not reach the server. Check your connection and try again."); }
+  });
+
+  function boot() {
+    if (window.htmx) {
+      window.htmx.onLoad(function (el) {
+        init(el.id === "task" ? el : el.querySelector && el.querySelector("#task"));
+      });
+    }
+    init(task());
+  }
+  if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", boot); } else { boot(); }
+})();
