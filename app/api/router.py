@@ -4,4 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.api.tasks import router as tasks_router
+
 router = APIRouter(prefix="/api/v1")
+router.include_router(tasks_router)
