@@ -1,0 +1,286 @@
+"""Imports: turn checked records into prompts, candidates, comparison sets and imported rankings.
+
+An import is all or nothing: `importers.parse` checks every line before anything is written, and the
+caller commits once. Re-importing is safe: a prompt is identified by its text within the prompt set, a
+candidate by (prompt, model version, text), and a set by its prompt and candidates, so a record whose set
+(or, for a ranked record, whose imported ranking) already exists is counted as a duplicate, not stored twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.annotation.tiers import validate_tiers
+from app.auth.service import imported_annotator
+from app.config import Settings
+from app.errors import Invalid
+from app.orm import (
+    Assignment,
+    AssignmentStatus,
+    Candidate,
+    ComparisonSet,
+    ComparisonSetItem,
+    ModelVersion,
+    Prompt,
+    Ranking,
+    SetStatus,
+)
+from app.prompts import importers
+from app.prompts import repository as repo
+from app.prompts.importers import Record
+from app.prompts.schemas import ImportKind, ImportSummary
+
+DEFAULT_PROMPT_SET = "imported"
+RANKING_SOURCE = "import"
+
+
+def import_file(
+    session: Session,
+    settings: Settings,
+    data: bytes,
+    kind: ImportKind,
+    prompt_set: str | None = None,
+    filename: str = "",
+) -> ImportSummary:
+    """Check a whole file, then write it; on any malformed line raise Invalid and write nothing."""
+    name = _prompt_set_name(prompt_set)
+    records = importers.parse(data, kind, filename)
+    return import_records(session, settings, records, name, origin=filename)
+
+
+def import_records(
+    session: Session,
+    settings: Settings,
+    records: Sequence[Record],
+    prompt_set: str,
+    *,
+    description: str = "",
+    origin: str = "",
+) -> ImportSummary:
+    """Write checked records into a prompt set (created if missing); flushes, never commits."""
+    name = _prompt_set_name(prompt_set)
+    prompt_set_row = repo.get_prompt_set_by_name(session, name) or repo.add_prompt_set(
+        session, name, description
+    )
+    prompts, preexisting = _prompts(session, prompt_set_row.id, records, origin)
+    grouped = [r for r in records if r.completions]
+    summary = ImportSummary(
+        prompt_set=name,
+        records=len(records),
+        prompts=len({r.prompt for r in records} - preexisting),
+        candidates=0,
+        sets=0,
+        rankings=0,
+        duplicates=_repeated_prompts([r for r in records if not r.completions], preexisting),
+    )
+    if not grouped:
+        return summary
+
+    versions = _model_versions(session, {r.model for r in grouped}, origin)
+    candidate_ids, summary.candidates = _candidates(session, grouped, prompts, versions)
+    prompt_ids = sorted({prompts[r.prompt].id for r in grouped})
+    existing_sets = _existing_sets(session, prompt_ids)
+    annotator_id = imported_annotator(session).id if any(r.tiers is not None for r in grouped) else None
+    ranked_sets = (
+        repo.sets_with_assignment_of(
+            session, annotator_id, [s for keys in existing_sets.values() for s in keys]
+        )
+        if annotator_id is not None
+        else set()
+    )
+
+    new_open: set[SetKey] = set()
+    new_ranked: set[SetKey] = set()
+    to_rank: list[tuple[ComparisonSet, list[int], list[list[int]]]] = []
+    new_sets: list[ComparisonSet] = []
+    for record, ids in zip(grouped, candidate_ids, strict=True):
+        key = (prompts[record.prompt].id, frozenset(ids))
+        if record.tiers is None:
+            if key in existing_sets or key in new_open:
+                summary.duplicates += 1
+                continue
+            new_open.add(key)
+            overlap, status = settings.overlap, SetStatus.open
+        else:
+            if key in new_ranked or ranked_sets.intersection(existing_sets.get(key, ())):
+                summary.duplicates += 1
+                continue
+            new_ranked.add(key)
+            # Already judged outside: nobody here is asked again, the outside judgement is the one ranking.
+            overlap, status = 1, SetStatus.closed
+        comparison_set = ComparisonSet(
+            prompt_id=key[0],
+            overlap=overlap,
+            status=status,
+            source=record.source[:200],
+            items=[ComparisonSetItem(candidate_id=c, position=i) for i, c in enumerate(ids)],
+        )
+        new_sets.append(comparison_set)
+        if record.tiers is not None:
+            to_rank.append((comparison_set, ids, [[ids[i] for i in tier] for tier in record.tiers]))
+    repo.add_all(session, new_sets)
+    summary.sets = len(new_sets)
+
+    if to_rank and annotator_id is not None:
+        summary.rankings = _imported_rankings(session, annotator_id, to_rank)
+    return summary
+
+
+SetKey = tuple[int, frozenset[int]]
+
+
+def _prompt_set_name(name: str | None) -> str:
+    name = (name or "").strip() or DEFAULT_PROMPT_SET
+    if len(name) > 200:
+        raise Invalid("prompt set names are at most 200 characters")
+    return name
+
+
+def _repeated_prompts(records: Sequence[Record], preexisting: set[str]) -> int:
+    seen = set(preexisting)
+    repeated = 0
+    for r in records:
+        repeated += r.prompt in seen
+        seen.add(r.prompt)
+    return repeated
+
+
+def _prompts(
+    session: Session, prompt_set_id: int, records: Sequence[Record], origin: str
+) -> tuple[dict[str, Prompt], set[str]]:
+    """Prompts by text, created where missing; also the texts that existed before."""
+    tags: dict[str, list[str]] = {}
+    sources: dict[str, str] = {}
+    for r in records:
+        tags.setdefault(r.prompt, [])
+        tags[r.prompt].extend(t for t in r.tags if t not in tags[r.prompt])
+        sources.setdefault(r.prompt, f"{r.source}:{origin}" if origin else r.source)
+    found = repo.prompts_by_text(session, prompt_set_id, list(tags))
+    preexisting = set(found)
+    new = [
+        Prompt(prompt_set_id=prompt_set_id, text=text, tags=tags[text], source=sources[text][:200])
+        for text in tags
+        if text not in found
+    ]
+    repo.add_all(session, new)
+    found.update((p.text, p) for p in new)
+    return found, preexisting
+
+
+def _model_versions(session: Session, names: set[str], origin: str) -> dict[str, ModelVersion]:
+    versions: dict[str, ModelVersion] = {}
+    for name in sorted(names):
+        version = repo.get_model_version_by_name(session, name)
+        if version is None:
+            version = repo.add_external_model_version(
+                session, name, {"source": "import", "first_imported_from": origin[:200]}
+            )
+        versions[name] = version
+    return versions
+
+
+def _candidates(
+    session: Session,
+    records: Sequence[Record],
+    prompts: dict[str, Prompt],
+    versions: dict[str, ModelVersion],
+) -> tuple[list[list[int]], int]:
+    prompt_ids = sorted({prompts[r.prompt].id for r in records})
+    known: dict[tuple[int, int, str], Candidate] = {
+        (c.prompt_id, c.model_version_id, c.text): c for c in repo.candidates_of_prompts(session, prompt_ids)
+    }
+    new: list[Candidate] = []
+    for r in records:
+        prompt_id, version_id = prompts[r.prompt].id, versions[r.model].id
+        for index, text in enumerate(r.completions):
+            key = (prompt_id, version_id, text)
+            if key not in known:
+                params: dict[str, Any] = (
+                    r.completion_meta[index] if r.completion_meta else {"source": r.source}
+                )
+                known[key] = Candidate(
+                    prompt_id=prompt_id, model_version_id=version_id, text=text, generation_params=params
+                )
+                new.append(known[key])
+    repo.add_all(session, new)
+    ids = [
+        [known[(prompts[r.prompt].id, versions[r.model].id, text)].id for text in r.completions]
+        for r in records
+    ]
+    return ids, len(new)
+
+
+def _existing_sets(session: Session, prompt_ids: Sequence[int]) -> dict[SetKey, list[int]]:
+    members: dict[int, tuple[int, set[int]]] = {}
+    for set_id, prompt_id, candidate_id in repo.set_items_of_prompts(session, prompt_ids):
+        members.setdefault(set_id, (prompt_id, set()))[1].add(candidate_id)
+    by_key: dict[SetKey, list[int]] = {}
+    for set_id, (prompt_id, ids) in members.items():
+        by_key.setdefault((prompt_id, frozenset(ids)), []).append(set_id)
+    return by_key
+
+
+def _imported_rankings(
+    session: Session,
+    annotator_id: int,
+    to_rank: Sequence[tuple[ComparisonSet, list[int], list[list[int]]]],
+) -> int:
+    now = dt.datetime.now(dt.UTC)
+    assignments = [
+        Assignment(
+            set_id=s.id,
+            annotator_id=annotator_id,
+            status=AssignmentStatus.submitted,
+            display_order=ids,
+            leased_at=now,
+            lease_expires_at=now,
+            completed_at=now,
+        )
+        for s, ids, _ in to_rank
+    ]
+    repo.add_all(session, assignments)
+    rankings = []
+    for assignment, (s, ids, tiers) in zip(assignments, to_rank, strict=True):
+        normalised = validate_tiers(tiers, ids)
+        rankings.append(
+            Ranking(
+                assignment_id=assignment.id,
+                set_id=s.id,
+                annotator_id=annotator_id,
+                tiers=normalised,
+                all_bad=False,
+                flags={},
+                rationale="",
+                display_order=ids,
+                seconds_spent=None,
+                source=RANKING_SOURCE,
+                fingerprint=ranking_fingerprint(assignment.id, normalised, False, {}, ""),
+            )
+        )
+    repo.add_all(session, rankings)
+    return len(rankings)
+
+
+def ranking_fingerprint(
+    assignment_id: int, tiers: list[list[int]], all_bad: bool, flags: dict[str, Any], rationale: str
+) -> str:
+    """sha256 of the ranking's canonical JSON, in the same shape as web submissions."""
+    canonical = json.dumps(
+        {
+            "assignment_id": assignment_id,
+            "tiers": tiers,
+            "all_bad": all_bad,
+            "flags": flags,
+            "rationale": rationale,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
