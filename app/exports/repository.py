@@ -1,0 +1,68 @@
+"""Queries for exports: rankings page by page (keyset on id) and the candidates of their sets."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.orm import Candidate, ComparisonSet, ComparisonSetItem, ModelVersion, Prompt, PromptSet, Ranking
+
+
+@dataclass(frozen=True)
+class ExportFilter:
+    prompt_set_id: int | None = None
+    since: dt.datetime | None = None
+    # Pairs leave out all-bad rankings: "everything is bad" orders nothing.
+    exclude_all_bad: bool = False
+
+
+@dataclass(frozen=True)
+class RankingRow:
+    ranking: Ranking
+    prompt: Prompt
+    prompt_set: str
+
+
+@dataclass(frozen=True)
+class SetMember:
+    candidate: Candidate
+    model_version: str
+
+
+def rankings_page(session: Session, filters: ExportFilter, after_id: int, limit: int) -> list[RankingRow]:
+    """Up to `limit` live (not dropped) rankings after `after_id`, by id, with prompt and prompt set name."""
+    query = (
+        select(Ranking, Prompt, PromptSet.name)
+        .join(ComparisonSet, ComparisonSet.id == Ranking.set_id)
+        .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
+        .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
+        .where(Ranking.id > after_id, Ranking.dropped.is_(False))
+        .order_by(Ranking.id)
+        .limit(limit)
+    )
+    if filters.prompt_set_id is not None:
+        query = query.where(Prompt.prompt_set_id == filters.prompt_set_id)
+    if filters.since is not None:
+        query = query.where(Ranking.created_at >= filters.since)
+    if filters.exclude_all_bad:
+        query = query.where(Ranking.all_bad.is_(False))
+    return [RankingRow(r[0], r[1], r[2]) for r in session.execute(query)]
+
+
+def set_members(session: Session, set_ids: Sequence[int]) -> dict[int, list[SetMember]]:
+    """The candidates of these comparison sets, in set order, with their model version names."""
+    rows = session.execute(
+        select(ComparisonSetItem.set_id, Candidate, ModelVersion.name)
+        .join(Candidate, Candidate.id == ComparisonSetItem.candidate_id)
+        .join(ModelVersion, ModelVersion.id == Candidate.model_version_id)
+        .where(ComparisonSetItem.set_id.in_(set_ids))
+        .order_by(ComparisonSetItem.set_id, ComparisonSetItem.position)
+    )
+    members: dict[int, list[SetMember]] = {}
+    for set_id, candidate, version in rows:
+        members.setdefault(set_id, []).append(SetMember(candidate, version))
+    return members

@@ -1,0 +1,56 @@
+"""One pydantic model per exported JSONL line."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ExportedPrompt(BaseModel):
+    id: int
+    text: str
+    tags: list[str]
+    prompt_set: str
+
+
+class ExportedCandidate(BaseModel):
+    id: int
+    text: str
+    model_version_id: int
+    model_version: str = Field(description="model version name")
+    hidden: bool
+
+
+class RankingRecord(BaseModel):
+    """One ranking with everything needed to use it without the database (rankings.jsonl)."""
+
+    ranking_id: int
+    set_id: int
+    prompt: ExportedPrompt
+    candidates: list[ExportedCandidate] = Field(description="the comparison set, in set order")
+    tiers: list[list[int]] = Field(description="candidate ids, best tier first; a tier of several is a tie")
+    all_bad: bool
+    flags: dict[str, Any] = Field(description='{"<candidate id>": ["unsafe", ...]}')
+    rationale: str
+    annotator_id: int
+    display_order: list[int] = Field(description="candidate ids in the order the annotator saw them")
+    seconds_spent: float | None
+    created_at: dt.datetime
+    source: str = Field(description='"web", "api", "import", ...')
+
+
+class PreferencePair(BaseModel):
+    """A TRL preference pair (standard format) with ids to trace it back (pairs.jsonl)."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+    margin: int = Field(description="tier distance between chosen and rejected: 1 for neighbours")
+    ranking_id: int
+    set_id: int
+    prompt_id: int
+    chosen_id: int
+    rejected_id: int
+    annotator_id: int

@@ -1,0 +1,163 @@
+"""Exports as streams of JSONL lines: raw rankings, and TRL preference pairs.
+
+The filters are checked at once with the caller's session (so a bad filter is a clear 4xx before any
+byte is sent); the lines are then produced lazily by a generator with its own session, reading the
+rankings in batches inside one REPEATABLE READ transaction, so a long export is one consistent snapshot
+and never holds more than a batch in memory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator, Sequence
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.annotation.tiers import pairs_from_tiers
+from app.db import session_factory
+from app.errors import Invalid, NotFound
+from app.exports import repository as repo
+from app.exports.repository import ExportFilter, RankingRow, SetMember
+from app.exports.schemas import (
+    ExportedCandidate,
+    ExportedPrompt,
+    PreferencePair,
+    RankingRecord,
+)
+from app.prompts.repository import get_prompt_set_by_name
+
+BATCH_SIZE = 500
+Render = Callable[[RankingRow, list[SetMember]], Iterator[str]]
+
+
+def parse_since(value: str | dt.datetime | None) -> dt.datetime | None:
+    """An ISO date or datetime (naive means UTC), or None for an empty value."""
+    if value is None or isinstance(value, dt.datetime):
+        return _aware(value) if value else None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise Invalid(f"since must be an ISO date or datetime such as 2025-01-31, got {value!r}") from None
+    return _aware(parsed)
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def rankings_export(
+    session: Session,
+    prompt_set: str | None = None,
+    since: str | dt.datetime | None = None,
+    *,
+    batch_size: int = BATCH_SIZE,
+    sessions: sessionmaker[Session] | None = None,
+) -> Iterator[str]:
+    """Check the filters, then stream one JSON line per live ranking (rankings.jsonl)."""
+    filters = _filters(session, prompt_set, since, exclude_all_bad=False)
+    return _stream(filters, _ranking_lines, batch_size, sessions)
+
+
+def pairs_export(
+    session: Session,
+    prompt_set: str | None = None,
+    since: str | dt.datetime | None = None,
+    *,
+    batch_size: int = BATCH_SIZE,
+    sessions: sessionmaker[Session] | None = None,
+) -> Iterator[str]:
+    """Check the filters, then stream TRL preference pairs, one JSON line each (pairs.jsonl)."""
+    filters = _filters(session, prompt_set, since, exclude_all_bad=True)
+    return _stream(filters, _pair_lines, batch_size, sessions)
+
+
+def _filters(
+    session: Session, prompt_set: str | None, since: str | dt.datetime | None, *, exclude_all_bad: bool
+) -> ExportFilter:
+    """Resolve a prompt set name to its id (404 if unknown) and parse `since`."""
+    prompt_set_id = None
+    if prompt_set:
+        found = get_prompt_set_by_name(session, prompt_set)
+        if found is None:
+            raise NotFound(f"no prompt set named {prompt_set!r}")
+        prompt_set_id = found.id
+    return ExportFilter(prompt_set_id, parse_since(since), exclude_all_bad)
+
+
+def _stream(
+    filters: ExportFilter, render: Render, batch_size: int, sessions: sessionmaker[Session] | None
+) -> Iterator[str]:
+    """Lines for every matching ranking, read `batch_size` at a time in one snapshot."""
+    session = (sessions or session_factory())()
+    try:
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        after = 0
+        while True:
+            rows = repo.rankings_page(session, filters, after, batch_size)
+            if not rows:
+                break
+            members = repo.set_members(session, sorted({r.ranking.set_id for r in rows}))
+            for row in rows:
+                yield from render(row, members.get(row.ranking.set_id, []))
+            after = rows[-1].ranking.id
+            session.expunge_all()
+    finally:
+        session.rollback()
+        session.close()
+
+
+def _ranking_lines(row: RankingRow, members: Sequence[SetMember]) -> Iterator[str]:
+    """The one rankings.jsonl line of a ranking."""
+    r, p = row.ranking, row.prompt
+    record = RankingRecord(
+        ranking_id=r.id,
+        set_id=r.set_id,
+        prompt=ExportedPrompt(id=p.id, text=p.text, tags=list(p.tags), prompt_set=row.prompt_set),
+        candidates=[
+            ExportedCandidate(
+                id=m.candidate.id,
+                text=m.candidate.text,
+                model_version_id=m.candidate.model_version_id,
+                model_version=m.model_version,
+                hidden=m.candidate.hidden,
+            )
+            for m in members
+        ],
+        tiers=r.tiers,
+        all_bad=r.all_bad,
+        flags=r.flags,
+        rationale=r.rationale,
+        annotator_id=r.annotator_id,
+        display_order=list(r.display_order),
+        seconds_spent=r.seconds_spent,
+        created_at=r.created_at,
+        source=r.source,
+    )
+    yield record.model_dump_json() + "\n"
+
+
+def _pair_lines(row: RankingRow, members: Sequence[SetMember]) -> Iterator[str]:
+    """The pairs.jsonl lines of a ranking: every strict preference, none with a hidden candidate."""
+    r = row.ranking
+    texts = {m.candidate.id: m.candidate.text for m in members if not m.candidate.hidden}
+    for pair in pairs_from_tiers(r.tiers):
+        if pair.chosen not in texts or pair.rejected not in texts:
+            continue
+        yield (
+            PreferencePair(
+                prompt=row.prompt.text,
+                chosen=texts[pair.chosen],
+                rejected=texts[pair.rejected],
+                margin=pair.margin,
+                ranking_id=r.id,
+                set_id=r.set_id,
+                prompt_id=row.prompt.id,
+                chosen_id=pair.chosen,
+                rejected_id=pair.rejected,
+                annotator_id=r.annotator_id,
+            ).model_dump_json()
+            + "\n"
+        )
