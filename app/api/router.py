@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.api.data import router as data_router
 from app.api.tasks import router as tasks_router
 
 router = APIRouter(prefix="/api/v1")
 router.include_router(tasks_router)
+router.include_router(data_router)
