@@ -64,7 +64,7 @@ def export(kind: str, **filters: Any) -> list[dict[str, Any]]:
 
 
 def expected_pairs(
-    ranking_texts: list[list[str]], hidden: set[str] = frozenset()
+    ranking_texts: list[list[str]], hidden: frozenset[str] = frozenset()
 ) -> set[tuple[str, str, int]]:
     """Independent of the code under test: every (better, worse, tier distance) across tiers."""
     out = set()
