@@ -1,0 +1,391 @@
+"""Reward model: a scalar head on a language-model backbone, LoRA-tuned on K-wise rankings (InstructGPT).
+
+The backbone is any HF model `AutoModelForSequenceClassification` can load with `num_labels=1` (by default
+the policy's base model). Its transformer gets LoRA adapters; the new linear head (`score`) is trained fully
+and saved with the adapter (PEFT's SEQ_CLS task puts it in `modules_to_save`). The score of a reply is the
+head's output at the last non-pad token of "prompt + reply" rendered with the chat template.
+
+Loss (InstructGPT, Ouyang et al. 2022): a ranking of K candidates is one batch of K forward passes; the K
+scores give every ordered pair the tiers imply, and the ranking's loss is the mean over those pairs of
+-log sigmoid(r_chosen - r_rejected - margin). Ties and all-bad rankings give no pair. Scoring each candidate
+once instead of once per pair gives the same loss and gradients for (K-1)/2 times less compute, and keeps
+all pairs of a ranking in one step, which the paper found reduces overfitting.
+
+Training holds out whole prompts, evaluates held-out pairwise accuracy and loss, and stops early when the
+held-out loss stops improving; the best adapter is the one saved.
+
+Multi-GPU: start the script that calls `train_reward_model` with
+`accelerate launch --num_processes N script.py`. The loop runs through `accelerate.Accelerator`, which
+shards the training rankings across processes and averages gradients (a single plain process needs nothing).
+Every process evaluates the (small) held-out set itself, so early-stopping decisions agree; only the main
+process writes the output directory and calls the progress callback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from worker.data import PreferencePair, ProgressCallback, Ranking, ranking_to_pairs, split_by_prompt
+from worker.models import (
+    DEFAULT_MODEL_NAME,
+    DeviceSpec,
+    format_exchange,
+    load_tokenizer,
+    pick_device,
+    resolve_model_path,
+)
+
+REWARD_CONFIG_FILE = "reward_model.json"
+
+
+@dataclass
+class RewardConfig:
+    base_model: str = DEFAULT_MODEL_NAME  # backbone: the default name, an HF model id or a local path
+    lr: float = 1e-4  # AdamW learning rate, constant (early stopping ends training, not a schedule)
+    epochs: float = (
+        3.0  # passes over the training rankings, fractions allowed (early stopping may end sooner)
+    )
+    max_steps: int = 0  # cap on optimizer steps; 0: the epochs decide
+    batch_size: int = 4  # rankings per optimizer step; all their candidates go through in one batch
+    weight_decay: float = 0.0  # AdamW decoupled weight decay on the LoRA and head weights
+    lora_r: int = 8  # LoRA rank
+    lora_alpha: int = 16  # LoRA scaling numerator (effective scale alpha / r)
+    lora_dropout: float = 0.05  # dropout on the LoRA branch input
+    lora_target_modules: list[str] | None = (
+        None  # None: PEFT's per-architecture default (e.g. q/v projections)
+    )
+    max_length: int = (
+        512  # tokens per prompt+reply; longer ones lose their beginning (the score reads the end)
+    )
+    margin_scale: float = 0.0  # margin = margin_scale * tier distance; 0 is the plain InstructGPT loss
+    grad_clip: float = 1.0  # max gradient norm; small reward models spike early without it
+    seed: int = 0  # seeds the held-out split, the shuffling, the head and LoRA initialisation
+    heldout_fraction: float = 0.2  # share of PROMPTS (not pairs) kept out of training for validation
+    patience: int = 2  # evaluations without held-out loss improvement before stopping
+    eval_every: int | None = None  # optimizer steps between evaluations; None: once per epoch
+    eval_batch_size: int = 16  # sequences per forward pass when evaluating
+    device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PairwiseEval:
+    accuracy: float  # share of pairs where the chosen reply scored strictly higher (NaN when count is 0)
+    loss: float  # mean -log sigmoid(r_chosen - r_rejected) over pairs, no margin (NaN when count is 0)
+    count: int  # number of pairs evaluated
+
+
+@dataclass
+class RewardTrainResult:
+    metrics: dict[str, Any]  # JSON-ready: held-out accuracy/loss, steps, timing, split sizes
+    heldout_pairs: list[PreferencePair]  # to evaluate the previous reward model on the same data
+    history: list[dict[str, float]] = field(default_factory=list)  # one entry per evaluation
+
+
+# --- the loss -------------------------------------------------------------------------------------------
+
+
+def ranking_loss(
+    scores: torch.Tensor, ranking: Ranking, margin_scale: float = 0.0
+) -> tuple[torch.Tensor, int]:
+    """Mean pairwise loss of one ranking from its K scores (one per candidate); returns (loss, pair count).
+
+    A ranking without pairs returns a zero that is still connected to the scores, so a distributed backward
+    pass sees the same parameters used on every process.
+    """
+    pairs = ranking.pairs()
+    if not pairs:
+        return scores.sum() * 0.0, 0
+    chosen = torch.tensor([p.chosen for p in pairs], device=scores.device)
+    rejected = torch.tensor([p.rejected for p in pairs], device=scores.device)
+    margin = margin_scale * torch.tensor([float(p.margin) for p in pairs], device=scores.device)
+    diff = scores[chosen].float() - scores[rejected].float() - margin
+    return -F.logsigmoid(diff).mean(), len(pairs)
+
+
+def naive_pairwise_loss(model: Any, tokenizer: Any, ranking: Ranking, cfg: RewardConfig) -> torch.Tensor:
+    """Reference for tests: the same loss with two forward passes per pair (C(K,2) pairs, 2 passes each)."""
+    losses = []
+    for p in ranking.pairs():
+        r_w = score_texts(model, tokenizer, ranking.prompt, [ranking.candidates[p.chosen]], cfg.max_length)
+        r_l = score_texts(model, tokenizer, ranking.prompt, [ranking.candidates[p.rejected]], cfg.max_length)
+        losses.append(-F.logsigmoid(r_w[0].float() - r_l[0].float() - cfg.margin_scale * p.margin))
+    return torch.stack(losses).mean()
+
+
+# --- scoring --------------------------------------------------------------------------------------------
+
+
+def score_texts(
+    model: Any, tokenizer: Any, prompt: str, responses: Sequence[str], max_length: int
+) -> torch.Tensor:
+    """One scalar per reply, in one batch. Gradients flow when the caller has them enabled."""
+    return score_exchanges(model, tokenizer, [(prompt, r) for r in responses], max_length)
+
+
+def score_exchanges(
+    model: Any, tokenizer: Any, exchanges: Sequence[tuple[str, str]], max_length: int
+) -> torch.Tensor:
+    texts = [format_exchange(tokenizer, p, r) for p, r in exchanges]
+    # Right padding: with left padding the real tokens would sit at shifted positions, so a reply's score
+    # would depend on how long its batch-mates are.
+    tokenizer.padding_side = "right"
+    tokenizer.truncation_side = "left"
+    add_special = not getattr(tokenizer, "chat_template", None)
+    enc = tokenizer(
+        texts,
+        return_tensors="pt",
+        padding=True,
+        truncation=True,
+        max_length=max_length,
+        add_special_tokens=add_special,
+    )
+    device = next(model.parameters()).device
+    out = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device))
+    return out.logits[:, 0]
+
+
+class RewardModel:
+    """A trained reward model ready to score replies."""
+
+    def __init__(self, model: Any, tokenizer: Any, max_length: int) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    @torch.inference_mode()
+    def score(self, prompt: str, responses: Sequence[str], batch_size: int = 16) -> list[float]:
+        return self.score_exchanges([(prompt, r) for r in responses], batch_size)
+
+    @torch.inference_mode()
+    def score_exchanges(self, exchanges: Sequence[tuple[str, str]], batch_size: int = 16) -> list[float]:
+        scores: list[float] = []
+        for start in range(0, len(exchanges), batch_size):
+            chunk = exchanges[start : start + batch_size]
+            scores.extend(
+                score_exchanges(self.model, self.tokenizer, chunk, self.max_length).float().tolist()
+            )
+        return scores
+
+
+def _build_model(path: str, tokenizer: Any, cfg: RewardConfig) -> Any:
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    # fp32 master weights; on a GPU, accelerate's bf16 autocast does the fast part.
+    backbone = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
+    # The head reads the last token that is not padding; the model must know which id that is.
+    backbone.config.pad_token_id = tokenizer.pad_token_id
+    lora = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.lora_target_modules,
+    )
+    return get_peft_model(backbone, lora)
+
+
+def load_reward_model(
+    model_dir: Path, *, data_dir: Path | None = None, device: DeviceSpec | None = None
+) -> RewardModel:
+    """Backbone + saved adapter and head, from a directory written by `train_reward_model`."""
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    device = device or pick_device()
+    meta = json.loads((Path(model_dir) / REWARD_CONFIG_FILE).read_text())
+    path = resolve_model_path(meta["base_model"], data_dir)
+    tokenizer = load_tokenizer(str(model_dir), padding_side="right")
+    backbone = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=device.dtype)
+    backbone.config.pad_token_id = tokenizer.pad_token_id
+    model = PeftModel.from_pretrained(backbone, str(model_dir))
+    model.to(device.device)
+    model.eval()
+    return RewardModel(model, tokenizer, int(meta["max_length"]))
+
+
+def evaluate_reward_model(
+    model: Path | RewardModel,
+    pairs: Sequence[PreferencePair],
+    *,
+    data_dir: Path | None = None,
+    batch_size: int = 16,
+) -> PairwiseEval:
+    """Pairwise accuracy (and loss) of a reward model on these pairs."""
+    rm = model if isinstance(model, RewardModel) else load_reward_model(model, data_dir=data_dir)
+    if not pairs:
+        return PairwiseEval(math.nan, math.nan, 0)
+    was_training = rm.model.training
+    rm.model.eval()
+    exchanges = [(p.prompt, p.chosen) for p in pairs] + [(p.prompt, p.rejected) for p in pairs]
+    scores = torch.tensor(rm.score_exchanges(exchanges, batch_size))
+    rm.model.train(was_training)
+    diff = scores[: len(pairs)] - scores[len(pairs) :]
+    return PairwiseEval(
+        accuracy=float((diff > 0).float().mean()),
+        loss=float(-F.logsigmoid(diff).mean()),
+        count=len(pairs),
+    )
+
+
+# --- training -------------------------------------------------------------------------------------------
+
+
+def train_reward_model(
+    cfg: RewardConfig,
+    rankings: Sequence[Ranking],
+    output_dir: Path,
+    *,
+    data_dir: Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> RewardTrainResult:
+    """Train LoRA + head on these rankings, keep the best held-out checkpoint and save it to `output_dir`."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    started = time.perf_counter()
+    spec = pick_device(cfg.device)
+    accelerator = Accelerator(
+        mixed_precision="bf16" if spec.use_bf16 else "no", cpu=spec.device.type == "cpu"
+    )
+    set_seed(cfg.seed)
+
+    # Data: held-out prompts first, then drop rankings that teach nothing (ties only, all bad).
+    split = split_by_prompt(list(rankings), cfg.heldout_fraction, cfg.seed)
+    train = [r for r in split.train if r.pairs()]
+    heldout_pairs = ranking_to_pairs(split.heldout)
+    if not train:
+        raise ValueError("no training pairs: every ranking is a full tie or all-bad, or all were held out")
+
+    # Model: backbone + LoRA + scalar head.
+    path = resolve_model_path(cfg.base_model, data_dir)
+    tokenizer = load_tokenizer(path, padding_side="right")
+    model = _build_model(path, tokenizer, cfg)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loader: DataLoader[Ranking] = DataLoader(
+        train,  # type: ignore[arg-type]
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        collate_fn=list,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    steps_per_epoch = len(loader)
+    total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
+    if cfg.max_steps > 0:
+        total_steps = min(total_steps, cfg.max_steps)
+    eval_every = cfg.eval_every or steps_per_epoch
+
+    def evaluate() -> PairwiseEval:
+        rm = RewardModel(accelerator.unwrap_model(model), tokenizer, cfg.max_length)
+        with accelerator.autocast():
+            result = evaluate_reward_model(rm, heldout_pairs, batch_size=cfg.eval_batch_size)
+        model.train()
+        return result
+
+    def trainable_state() -> dict[str, torch.Tensor]:
+        unwrapped = accelerator.unwrap_model(model)
+        return {
+            n: p.detach().to("cpu", copy=True) for n, p in unwrapped.named_parameters() if p.requires_grad
+        }
+
+    # Held-out score of the untrained head: the baseline early stopping has to beat.
+    initial = evaluate() if heldout_pairs else None
+    best_loss = initial.loss if initial else math.inf
+    best_state = trainable_state()
+    best_eval, best_step = initial, 0
+    history: list[dict[str, float]] = []
+    if initial:
+        history.append({"step": 0, "heldout_loss": initial.loss, "heldout_accuracy": initial.accuracy})
+    bad_evals, step, stopped_early, last_loss = 0, 0, False, math.nan
+
+    model.train()
+    while step < total_steps and not stopped_early:
+        for batch in loader:
+            # One forward pass over all candidates of all rankings in the step, then split the scores.
+            flat = [(r.prompt, c) for r in batch for c in r.candidates]
+            with accelerator.autocast():
+                scores = score_exchanges(model, tokenizer, flat, cfg.max_length)
+            losses, offset = [], 0
+            for r in batch:
+                loss_r, _n = ranking_loss(scores[offset : offset + len(r.candidates)], r, cfg.margin_scale)
+                offset += len(r.candidates)
+                losses.append(loss_r)
+            # Every ranking weighs the same whatever its K (InstructGPT's 1/C(K,2) normalisation).
+            loss = torch.stack(losses).mean()
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            if cfg.grad_clip > 0:
+                accelerator.clip_grad_norm_(trainable, cfg.grad_clip)
+            optimizer.step()
+            step += 1
+            last_loss = float(loss.detach())
+            if progress is not None and accelerator.is_main_process:
+                progress(step, total_steps, last_loss)
+
+            if heldout_pairs and step % eval_every == 0:
+                current = evaluate()
+                history.append(
+                    {"step": step, "heldout_loss": current.loss, "heldout_accuracy": current.accuracy}
+                )
+                if current.loss < best_loss:
+                    best_loss, best_state, best_eval, best_step, bad_evals = (
+                        current.loss,
+                        trainable_state(),
+                        current,
+                        step,
+                        0,
+                    )
+                else:
+                    bad_evals += 1
+                    stopped_early = bad_evals >= cfg.patience
+            if stopped_early or step >= total_steps:
+                break
+
+    # Keep the best checkpoint (without held-out data: the last one).
+    unwrapped = accelerator.unwrap_model(model)
+    if heldout_pairs:
+        unwrapped.load_state_dict(best_state, strict=False)
+    else:
+        best_step = step
+
+    metrics: dict[str, Any] = {
+        "heldout_accuracy": best_eval.accuracy if best_eval else None,
+        "heldout_loss": best_eval.loss if best_eval else None,
+        "heldout_pairs": len(heldout_pairs),
+        "heldout_prompts": len(split.heldout_prompts),
+        "initial_heldout_accuracy": initial.accuracy if initial else None,
+        "initial_heldout_loss": initial.loss if initial else None,
+        "train_rankings": len(train),
+        "train_pairs": sum(len(r.pairs()) for r in train),
+        "steps": step,
+        "total_steps": total_steps,
+        "best_step": best_step,
+        "stopped_early": stopped_early,
+        "last_train_loss": last_loss,
+        "seconds": round(time.perf_counter() - started, 3),
+        "device": str(accelerator.device),
+    }
+    if accelerator.is_main_process:
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        unwrapped.save_pretrained(str(output_dir))
+        tokenizer.save_pretrained(str(output_dir))
+        meta = {"base_model": cfg.base_model, "max_length": cfg.max_length, "kind": "reward"}
+        (output_dir / REWARD_CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+    accelerator.wait_for_everyone()
+    return RewardTrainResult(metrics=metrics, heldout_pairs=heldout_pairs, history=history)
