@@ -1,0 +1,322 @@
+"""Policy update: LoRA DPO (Rafailov et al. 2023) with TRL's DPOTrainer on (prompt, chosen, rejected) pairs.
+
+Reference model = the previous policy, without a second copy of the weights:
+- first round (no previous adapter): a fresh LoRA adapter on the base model. LoRA starts as a no-op, so the
+  base model with the adapter disabled is exactly the previous policy; TRL computes the reference
+  log-probabilities that way.
+- later rounds: the previous adapter is loaded trainable and training continues from it. TRL copies it into a
+  frozen second adapter named "ref" and computes the reference log-probabilities with that one, so the
+  reference is base + previous adapter, i.e. the policy that produced the data. The LoRA shape (rank, alpha,
+  targets) is then the previous adapter's; the `lora_*` fields only apply to a fresh adapter.
+We chose this over merging the previous adapter into the base weights because every version then stays a
+single adapter on the unchanged base model: loadable on its own, no chain of merged checkpoints.
+
+Pairs are given to TRL in its conversational format (a user message, an assistant message), so prompts and
+replies go through the model's chat template exactly as in generation; models without a template get plain
+text.
+
+Device: CUDA (bf16 where supported) when available; on CPU, fp32 with `use_cpu=True` and `bf16=False`
+(TRL's configs default to bf16 and refuse it on CPU). Several GPUs:
+`accelerate launch --num_processes N script.py` for the script calling `train_dpo`; the Trainer handles the
+processes, and only the main process writes the output directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import EarlyStoppingCallback, PrinterCallback, TrainerCallback
+
+from worker.data import PreferencePair, ProgressCallback, Split, split_by_prompt
+from worker.generation import CandidateConfig, generate_candidates
+from worker.models import (
+    DEFAULT_MODEL_NAME,
+    format_exchange,
+    format_prompt,
+    load_tokenizer,
+    pick_device,
+    resolve_model_path,
+)
+from worker.reward import RewardModel
+
+POLICY_CONFIG_FILE = "policy_model.json"
+
+
+@dataclass
+class DPOTrainConfig:
+    base_model: str = DEFAULT_MODEL_NAME  # the default name, an HF model id or a local path
+    beta: float = 0.1  # strength of the pull towards the reference; higher keeps the policy closer
+    lr: float = 5e-5  # AdamW learning rate (TRL's 1e-6 default suits full fine-tuning, not LoRA)
+    epochs: float = 1.0  # passes over the training pairs, fractions allowed (early stopping may end sooner)
+    max_steps: int = 0  # cap on optimizer updates; 0: the epochs decide
+    batch_size: int = 4  # pairs per device per step
+    grad_accum: int = 1  # steps accumulated per optimizer update
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    warmup_ratio: float = 0.1  # share of the updates with a linearly rising learning rate
+    lora_r: int = 16  # LoRA rank (fresh adapters only, see module docstring)
+    lora_alpha: int = 32  # LoRA scaling numerator (effective scale alpha / r)
+    lora_dropout: float = 0.05  # dropout on the LoRA branch input
+    lora_target_modules: list[str] | None = (
+        None  # None: PEFT's per-architecture default (e.g. q/v projections)
+    )
+    max_length: int = 1024  # prompt + reply tokens; TRL truncates the end of longer pairs
+    max_prompt_length: int | None = None  # prompts longer than this lose their beginning first; None: no cap
+    seed: int = 0  # seeds the held-out split, LoRA initialisation and data order
+    heldout_fraction: float = 0.1  # share of PROMPTS (not pairs) kept out of training for validation
+    patience: int = 2  # evaluations without held-out DPO-loss improvement before stopping
+    eval_every: int | None = None  # updates between evaluations; None: about 5 evaluations per run
+    logging_steps: int = 1  # updates between progress callbacks
+    gradient_checkpointing: bool = False  # saves activation memory at ~20% more compute; for large models
+    device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DPOTrainResult:
+    metrics: dict[str, Any]  # JSON-ready: held-out DPO loss/reward accuracy, steps, timing
+    heldout_pairs: list[PreferencePair]
+    log_history: list[dict[str, Any]]  # the Trainer's own log (train and eval entries)
+
+
+class _ProgressToCallback(TrainerCallback):
+    """Forwards the Trainer's training-loss logs to our (step, total, loss) callback."""
+
+    def __init__(self, progress: ProgressCallback) -> None:
+        self.progress = progress
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any
+    ) -> None:
+        if state.is_world_process_zero and logs and "loss" in logs:
+            self.progress(int(state.global_step), int(state.max_steps), float(logs["loss"]))
+
+
+def _cap_prompt(tokenizer: Any, pair: PreferencePair, max_tokens: int) -> PreferencePair:
+    ids = tokenizer(pair.prompt, add_special_tokens=False)["input_ids"]
+    if len(ids) <= max_tokens:
+        return pair
+    return dataclasses.replace(pair, prompt=str(tokenizer.decode(ids[-max_tokens:])))
+
+
+def _to_records(pairs: Sequence[PreferencePair], conversational: bool) -> list[dict[str, Any]]:
+    if conversational:
+        return [
+            {
+                "prompt": [{"role": "user", "content": p.prompt}],
+                "chosen": [{"role": "assistant", "content": p.chosen}],
+                "rejected": [{"role": "assistant", "content": p.rejected}],
+            }
+            for p in pairs
+        ]
+    return [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+
+
+def train_dpo(
+    cfg: DPOTrainConfig,
+    pairs: Sequence[PreferencePair],
+    output_dir: Path,
+    *,
+    previous_adapter: Path | None = None,
+    data_dir: Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> DPOTrainResult:
+    """DPO-train a LoRA policy on these pairs; the best held-out adapter is saved to `output_dir`."""
+    from accelerate import PartialState
+    from datasets import Dataset
+    from peft import LoraConfig, PeftModel, TaskType
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    started = time.perf_counter()
+    spec = pick_device(cfg.device)
+    output_dir = Path(output_dir)
+
+    # Data: whole prompts held out, so the held-out loss measures generalisation to new prompts.
+    split = split_by_prompt(list(pairs), cfg.heldout_fraction, cfg.seed)
+    if not split.train:
+        raise ValueError("no training pairs")
+
+    path = resolve_model_path(cfg.base_model, data_dir)
+    tokenizer = load_tokenizer(path, padding_side="right")
+    conversational = bool(getattr(tokenizer, "chat_template", None))
+    if cfg.max_prompt_length:
+        # TRL only caps prompt + reply; cutting the prompt first keeps the replies, which carry the signal.
+        limit = cfg.max_prompt_length
+        split = Split(
+            [_cap_prompt(tokenizer, p, limit) for p in split.train],
+            [_cap_prompt(tokenizer, p, limit) for p in split.heldout],
+            split.heldout_prompts,
+        )
+    train_ds = Dataset.from_list(_to_records(split.train, conversational))
+    eval_ds = Dataset.from_list(_to_records(split.heldout, conversational)) if split.heldout else None
+
+    # Schedule: evaluate (and checkpoint) a handful of times so early stopping has something to act on.
+    world = PartialState().num_processes
+    updates_per_epoch = max(1, math.ceil(len(split.train) / (cfg.batch_size * cfg.grad_accum * world)))
+    total_updates = max(1, math.ceil(updates_per_epoch * cfg.epochs))
+    if cfg.max_steps > 0:
+        total_updates = min(total_updates, cfg.max_steps)
+    eval_every = cfg.eval_every or max(1, total_updates // 5)
+
+    # Model: the previous adapter (trainable; TRL keeps a frozen copy as the reference) or a fresh LoRA.
+    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    peft_config = None
+    if previous_adapter is not None:
+        model = PeftModel.from_pretrained(model, str(previous_adapter), is_trainable=True)
+    else:
+        peft_config = LoraConfig(
+            task_type=TaskType.CAUSAL_LM,
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=cfg.lora_target_modules,
+        )
+
+    work_dir = output_dir / ".checkpoints"
+    args = DPOConfig(
+        output_dir=str(work_dir),
+        beta=cfg.beta,
+        learning_rate=cfg.lr,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=math.ceil(cfg.warmup_ratio * total_updates),
+        lr_scheduler_type="linear",
+        max_length=cfg.max_length,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        # bf16 only where the GPU supports it; TRL would otherwise turn it on and fail on CPU.
+        bf16=spec.use_bf16,
+        use_cpu=spec.device.type == "cpu",
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        eval_strategy="steps" if eval_ds is not None else "no",
+        eval_steps=eval_every,
+        save_strategy="steps" if eval_ds is not None else "no",
+        save_steps=eval_every,
+        save_total_limit=2,
+        save_only_model=True,
+        load_best_model_at_end=eval_ds is not None,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        logging_steps=cfg.logging_steps,
+        report_to="none",
+        disable_tqdm=True,
+    )
+    callbacks: list[TrainerCallback] = []
+    if progress is not None:
+        callbacks.append(_ProgressToCallback(progress))
+    if eval_ds is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.patience))
+
+    trainer = DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+    # With tqdm off the Trainer prints every log dict to stdout; progress goes through our callback instead.
+    trainer.remove_callback(PrinterCallback)
+    train_output = trainer.train()
+    # After load_best_model_at_end the model holds the best checkpoint; this evaluation reports it.
+    final_eval = trainer.evaluate() if eval_ds is not None else {}
+
+    if trainer.is_world_process_zero():
+        policy = trainer.accelerator.unwrap_model(trainer.model)
+        # Only our adapter: TRL's frozen "ref" copy is the previous version, already stored.
+        policy.save_pretrained(str(output_dir), selected_adapters=["default"])
+        tokenizer.save_pretrained(str(output_dir))
+        meta = {"base_model": cfg.base_model, "kind": "policy", "parent_adapter": str(previous_adapter or "")}
+        (output_dir / POLICY_CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+        shutil.rmtree(work_dir, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+
+    metrics: dict[str, Any] = {
+        "heldout_loss": final_eval.get("eval_loss"),
+        "heldout_reward_accuracy": final_eval.get("eval_rewards/accuracies"),
+        "heldout_reward_margin": final_eval.get("eval_rewards/margins"),
+        "heldout_pairs": len(split.heldout),
+        "heldout_prompts": len(split.heldout_prompts),
+        "train_pairs": len(split.train),
+        "train_loss": train_output.training_loss,
+        "steps": trainer.state.global_step,
+        "total_steps": trainer.state.max_steps,
+        "best_step": _checkpoint_step(trainer.state.best_model_checkpoint),
+        "stopped_early": trainer.state.global_step < trainer.state.max_steps,
+        "seconds": round(time.perf_counter() - started, 3),
+        "device": str(trainer.args.device),
+    }
+    return DPOTrainResult(metrics, split.heldout, list(trainer.state.log_history))
+
+
+def _checkpoint_step(checkpoint: str | None) -> int | None:
+    if not checkpoint:
+        return None
+    tail = Path(checkpoint).name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+@torch.inference_mode()
+def completion_logprobs(
+    model: Any, tokenizer: Any, prompts: Sequence[str], completions: Sequence[str]
+) -> list[float]:
+    """Sum of the policy's log-probabilities of each completion's tokens given its prompt (chat-formatted).
+
+    The completion's tokens are the ones after the rendered prompt, end-of-turn tokens included, which is
+    what DPO trains on.
+    """
+    device = next(model.parameters()).device
+    out: list[float] = []
+    for prompt, completion in zip(prompts, completions, strict=True):
+        add_special = not getattr(tokenizer, "chat_template", None)
+        prompt_ids = tokenizer(format_prompt(tokenizer, prompt), add_special_tokens=add_special)["input_ids"]
+        full_ids = tokenizer(format_exchange(tokenizer, prompt, completion), add_special_tokens=add_special)[
+            "input_ids"
+        ]
+        ids = torch.tensor([full_ids], device=device)
+        logits = model(input_ids=ids).logits[0, :-1].float()
+        token_logprobs = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:, None])[:, 0]
+        out.append(float(token_logprobs[len(prompt_ids) - 1 :].sum()))
+    return out
+
+
+def reward_labelled_pairs(
+    policy: Any,
+    tokenizer: Any,
+    reward_model: RewardModel,
+    prompts: Sequence[str],
+    cfg: CandidateConfig,
+    *,
+    min_gap: float = 0.0,
+) -> list[PreferencePair]:
+    """Synthetic preferences: sample `cfg.k` replies per prompt from the policy, keep best vs worst by reward.
+
+    Prompts with fewer than two distinct replies, or a best-worst score gap not above `min_gap`, give no pair.
+    """
+    generated = generate_candidates(policy, tokenizer, prompts, cfg)
+    pairs: list[PreferencePair] = []
+    for prompt, candidates in zip(prompts, generated.candidates, strict=True):
+        if len(candidates) < 2:
+            continue
+        scores = reward_model.score(prompt, [c.text for c in candidates])
+        best = max(range(len(scores)), key=scores.__getitem__)
+        worst = min(range(len(scores)), key=scores.__getitem__)
+        if scores[best] - scores[worst] > min_gap:
+            pairs.append(PreferencePair(prompt, candidates[best].text, candidates[worst].text))
+    return pairs
