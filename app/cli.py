@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import enum
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
 
 from app.orm import Role
+from app.training import cli as training_cli
+from app.prompts.schemas import ImportKind
 
 app = typer.Typer(help="rankloop: rank LLM completions and close the RLHF loop.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 users_app = typer.Typer(help="Accounts and API tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
+training_cli.register(app)  # worker, round, generate, eval-rm
 console = Console()
+err_console = Console(stderr=True)
 
 
 @db_app.command("upgrade")
@@ -71,6 +80,123 @@ def users_token(name: str, label: Annotated[str, typer.Option(help="what the tok
             raise typer.Exit(1)
         token = service.issue_api_token(session, user, label)
     print(token)
+
+
+class ExportKind(enum.StrEnum):
+    rankings = "rankings"
+    pairs = "pairs"
+
+
+@app.command("import")
+def import_data(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="JSONL or CSV")],
+    kind: Annotated[ImportKind, typer.Option(help="what the file holds (oasst: Open-Assistant trees)")],
+    prompt_set: Annotated[
+        str | None, typer.Option(help='prompt set to import into, created if missing (default "imported")')
+    ] = None,
+) -> None:
+    """Import prompts, TRL preference pairs or ranked groups; a malformed line imports nothing."""
+    from app.config import get_settings
+    from app.db import session_scope
+    from app.errors import AppError
+    from app.prompts import service
+
+    data = file.read_bytes()
+    try:
+        with session_scope() as session:
+            summary = service.import_file(session, get_settings(), data, kind, prompt_set, file.name)
+    except AppError as exc:
+        err_console.print(f"[red]error:[/red] {escape(exc.message)}")
+        raise typer.Exit(2) from exc
+    table = Table(title=f"imported {escape(file.name)} into prompt set {escape(summary.prompt_set)!r}")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    for label in ("records", "prompts", "candidates", "sets", "rankings", "duplicates"):
+        table.add_row(label, str(getattr(summary, label)))
+    console.print(table)
+
+
+@app.command("export")
+def export_data(
+    what: Annotated[ExportKind, typer.Argument(help="rankings (raw JSONL) or pairs (TRL preference pairs)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="file to write; - for stdout")],
+    prompt_set: Annotated[str | None, typer.Option(help="only this prompt set")] = None,
+    since: Annotated[str | None, typer.Option(help="only rankings created at or after (ISO date)")] = None,
+) -> None:
+    """Export rankings or preference pairs as JSONL (streamed; the file appears complete or not at all)."""
+    import sys
+
+    from app.db import session_scope
+    from app.errors import AppError
+    from app.exports import service
+
+    try:
+        with session_scope() as session:
+            export = service.rankings_export if what == ExportKind.rankings else service.pairs_export
+            lines = export(session, prompt_set, since)
+    except AppError as exc:
+        err_console.print(f"[red]error:[/red] {escape(exc.message)}")
+        raise typer.Exit(2) from exc
+    count = 0
+    if str(output) == "-":
+        for line in lines:
+            sys.stdout.write(line)
+            count += 1
+    else:
+        partial = output.with_name(output.name + ".part")
+        with partial.open("w", encoding="utf-8") as f:
+            for line in lines:
+                f.write(line)
+                count += 1
+        partial.replace(output)
+    err_console.print(f"wrote {count} {what.value} line(s) to {escape(str(output))}")
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to bind")] = 8000,
+    serve_app: Annotated[bool, typer.Option("--serve/--no-serve", help="serve after seeding")] = True,
+) -> None:
+    """Migrate, seed Open-Assistant prompts and demo logins (first run only), then serve the app."""
+    from app.config import get_settings
+    from app.db import session_scope
+    from app.demo import seed as demo_seed
+    from app.migrate import upgrade
+
+    settings = get_settings()
+    upgrade()
+    with session_scope() as session:
+        result = demo_seed.seed(session, settings)
+    if result.seeded and result.summary is not None:
+        s = result.summary
+        console.print(
+            f"seeded prompt set [bold]{demo_seed.DEMO_PROMPT_SET}[/bold]: {s.prompts} prompts, "
+            f"{s.candidates} candidates, {s.sets} open comparison sets"
+        )
+    else:
+        console.print(f"demo data already seeded (prompt set [bold]{demo_seed.DEMO_PROMPT_SET}[/bold])")
+
+    # The training worker joins the demo in a later issue: start it here, after seeding and before serving.
+
+    address = f"http://{host}:{port}/"
+    lines = [f"rankloop is at [bold]{escape(address)}[/bold]", ""]
+    if result.credentials:
+        lines.append("Demo logins (shown only now; also saved, readable only by you, in")
+        lines.append(f"{escape(str(result.credentials_path))}):")
+        lines += [
+            f"  [bold]{escape(c.username)}[/bold] ({c.role}) password [bold]{escape(c.password)}[/bold]"
+            for c in result.credentials
+        ]
+    elif result.credentials_path.exists():
+        lines.append(f"Demo logins: see {escape(str(result.credentials_path))}")
+    else:
+        lines.append("Demo logins were printed on the first run; create more with `rankloop users add`.")
+    console.print(Panel("\n".join(lines), title="rankloop demo", expand=False))
+    if serve_app:
+        import uvicorn
+
+        uvicorn.run("app.asgi:app", host=host, port=port, proxy_headers=True)
 
 
 def main() -> None:

@@ -1,0 +1,88 @@
+"""The demo's first-run seed: real Open-Assistant prompts waiting for annotators, and two demo logins.
+
+Idempotent: the prompt set "oasst-demo" marks a seeded database, and a later run changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from app.auth import repository as auth_repo
+from app.auth import service as auth_service
+from app.config import Settings
+from app.orm import Role
+from app.prompts import importers
+from app.prompts import repository as prompts_repo
+from app.prompts import service as prompts_service
+from app.prompts.schemas import ImportKind, ImportSummary
+
+DEMO_PROMPT_SET = "oasst-demo"
+DATA_FILE = Path(__file__).resolve().parent / "data" / "oasst_en_100_trees.jsonl"
+DEMO_USERS = (("admin", Role.admin), ("annotator", Role.annotator))
+CREDENTIALS_FILE = "demo-credentials.txt"
+
+
+@dataclass(frozen=True)
+class Credential:
+    username: str
+    role: str
+    password: str
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    seeded: bool  # False: the database was seeded before and nothing changed
+    summary: ImportSummary | None
+    credentials: list[Credential]  # created now; their passwords exist nowhere else but the file
+    credentials_path: Path
+
+
+def credentials_path(settings: Settings) -> Path:
+    """Where the demo logins are kept for a user who lost the first run's output."""
+    return settings.data_dir.resolve() / CREDENTIALS_FILE
+
+
+def seed(session: Session, settings: Settings) -> SeedResult:
+    """On first run: each ranked Open-Assistant reply group as an open set in "oasst-demo", plus logins."""
+    path = credentials_path(settings)
+    if prompts_repo.get_prompt_set_by_name(session, DEMO_PROMPT_SET) is not None:
+        return SeedResult(seeded=False, summary=None, credentials=[], credentials_path=path)
+    records = importers.parse(DATA_FILE.read_bytes(), ImportKind.oasst, DATA_FILE.name)
+    # The demo's annotators rank from scratch: Open-Assistant's own ranks are not imported here.
+    open_records = [dataclasses.replace(r, tiers=None) for r in records]
+    summary = prompts_service.import_records(
+        session,
+        settings,
+        open_records,
+        DEMO_PROMPT_SET,
+        description="Open-Assistant (LAION-AI, Apache-2.0): 100 English trees, every ranked reply group",
+        origin=DATA_FILE.name,
+    )
+    credentials = []
+    for username, role in DEMO_USERS:
+        if auth_repo.get_user_by_name(session, username) is None:
+            _, password = auth_service.create_user(session, username, role)
+            credentials.append(Credential(username, role.value, password))
+    if credentials:
+        # Written before the caller commits: if this fails nothing is seeded and the next run retries.
+        write_credentials(path, credentials)
+    return SeedResult(seeded=True, summary=summary, credentials=credentials, credentials_path=path)
+
+
+def write_credentials(path: Path, credentials: list[Credential]) -> None:
+    """Write the demo logins to a file only its owner can read (mode 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # O_CREAT's mode does not apply to an existing file.
+    os.fchmod(fd, 0o600)
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    lines = [f"# rankloop demo logins, created {created}. Keep this file private.\n"]
+    lines += [f"{c.username} ({c.role}): {c.password}\n" for c in credentials]
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.writelines(lines)
