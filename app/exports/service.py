@@ -45,6 +45,7 @@ def parse_since(value: str | dt.datetime | None) -> dt.datetime | None:
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:
+    """The moment with UTC attached when it has no time zone."""
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 

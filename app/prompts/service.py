@@ -136,6 +136,7 @@ SetKey = tuple[int, frozenset[int]]
 
 
 def _prompt_set_name(name: str | None) -> str:
+    """The prompt set name to use: the given one, trimmed, or the default."""
     name = (name or "").strip() or DEFAULT_PROMPT_SET
     if len(name) > 200:
         raise Invalid("prompt set names are at most 200 characters")
@@ -143,6 +144,7 @@ def _prompt_set_name(name: str | None) -> str:
 
 
 def _repeated_prompts(records: Sequence[Record], preexisting: set[str]) -> int:
+    """How many prompt-only records name a prompt that existed already or came earlier in the file."""
     seen = set(preexisting)
     repeated = 0
     for r in records:
@@ -174,6 +176,7 @@ def _prompts(
 
 
 def _model_versions(session: Session, names: set[str], origin: str) -> dict[str, ModelVersion]:
+    """The model versions named by the records, created as active external versions where missing."""
     versions: dict[str, ModelVersion] = {}
     for name in sorted(names):
         version = repo.get_model_version_by_name(session, name)
@@ -191,6 +194,7 @@ def _candidates(
     prompts: dict[str, Prompt],
     versions: dict[str, ModelVersion],
 ) -> tuple[list[list[int]], int]:
+    """Candidate ids per record, reusing one with the same prompt, model and text; and how many are new."""
     prompt_ids = sorted({prompts[r.prompt].id for r in records})
     known: dict[tuple[int, int, str], Candidate] = {
         (c.prompt_id, c.model_version_id, c.text): c for c in repo.candidates_of_prompts(session, prompt_ids)
@@ -217,6 +221,7 @@ def _candidates(
 
 
 def _existing_sets(session: Session, prompt_ids: Sequence[int]) -> dict[SetKey, list[int]]:
+    """Existing comparison sets of these prompts, by (prompt id, candidate ids)."""
     members: dict[int, tuple[int, set[int]]] = {}
     for set_id, prompt_id, candidate_id in repo.set_items_of_prompts(session, prompt_ids):
         members.setdefault(set_id, (prompt_id, set()))[1].add(candidate_id)
@@ -231,6 +236,7 @@ def _imported_rankings(
     annotator_id: int,
     to_rank: Sequence[tuple[ComparisonSet, list[int], list[list[int]]]],
 ) -> int:
+    """A submitted assignment and a ranking by the imported annotator for each newly ranked set."""
     now = dt.datetime.now(dt.UTC)
     assignments = [
         Assignment(
