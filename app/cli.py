@@ -14,12 +14,14 @@ from rich.table import Table
 
 from app.orm import Role
 from app.prompts.schemas import ImportKind
+from app.training import cli as training_cli
 
 app = typer.Typer(help="rankloop: rank LLM completions and close the RLHF loop.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 users_app = typer.Typer(help="Accounts and API tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
+training_cli.register(app)  # worker, round, generate, eval-rm
 console = Console()
 err_console = Console(stderr=True)
 

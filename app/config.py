@@ -45,6 +45,22 @@ class Settings(BaseSettings):
     )
     artifacts_dir: Path | None = None
 
+    # Training rounds and the worker
+    auto_round_min_rankings: int = Field(
+        default=0, ge=0, description="start a round by itself once this many new rankings arrived; 0 = off"
+    )
+    auto_promote: bool = Field(default=False, description="a freshly trained policy becomes active at once")
+    round_max_attempts: int = Field(
+        default=3, ge=1, le=20, description="runs of one round (worker crashes included) before it fails"
+    )
+    worker_heartbeat_seconds: float = Field(default=10.0, gt=0, description="queue worker liveness beat")
+    worker_stalled_seconds: float = Field(
+        default=30.0, gt=0, description="a worker silent this long is presumed dead and its job retried"
+    )
+    progress_interval_seconds: float = Field(
+        default=2.0, gt=0, le=30, description="how often a running job writes its progress to its round"
+    )
+
     @property
     def resolved_artifacts_dir(self) -> Path:
         return self.artifacts_dir or (self.data_dir / "artifacts")

@@ -1,0 +1,1 @@
+"""Training rounds and model versions: starting, following, cancelling rounds; promoting policies."""

@@ -1,0 +1,165 @@
+"""CLI commands for the worker and training rounds: `rankloop worker|round|generate|eval-rm`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+console = Console()
+
+FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the training commands to the main `rankloop` app."""
+    app.command("worker")(worker)
+    app.command("round")(round_)
+    app.command("generate")(generate)
+    app.command("eval-rm")(eval_rm)
+
+
+def worker(
+    queues: Annotated[str, typer.Option(help="comma-separated device queues")] = "train,generate",
+    concurrency: Annotated[int, typer.Option(min=1, help="device jobs at a time")] = 1,
+    maintenance: Annotated[
+        bool, typer.Option(help="also run periodic jobs: auto rounds, retrying dead workers' jobs")
+    ] = True,
+    once: Annotated[bool, typer.Option(help="stop when the queues are empty instead of waiting")] = False,
+) -> None:
+    """Run the background worker: training rounds, generation, and periodic maintenance."""
+    import logging
+
+    from worker.tasks import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    console.print(f"worker on queues {', '.join(names)} (concurrency {concurrency})")
+    run_worker(queues=names, concurrency=concurrency, maintenance=maintenance, wait=not once)
+
+
+def _start(kind: str, overrides: dict[str, object]) -> int:
+    from app.config import get_settings
+    from app.db import session_scope
+    from app.orm import RoundKind
+    from app.training import service
+
+    with session_scope() as session:
+        row = service.start_round(
+            session, get_settings(), overrides, requested_by_id=None, kind=RoundKind(kind)
+        )
+        return row.id
+
+
+def _parse_sets(sets: list[str] | None) -> dict[str, object]:
+    from app.errors import Invalid
+    from worker.config import ConfigError, parse_assignments
+
+    try:
+        return dict(parse_assignments(sets or []))
+    except ConfigError as exc:
+        raise Invalid(str(exc)) from exc
+
+
+def round_(
+    wait: Annotated[bool, typer.Option(help="follow the round's progress until it ends")] = False,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="config override key=value (repeatable)")
+    ] = None,
+) -> None:
+    """Start a training round (the worker runs it); with --wait, show its progress."""
+    round_id = _start("train", _parse_sets(set_))
+    console.print(f"round [bold]{round_id}[/bold] queued")
+    if wait:
+        raise typer.Exit(follow(round_id))
+
+
+def generate(
+    prompts: Annotated[int, typer.Option(min=1, help="prompts that get a new comparison set")] = 32,
+    wait: Annotated[bool, typer.Option(help="follow the run until it ends")] = False,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="config override key=value (repeatable)")
+    ] = None,
+) -> None:
+    """Generate candidates with the active policy for prompts that need work (no training)."""
+    overrides = {"generate_prompts": prompts, **_parse_sets(set_)}
+    round_id = _start("generate", overrides)
+    console.print(f"generation run [bold]{round_id}[/bold] queued")
+    if wait:
+        raise typer.Exit(follow(round_id))
+
+
+def follow(round_id: int, poll_seconds: float = 1.0) -> int:
+    """Draw the round's progress from its row until it ends; exit code 0 only when it succeeded."""
+    from app.db import session_scope
+    from app.training import service
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("queued", total=None, info="")
+        while True:
+            with session_scope() as session:
+                row = service.get_round(session, round_id)
+                status, stage, step, total = row.status.value, row.stage, row.step, row.total
+                loss, eta, error, metrics = row.loss, row.eta_seconds, row.error, dict(row.metrics or {})
+            info = []
+            if loss is not None:
+                info.append(f"loss {loss:.4f}")
+            if eta is not None:
+                info.append(f"eta {eta:.0f}s")
+            bar.update(
+                task,
+                description=f"{status}: {stage}",
+                completed=step,
+                total=total or None,
+                info=" ".join(info),
+            )
+            if status in FINAL_STATUSES:
+                break
+            time.sleep(poll_seconds)
+    if status == "succeeded":
+        console.print(f"[green]round {round_id} succeeded[/green]")
+        for key, value in sorted(metrics.items()):
+            console.print(f"  {key}: {value}")
+        return 0
+    console.print(f"[red]round {round_id} {status}[/red]: {error or ''}")
+    return 1
+
+
+def eval_rm(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="TRL pairs JSONL")],
+    version: Annotated[int | None, typer.Option(help="reward model version id (default: newest)")] = None,
+) -> None:
+    """Score preference pairs with a reward model version: pairwise accuracy and pair count."""
+    from app.config import get_settings
+    from app.db import session_scope
+    from app.errors import Invalid, NotFound
+    from app.training import repository
+    from worker.evaluation import evaluate_pairs_file
+
+    with session_scope() as session:
+        row = (
+            repository.get_model_version(session, version)
+            if version is not None
+            else repository.newest_reward_version(session)
+        )
+        if row is None:
+            raise NotFound(f"no reward model version {version}" if version else "no reward model version yet")
+        if row.kind.value != "reward" or not row.adapter_path:
+            raise Invalid(f"model version {row.id} is not a reward model with files")
+        name, path, base_model = row.name, row.adapter_path, row.base_model
+    result = evaluate_pairs_file(file, Path(path), base_model, get_settings())
+    console.print(
+        f"reward model {name}: pairwise accuracy [bold]{result.accuracy:.4f}[/bold] on {result.pairs} pairs"
+    )
+    print(f"accuracy={result.accuracy:.6f} pairs={result.pairs}")

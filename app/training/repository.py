@@ -1,0 +1,89 @@
+"""Queries on rounds, model versions and rankings for the training feature (every select lives here)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.orm import (
+    ACTIVE_ROUND_STATUSES,
+    ModelKind,
+    ModelStatus,
+    ModelVersion,
+    Round,
+    RoundKind,
+    RoundStatus,
+)
+
+
+def get_round(session: Session, round_id: int) -> Round | None:
+    """One round by id."""
+    return session.get(Round, round_id)
+
+
+def lock_round(session: Session, round_id: int) -> Round | None:
+    """One round, locked until the transaction ends (cancel and the worker must not cross)."""
+    return session.scalars(
+        select(Round).where(Round.id == round_id).with_for_update().execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+def list_rounds(session: Session, status: RoundStatus | None, limit: int) -> Sequence[Round]:
+    """Newest rounds first, optionally of one status."""
+    stmt = select(Round).order_by(Round.id.desc()).limit(limit)
+    if status is not None:
+        stmt = stmt.where(Round.status == status)
+    return session.scalars(stmt).all()
+
+
+def active_round(session: Session, kind: RoundKind) -> Round | None:
+    """The queued or running round of this kind, if any."""
+    return session.scalars(
+        select(Round)
+        .where(Round.kind == kind, Round.status.in_(ACTIVE_ROUND_STATUSES))
+        .order_by(Round.id)
+        .limit(1)
+    ).first()
+
+
+def get_model_version(session: Session, version_id: int) -> ModelVersion | None:
+    """One model version by id."""
+    return session.get(ModelVersion, version_id)
+
+
+def list_model_versions(
+    session: Session, kind: ModelKind | None, status: ModelStatus | None, limit: int
+) -> Sequence[ModelVersion]:
+    """Newest model versions first, optionally filtered."""
+    stmt = select(ModelVersion).order_by(ModelVersion.id.desc()).limit(limit)
+    if kind is not None:
+        stmt = stmt.where(ModelVersion.kind == kind)
+    if status is not None:
+        stmt = stmt.where(ModelVersion.status == status)
+    return session.scalars(stmt).all()
+
+
+def lock_active_policies(session: Session) -> Sequence[ModelVersion]:
+    """The active policy versions (normally one), locked for a promotion."""
+    return session.scalars(
+        select(ModelVersion)
+        .where(ModelVersion.kind == ModelKind.policy, ModelVersion.status == ModelStatus.active)
+        .with_for_update()
+    ).all()
+
+
+def newest_reward_version(session: Session) -> ModelVersion | None:
+    """The most recently published reward model with files."""
+    return session.scalars(
+        select(ModelVersion)
+        .where(ModelVersion.kind == ModelKind.reward, ModelVersion.adapter_path.is_not(None))
+        .order_by(ModelVersion.id.desc())
+        .limit(1)
+    ).first()
+
+
+def lock_promotions(session: Session, key: int) -> None:
+    """Transaction-scoped advisory lock: one promotion at a time, so exactly one policy stays active."""
+    session.execute(select(func.pg_advisory_xact_lock(key)))

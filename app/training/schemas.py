@@ -1,0 +1,97 @@
+"""API shapes for training rounds and model versions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RoundRequest(BaseModel):
+    """Config overrides for a new round, under `config` or at the top level (`{"k": 5}`); all optional."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"examples": [{"config": {"reward_max_steps": 50, "k": 4}}]},
+    )
+
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="round config overrides; see GET /api/v1/rounds/config-keys"
+    )
+
+    def overrides(self) -> dict[str, Any]:
+        return {**(self.model_extra or {}), **self.config}
+
+
+class RoundCreated(BaseModel):
+    id: int = Field(description="the new round's id; follow it at GET /api/v1/rounds/{id}")
+    status: str
+    job_id: int | None = Field(description="the queue job that runs it")
+
+
+class RoundProgress(BaseModel):
+    stage: str = Field(description="snapshot, sft, reward, policy, evaluate, publish, generate, done ...")
+    step: int
+    total: int
+    loss: float | None
+    eta_seconds: float | None = Field(description="estimated seconds left in the current stage")
+
+
+class RoundOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    status: str = Field(description="queued, running, succeeded, failed or cancelled")
+    trigger: str = Field(description="manual, auto or demo")
+    stage: str
+    progress: RoundProgress
+    metrics: dict[str, Any]
+    error: str | None
+    attempts: int
+    device: str | None
+    cancel_requested: bool
+    data_snapshot_id: int | None
+    reward_version_id: int | None
+    policy_version_id: int | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    heartbeat_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
+class RoundDetail(RoundOut):
+    config: dict[str, Any] = Field(description="the fully resolved config the round runs with")
+    loss_curve: list[Any] = Field(description="[stage, step, loss] points")
+    log_tail: list[Any] = Field(description="the last lines of the round's log")
+
+
+class RoundList(BaseModel):
+    rounds: list[RoundOut]
+
+
+class ConfigKey(BaseModel):
+    default: Any
+    help: str
+    choices: list[str]
+
+
+class ModelVersionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    kind: str = Field(description="policy, reward or external")
+    status: str = Field(description="candidate, active, retired or failed")
+    base_model: str
+    adapter_path: str | None
+    parent_id: int | None
+    data_snapshot_id: int | None
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    created_at: dt.datetime
+
+
+class ModelVersionList(BaseModel):
+    versions: list[ModelVersionOut]

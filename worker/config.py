@@ -1,0 +1,248 @@
+"""A training round's configuration: every knob with its default, its meaning and its allowed range.
+
+A round stores its fully resolved config (defaults + overrides) on its row, so it can be re-run exactly.
+Overrides come from the API (`POST /api/v1/rounds` JSON body) or the CLI (`rankloop round --set key=value`);
+`RoundConfig.resolve` checks every key and value before anything is queued, and the worker checks again
+when it starts the round, so a bad config fails at once with a message naming the key.
+
+Import-light on purpose: the web app imports this module to validate overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.config import Settings, get_settings
+
+
+class ConfigError(ValueError):
+    """A round config key or value is not acceptable; the message says which and why."""
+
+
+def _opt(default: Any, help: str, *, lo: float | None = None, hi: float | None = None, choices: tuple = ()):
+    return field(default=default, metadata={"help": help, "lo": lo, "hi": hi, "choices": choices})
+
+
+@dataclass(frozen=True)
+class RoundConfig:
+    # --- model and reproducibility
+    base_model: str = _opt("", "HF id or local path of the base model; empty = the base_model setting")
+    seed: int = _opt(0, "seeds the held-out split, training and sampling", lo=0, hi=2**31 - 1)
+    device: str = _opt(
+        "auto", "where to train: auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda")
+    )
+
+    # --- 1. snapshot
+    multi_annotator: str = _opt(
+        "each",
+        "several rankings of one set: 'each' trains on every ranking (disagreements weigh against each "
+        "other in the loss), 'consensus' merges them into one ranking by mean rank (Borda)",
+        choices=("each", "consensus"),
+    )
+    max_rankings: int = _opt(0, "use at most the newest N rankings; 0 = all", lo=0)
+    heldout_fraction: float = _opt(
+        0.2, "share of prompts held out for evaluation (whole prompts, never single pairs)", lo=0.0, hi=0.9
+    )
+
+    # --- optional SFT
+    sft: str = _opt(
+        "auto",
+        "supervised fine-tuning on demonstrations and first-ranked human replies: auto (when there are "
+        "any), on, off",
+        choices=("auto", "on", "off"),
+    )
+    sft_epochs: int = _opt(1, "SFT passes over the demonstrations", lo=1, hi=100)
+    sft_learning_rate: float = _opt(2e-4, "SFT LoRA learning rate", lo=0.0, hi=1.0)
+
+    # --- 2. reward model
+    reward_epochs: int = _opt(
+        1, "reward model passes over the training rankings (early stopping may end sooner)", lo=1, hi=1000
+    )
+    reward_patience: int = _opt(
+        2, "held-out evaluations without improvement before reward training stops", lo=1, hi=100
+    )
+    reward_learning_rate: float = _opt(5e-5, "reward model learning rate", lo=0.0, hi=1.0)
+    reward_batch_size: int = _opt(4, "rankings per reward model step", lo=1, hi=1024)
+    max_length: int = _opt(512, "token cap on prompt + reply when training", lo=16, hi=32768)
+
+    # --- 3. policy
+    policy_method: str = _opt(
+        "dpo", "policy optimisation: dpo (LoRA DPO); rloo is not supported yet", choices=("dpo", "rloo")
+    )
+    policy_epochs: int = _opt(
+        1, "DPO passes over the preference pairs (early stopping may end sooner)", lo=1, hi=1000
+    )
+    policy_heldout_fraction: float = _opt(
+        0.1, "share of the training prompts DPO keeps aside for early stopping", lo=0.0, hi=0.9
+    )
+    policy_learning_rate: float = _opt(5e-5, "DPO LoRA learning rate", lo=0.0, hi=1.0)
+    policy_batch_size: int = _opt(4, "preference pairs per DPO step", lo=1, hi=1024)
+    dpo_beta: float = _opt(0.1, "DPO beta: how far the policy may move from the reference", lo=0.0, hi=10.0)
+    lora_r: int = _opt(8, "LoRA rank", lo=1, hi=512)
+    lora_alpha: int = _opt(16, "LoRA alpha (scale = alpha / r)", lo=1, hi=1024)
+    max_prompt_length: int = _opt(256, "token cap on the prompt part when training", lo=8, hi=32768)
+    synthetic_prompts: int = _opt(
+        16, "prompts without human rankings that get reward-model-labelled pairs; 0 = none", lo=0
+    )
+    synthetic_samples: int = _opt(
+        4, "fresh samples per such prompt; the best and worst by reward become a pair", lo=2, hi=16
+    )
+
+    # --- 4. evaluation
+    eval_prompts: int = _opt(16, "held-out prompts for the new-vs-previous policy win-rate; 0 = skip", lo=0)
+
+    # --- 5. publish
+    auto_promote: str = _opt(
+        "setting",
+        "make the new policy active at once: yes, no, or 'setting' (the auto_promote setting)",
+        choices=("setting", "yes", "no"),
+    )
+
+    # --- 6. generate
+    k: int = _opt(4, "candidates per new comparison set", lo=2, hi=9)
+    new_policy_share: float = _opt(
+        0.5,
+        "share of each set's candidates from the new policy; the rest come from the active one, so "
+        "annotators compare both in the same set",
+        lo=0.0,
+        hi=1.0,
+    )
+    generate_prompts: int = _opt(32, "prompts that get a new comparison set; 0 = none", lo=0)
+    max_new_tokens: int = _opt(128, "reply length cap when sampling", lo=1, hi=8192)
+    temperature: float = _opt(0.8, "sampling temperature (0 = greedy)", lo=0.0, hi=5.0)
+    top_p: float = _opt(0.95, "nucleus sampling mass", lo=0.01, hi=1.0)
+    dedupe_threshold: float = _opt(
+        0.95, "similarity above which two candidates count as one and the later is dropped", lo=0.5, hi=1.0
+    )
+    generation_batch_size: int = _opt(16, "rows per generate() call", lo=1, hi=1024)
+
+    # --- faults
+    max_attempts: int = _opt(
+        0, "runs before the round fails; 0 = the round_max_attempts setting", lo=0, hi=20
+    )
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def describe(cls) -> dict[str, dict[str, Any]]:
+        """Every key with its default and meaning (the CLI's and the API's reference)."""
+        return {
+            f.name: {"default": f.default, "help": f.metadata["help"], "choices": list(f.metadata["choices"])}
+            for f in dataclasses.fields(cls)
+        }
+
+    @classmethod
+    def resolve(
+        cls, overrides: dict[str, Any] | None = None, settings: Settings | None = None
+    ) -> RoundConfig:
+        """Defaults + overrides, checked; raises ConfigError naming the first bad key."""
+        settings = settings or get_settings()
+        overrides = dict(overrides or {})
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"unknown round config key(s) {', '.join(map(repr, unknown))}; known keys: {', '.join(known)}"
+            )
+        values: dict[str, Any] = {}
+        for name, value in overrides.items():
+            values[name] = _check(known[name], value)
+        cfg = cls(**values)
+        if not cfg.base_model:
+            cfg = dataclasses.replace(cfg, base_model=settings.base_model)
+        if cfg.max_attempts == 0:
+            cfg = dataclasses.replace(cfg, max_attempts=settings.round_max_attempts)
+        cfg.check_supported()
+        return cfg
+
+    def check_supported(self) -> None:
+        """Combinations that are valid in form but that this version cannot run."""
+        if self.policy_method == "rloo":
+            raise ConfigError(
+                "policy_method 'rloo' is not supported yet: it needs an online reward function over "
+                "generated samples, which this worker does not wire up; use 'dpo'"
+            )
+
+    def promote(self, settings: Settings) -> bool:
+        if self.auto_promote == "setting":
+            return settings.auto_promote
+        return self.auto_promote == "yes"
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any], settings: Settings | None = None) -> RoundConfig:
+        """The config saved on a round row, re-checked (the code may have changed since it was queued)."""
+        return cls.resolve(stored, settings)
+
+
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """`key=value` strings from the command line; values stay text and are typed by `resolve`."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"expected key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _check(f: dataclasses.Field, value: Any) -> Any:
+    typed = _coerce(f, value)
+    lo, hi, choices = f.metadata["lo"], f.metadata["hi"], f.metadata["choices"]
+    if choices and typed not in choices:
+        raise ConfigError(f"{f.name} must be one of {', '.join(choices)}; got {value!r}")
+    if lo is not None and typed < lo:
+        raise ConfigError(f"{f.name} must be at least {lo}; got {value!r}")
+    if hi is not None and typed > hi:
+        raise ConfigError(f"{f.name} must be at most {hi}; got {value!r}")
+    return typed
+
+
+def _coerce(f: dataclasses.Field, value: Any) -> Any:
+    kind = type(f.default)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+            return value.lower() in ("true", "yes", "1", "on")
+        raise ConfigError(f"{f.name} must be true or false; got {value!r}")
+    if kind is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{f.name} must be a whole number; got {json.dumps(value)}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{f.name} must be a whole number; got {value!r}")
+    if kind is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{f.name} must be a number; got {json.dumps(value)}")
+        if isinstance(value, int | float):
+            result = float(value)
+        elif isinstance(value, str):
+            try:
+                result = float(value)
+            except ValueError:
+                raise ConfigError(f"{f.name} must be a number; got {value!r}") from None
+        else:
+            raise ConfigError(f"{f.name} must be a number; got {value!r}")
+        if result != result or result in (float("inf"), float("-inf")):
+            raise ConfigError(f"{f.name} must be a finite number; got {value!r}")
+        return result
+    if not isinstance(value, str):
+        raise ConfigError(f"{f.name} must be text; got {json.dumps(value)}")
+    if len(value) > 500:
+        raise ConfigError(f"{f.name} is longer than 500 characters")
+    return value

@@ -1,0 +1,84 @@
+"""Periodic housekeeping: start a round once enough new rankings arrived; close rounds whose job vanished."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.orm import ACTIVE_ROUND_STATUSES, Ranking, Round, RoundKind
+from worker import rounds
+from worker.config import RoundConfig
+from worker.queue import enqueue_round, job_status, lock_round_start
+
+log = logging.getLogger(__name__)
+
+# Queue states in which the job will never (again) run the round.
+ENDED_JOB_STATES = ("succeeded", "failed", "cancelled", "aborted")
+
+
+def new_rankings_since_last_round(session: Session) -> int:
+    """Rankings (not dropped) stored after the newest training round was started."""
+    last = session.execute(
+        select(func.max(Round.created_at)).where(Round.kind == RoundKind.train)
+    ).scalar_one_or_none()
+    stmt = select(func.count()).select_from(Ranking).where(Ranking.dropped.is_(False))
+    if last is not None:
+        stmt = stmt.where(Ranking.created_at > last)
+    return int(session.execute(stmt).scalar_one())
+
+
+def maybe_start_auto_round(session: Session, settings: Settings) -> int | None:
+    """Queue an automatic training round when the threshold is met and no round is active."""
+    threshold = settings.auto_round_min_rankings
+    if threshold <= 0:
+        return None
+    lock_round_start(session)
+    active = session.execute(
+        select(Round.id)
+        .where(Round.kind == RoundKind.train, Round.status.in_(ACTIVE_ROUND_STATUSES))
+        .limit(1)
+    ).scalar_one_or_none()
+    if active is not None:
+        return None
+    fresh = new_rankings_since_last_round(session)
+    if fresh < threshold:
+        return None
+    cfg = RoundConfig.resolve({}, settings)
+    round_ = Round(kind=RoundKind.train, trigger="auto", config=cfg.as_dict(), stage="queued")
+    round_.log_tail = [f"started automatically: {fresh} new rankings (threshold {threshold})"]
+    enqueue_round(session, round_)
+    log.info("auto round %s queued after %d new rankings", round_.id, fresh)
+    return round_.id
+
+
+def close_orphaned_rounds() -> list[int]:
+    """Fail active rounds whose queue job has ended or disappeared (e.g. deleted by hand)."""
+    from app.db import session_factory, session_scope
+
+    orphans: list[tuple[int, str]] = []
+    cancelled: list[int] = []
+    with session_scope() as session:
+        active = session.execute(
+            select(Round.id, Round.job_id, Round.cancel_requested).where(
+                Round.status.in_(ACTIVE_ROUND_STATUSES)
+            )
+        ).all()
+        for round_id, job_id, cancel_requested in active:
+            state = job_status(session, job_id) if job_id is not None else None
+            if cancel_requested and (state is None or state in ENDED_JOB_STATES):
+                # An admin cancelled a round whose worker had died: the queue ends such a job as failed.
+                cancelled.append(round_id)
+            elif state is None:
+                orphans.append((round_id, "its queue job is gone"))
+            elif state in ENDED_JOB_STATES:
+                orphans.append((round_id, f"its queue job ended as {state}"))
+    for round_id, reason in orphans:
+        log.warning("round %s is active but %s; marking it failed", round_id, reason)
+        # rounds.fail re-checks under the row lock: a round that just finished keeps its outcome.
+        rounds.fail(session_factory(), round_id, f"the round stopped without finishing: {reason}")
+    for round_id in cancelled:
+        rounds.cancelled(session_factory(), round_id)
+    return [round_id for round_id, _ in orphans] + cancelled

@@ -1,0 +1,189 @@
+"""The worker's jobs, and `run_worker` behind `rankloop worker`.
+
+- `run_round` (queue "train"): one training round, worker/pipeline.py, on the round's row.
+- `generate` (queue "generate"): a generation-only round (new comparison sets from the active policy).
+- `schedule_auto_round` (periodic, queue "maintenance"): starts a round once enough new rankings arrived.
+- `retry_stalled_jobs` (periodic, queue "maintenance"): a job whose worker died (killed, machine lost) goes
+  back to the queue; the round then runs again (attempts + 1) or fails once it has used its attempts.
+
+The ML code (torch) is imported inside the jobs, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import traceback
+from typing import Any
+
+from procrastinate import JobContext, RetryDecision, exceptions
+from procrastinate.job_context import AbortReason
+from procrastinate.jobs import Job
+from procrastinate.retry import BaseRetryStrategy
+
+from app.config import get_settings
+from worker import rounds
+from worker.progress import Cancelled, Interrupted
+from worker.queue import (
+    DEVICE_QUEUES,
+    GENERATE_QUEUE,
+    GENERATE_TASK,
+    MAINTENANCE_QUEUE,
+    RUN_ROUND_TASK,
+    TRAIN_QUEUE,
+    app,
+)
+
+log = logging.getLogger(__name__)
+
+
+class RetryAfterShutdown(BaseRetryStrategy):
+    """Back to the queue only when the worker was shutting down; real failures are final."""
+
+    def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
+        if isinstance(exception, Interrupted):
+            return RetryDecision(retry_in={"seconds": 0})
+        return None
+
+
+def _abort_reason(context: JobContext) -> str | None:
+    reason = context.abort_reason()
+    if reason is None:
+        return None
+    return "shutdown" if reason == AbortReason.SHUTDOWN else "user"
+
+
+def _device_name() -> str:
+    from worker.models import pick_device
+
+    return str(pick_device().device)
+
+
+def run_round_job(round_id: int, job_id: int | None, context: JobContext | None = None) -> str:
+    """Claim the round, run its pipeline with live progress, and record how it ended."""
+    from app.db import session_factory
+    from worker import pipeline
+    from worker.config import ConfigError
+    from worker.progress import ProgressReporter
+
+    settings = get_settings()
+    sessions = session_factory()
+    claim = rounds.claim(sessions, round_id, job_id, _device_name(), settings)
+    if claim is None:
+        return "nothing to do"
+    should_abort = (lambda: _abort_reason(context)) if context is not None else None
+    try:
+        with ProgressReporter(
+            round_id, sessions, interval=settings.progress_interval_seconds, should_abort=should_abort
+        ) as progress:
+            progress.log(f"attempt {claim.attempt} on {_device_name()}")
+            if claim.kind == "generate":
+                metrics = pipeline.run_generation_round(claim, progress, sessions, settings)
+            else:
+                metrics = pipeline.run_training_round(claim, progress, sessions, settings)
+    except Cancelled:
+        rounds.cancelled(sessions, round_id)
+        raise exceptions.JobAborted("round cancelled") from None
+    except Interrupted:
+        rounds.requeue(sessions, round_id)
+        raise
+    except ConfigError as exc:
+        rounds.fail(sessions, round_id, f"bad config: {exc}")
+        raise
+    except Exception as exc:
+        tail = "".join(traceback.format_exception_only(exc)).strip()
+        rounds.fail(sessions, round_id, tail)
+        raise
+    rounds.finish(sessions, round_id, metrics)
+    return "succeeded"
+
+
+@app.task(name=RUN_ROUND_TASK, queue=TRAIN_QUEUE, pass_context=True, retry=RetryAfterShutdown())
+def run_round(context: JobContext, round_id: int) -> str:
+    return run_round_job(round_id, context.job.id, context)
+
+
+@app.task(name=GENERATE_TASK, queue=GENERATE_QUEUE, pass_context=True, retry=RetryAfterShutdown())
+def generate(context: JobContext, round_id: int) -> str:
+    return run_round_job(round_id, context.job.id, context)
+
+
+@app.periodic(cron="* * * * *", periodic_id="auto-round")
+@app.task(name="rankloop.schedule_auto_round", queue=MAINTENANCE_QUEUE, queueing_lock="auto-round")
+def schedule_auto_round(timestamp: int) -> str:
+    from app.db import session_scope
+    from worker import scheduler
+
+    with session_scope() as session:
+        round_id = scheduler.maybe_start_auto_round(session, get_settings())
+    return f"started round {round_id}" if round_id else "no round needed"
+
+
+@app.periodic(cron="*/10 * * * * *", periodic_id="retry-stalled")
+@app.task(name="rankloop.retry_stalled_jobs", queue=MAINTENANCE_QUEUE, queueing_lock="retry-stalled")
+async def retry_stalled_jobs(timestamp: int) -> str:
+    settings = get_settings()
+    stalled = await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=settings.worker_stalled_seconds)
+    retried = []
+    for job in stalled:
+        if job.queue in DEVICE_QUEUES:
+            await app.job_manager.retry_job(job)
+            retried.append(job.id)
+            log.warning("job %s (%s) belonged to a dead worker; queued again", job.id, job.task_name)
+    from worker import scheduler
+
+    closed = await asyncio.to_thread(scheduler.close_orphaned_rounds)
+    return f"retried jobs {retried}, closed rounds {closed}"
+
+
+def run_worker(
+    *,
+    queues: list[str] | None = None,
+    concurrency: int = 1,
+    maintenance: bool = True,
+    wait: bool = True,
+) -> None:
+    """Run the device worker (train + generate, `concurrency` jobs at a time) and the maintenance worker."""
+    asyncio.run(_run_workers(queues or list(DEVICE_QUEUES), concurrency, maintenance, wait))
+
+
+async def _run_workers(queues: list[str], concurrency: int, maintenance: bool, wait: bool) -> None:
+    from procrastinate import PsycopgConnector
+    from procrastinate.worker import Worker
+
+    from app.db import database_url
+
+    settings = get_settings()
+    common: dict[str, Any] = {
+        "wait": wait,
+        # Signals are ours: one SIGTERM must stop both workers.
+        "install_signal_handlers": False,
+        "update_heartbeat_interval": settings.worker_heartbeat_seconds,
+        "stalled_worker_timeout": settings.worker_stalled_seconds,
+        "shutdown_graceful_timeout": 10.0,
+    }
+    connector = PsycopgConnector(conninfo=database_url(), min_size=1, max_size=6)
+    with app.replace_connector(connector):
+        async with app.open_async():
+            app.perform_import_paths()
+            workers = [Worker(app=app, queues=queues, concurrency=concurrency, name="device", **common)]
+            if maintenance:
+                workers.append(
+                    Worker(
+                        app=app,
+                        queues=[MAINTENANCE_QUEUE],
+                        concurrency=1,
+                        name="maintenance",
+                        delete_jobs="successful",
+                        **common,
+                    )
+                )
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, lambda: [w.stop() for w in workers])
+            try:
+                await asyncio.gather(*(w.run() for w in workers))
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
