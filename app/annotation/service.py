@@ -295,7 +295,7 @@ def skip_task(session: Session, user: User, assignment_id: int, reason: str) -> 
 def rank_then_next(session: Session, settings: Settings, user: User, data: RankingIn) -> TaskPage:
     """Store a ranking from the page, then hand out the next task."""
     submit_ranking(session, settings, user, data, source="web")
-    return task_page(session, settings, user, notice="Saved. Here is the next one.")
+    return task_page(session, settings, user, notice="Saved. Thank you!")
 
 
 def skip_then_next(
@@ -303,4 +303,4 @@ def skip_then_next(
 ) -> TaskPage:
     """Skip a task from the page, then hand out the next task."""
     skip_task(session, user, assignment_id, reason)
-    return task_page(session, settings, user, notice="Skipped. Here is the next one.")
+    return task_page(session, settings, user, notice="Skipped.")

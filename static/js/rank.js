@@ -84,16 +84,17 @@
     return li && t.contains(li) ? li : null;
   }
 
-  function submit(t) {
+  // True when every response has a rank; otherwise says which ones are left and focuses the first.
+  function complete(t) {
     var unranked = cards(t).filter(function (li) { return !rankOf(li); });
-    if (unranked.length) {
-      showError(t, "Rank every response first (" + unranked.length + " left: " +
-        unranked.map(function (li) { return li.dataset.label; }).join(", ") + ").");
-      unranked[0].focus();
-      return;
-    }
-    t.querySelector("#rank-form").requestSubmit();
+    if (!unranked.length) { return true; }
+    showError(t, "Rank every response first (" + unranked.length + " left: " +
+      unranked.map(function (li) { return li.dataset.label; }).join(", ") + ").");
+    unranked[0].focus();
+    return false;
   }
+
+  function submit(t) { t.querySelector("#rank-form").requestSubmit(); }
 
   function openSkip(t) {
     var dialog = t.querySelector("#skip-dialog");
@@ -225,9 +226,16 @@
     }
   });
 
+  // Capture phase: runs before htmx's own submit handler on the form, so an incomplete ranking is never sent.
   // Without htmx (or before it loads) the plain form post still carries the time spent.
   document.addEventListener("submit", function (e) {
-    if (e.target.id === "rank-form") { e.target.querySelector('input[name="seconds_spent"]').value = secondsSpent(); }
+    if (e.target.id !== "rank-form") { return; }
+    if (!complete(task())) {
+      e.preventDefault();
+      e.stopPropagation();
+      return;
+    }
+    e.target.querySelector('input[name="seconds_spent"]').value = secondsSpent();
   }, true);
 
   document.addEventListener("htmx:configRequest", function (e) {
