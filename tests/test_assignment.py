@@ -191,6 +191,16 @@ def test_hidden_candidates_are_not_shown_and_sets_with_one_visible_are_skipped(d
     assert one_visible.status == SetStatus.open
 
 
+def test_sets_with_more_than_nine_candidates_are_not_handed_out(db):
+    make_comparison_set(db, k=10)
+    nine = make_comparison_set(db, k=9)
+    ann = make_annotator(db)
+    task = service.next_task(db, settings(), ann)
+    assert task is not None and task.assignment.set_id == nine.id
+    rank_all(db, ann, task)
+    assert service.next_task(db, settings(), ann) is None
+
+
 def test_closed_sets_are_not_handed_out(db):
     cset = make_comparison_set(db)
     cset.status = SetStatus.closed

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import ColumnElement, ScalarSelect, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from app.annotation.tiers import MAX_CANDIDATES, MIN_CANDIDATES
 from app.orm import (
     Assignment,
     AssignmentStatus,
@@ -89,7 +90,8 @@ def _eligible(annotator_id: int) -> list[ColumnElement[bool]]:
         ComparisonSet.status == SetStatus.open,
         PromptSet.paused.is_(False),
         ~_done_by(annotator_id),
-        _visible_count_of_set() >= 2,
+        # The page and API rank 2..9 candidates (one digit key each); other sets are not handed out.
+        _visible_count_of_set().between(MIN_CANDIDATES, MAX_CANDIDATES),
     ]
 
 
@@ -168,6 +170,11 @@ def candidates_by_id(session: Session, ids: Sequence[int]) -> dict[int, Candidat
     if not ids:
         return {}
     return {c.id: c for c in session.scalars(select(Candidate).where(Candidate.id.in_(list(ids))))}
+
+
+def get_set(session: Session, set_id: int) -> ComparisonSet | None:
+    """The comparison set with this id."""
+    return session.get(ComparisonSet, set_id)
 
 
 def get_prompt(session: Session, prompt_id: int) -> Prompt | None:

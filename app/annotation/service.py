@@ -26,7 +26,7 @@ from app.annotation.schemas import (
     MAX_SKIP_REASON_CHARS,
     RankingIn,
 )
-from app.annotation.tiers import validate_tiers
+from app.annotation.tiers import MAX_CANDIDATES, MIN_CANDIDATES, validate_tiers
 from app.config import Settings
 from app.errors import Conflict, Invalid, NotFound
 from app.orm import (
@@ -88,7 +88,7 @@ class _Normalised:
 
 def _view(session: Session, assignment: Assignment) -> TaskView:
     by_id = repo.candidates_by_id(session, assignment.display_order)
-    cset = session.get(ComparisonSet, assignment.set_id)
+    cset = repo.get_set(session, assignment.set_id)
     prompt = repo.get_prompt(session, cset.prompt_id) if cset else None
     if prompt is None:
         raise NotFound("this task no longer exists")
@@ -100,7 +100,7 @@ def _lease(
 ) -> Assignment | None:
     """Lease a locked set to the user: renew their expired row in place, or insert one."""
     candidate_ids = [c.id for c in repo.visible_candidates(session, cset.id)]
-    if len(candidate_ids) < 2:
+    if not MIN_CANDIDATES <= len(candidate_ids) <= MAX_CANDIDATES:
         return None
     expires = now + dt.timedelta(minutes=settings.lease_minutes)
     existing = repo.assignment_of(session, cset.id, user.id)
