@@ -188,9 +188,11 @@ def consensus_agreement(rankings: Iterable[RankingRecord]) -> list[ConsensusAgre
 
 
 def _all_candidates(group: Sequence[RankingRecord]) -> frozenset[int]:
+    """Every candidate any ranking of the group ordered."""
     return frozenset().union(*(r.candidates for r in group))
 
 
 def _nanmean(values: Sequence[float]) -> float:
+    """Mean of the defined values (NaN marks an undefined tau); NaN if there are none."""
     finite = [v for v in values if not math.isnan(v)]
     return sum(finite) / len(finite) if finite else math.nan

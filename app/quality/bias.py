@@ -105,8 +105,5 @@ def length_bias(
 
 
 def _has_display_order(r: RankingRecord) -> bool:
-    return (
-        len(r.display_order) >= 2
-        and set(r.display_order) == r.candidates
-        and (len(r.display_order) == len(r.candidates))
-    )
+    """True when the display order lists each ranked candidate exactly once."""
+    return len(r.display_order) == len(r.candidates) >= 2 and set(r.display_order) == r.candidates

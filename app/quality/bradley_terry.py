@@ -161,17 +161,20 @@ def bradley_terry(
 
 
 def _to_ratings(theta: FloatArray, anchor_index: int | None) -> FloatArray:
+    """Log-strengths to the rating scale, centred on the mean or on the anchor version."""
     shift = theta.mean() if anchor_index is None else theta[anchor_index]
     return BASE_RATING + ELO_SCALE * (theta - shift)
 
 
 def _pair_table(first: IntArray, second: IntArray, n: int) -> tuple[IntArray, IntArray, IntArray]:
+    """Code of each outcome's (first, second) pair, and the first and second player of every code."""
     keys = first * n + second
     unique, codes = np.unique(keys, return_inverse=True)
     return codes.astype(np.int64).reshape(-1), (unique // n).astype(np.int64), (unique % n).astype(np.int64)
 
 
 def _components(n: int, first: IntArray, second: IntArray) -> list[int]:
+    """Connected-component label per player (union-find over the pairs that met)."""
     parent = list(range(n))
 
     def root(i: int) -> int:

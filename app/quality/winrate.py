@@ -80,6 +80,7 @@ def _summarise(
     rounds: int,
     seed: int | None,
 ) -> WinRate:
+    """Counts, rate and interval of one version pair's scores (seen from version_a)."""
     result = proportion(scores, clusters, confidence=confidence, method=method, rounds=rounds, seed=seed)
     return WinRate(
         version_a=version_a,
