@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -30,6 +31,7 @@ def _page(request: Request, settings: SettingsDep, page: service.TaskPage) -> Re
             "max_reason_chars": MAX_SKIP_REASON_CHARS,
             "long_chars": LONG_TEXT_CHARS,
             "long_lines": LONG_TEXT_LINES,
+            "utc": dt.UTC,
         },
         block="task",
     )

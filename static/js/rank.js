@@ -129,6 +129,10 @@
         },
       });
     }
+    t.querySelectorAll("time[data-local-time]").forEach(function (el) {
+      var when = new Date(el.getAttribute("datetime"));
+      if (!isNaN(when)) { el.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); }
+    });
     refresh(t, true);
     window.scrollTo(0, 0);
     focusCard(t, 0);
