@@ -180,7 +180,8 @@ class RewardModel:
         return scores
 
 
-def _build_model(path: str, tokenizer: Any, cfg: RewardConfig) -> Any:
+def build_reward_model(path: str, tokenizer: Any, cfg: RewardConfig) -> Any:
+    """Backbone with a fresh scalar head and LoRA adapters, ready to train (fp32)."""
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import AutoModelForSequenceClassification
 
@@ -273,7 +274,7 @@ def train_reward_model(
     # Model: backbone + LoRA + scalar head.
     path = resolve_model_path(cfg.base_model, data_dir)
     tokenizer = load_tokenizer(path, padding_side="right")
-    model = _build_model(path, tokenizer, cfg)
+    model = build_reward_model(path, tokenizer, cfg)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     loader: DataLoader[Ranking] = DataLoader(
