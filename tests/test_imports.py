@@ -242,6 +242,12 @@ TEN = json.dumps({"prompt": "p", "completions": [str(i) for i in range(10)]})
         (PAIRS, '{"prompt": "p", "chosen": "a"}', "rejected: Field required"),
         (PAIRS, '{"prompt": "p", "chosen": "a", "rejected": "a"}', "same text"),
         (PROMPTS, '{"prompt": "p", "tags": "a;b"}', "tags: Input should be"),
+        (RG, '{"prompt": "a\\u0000b", "completions": ["a", "b"]}', "prompt: contains a NUL character"),
+        (
+            PAIRS,
+            '{"prompt": "p", "chosen": "\\ud800", "rejected": "b"}',
+            "chosen: Input should be a valid string",
+        ),
     ],
 )
 def test_a_malformed_line_is_named_and_nothing_is_written(db, kind, bad_line, message):
@@ -325,22 +331,20 @@ def test_api_import_of_a_malformed_file_is_422_with_the_line_and_writes_nothing(
 
 def test_api_import_needs_an_admin_and_a_known_kind(app_client, api_token):
     files = {"file": ("p.jsonl", jsonl({"prompt": "p"}))}
-    nobody = {"Authorization": "Bearer rl_not-a-token"}
+
+    def post(headers: dict[str, str], **fields: str):
+        return app_client.post("/api/v1/imports", headers=headers, files=files, data=fields)
+
+    assert post({"Authorization": "Bearer rl_not-a-token"}, kind="prompts").status_code == 401
     assert (
-        app_client.post("/api/v1/imports", headers=nobody, files=files, data={"kind": "prompts"}).status_code
-        == 401
-    )
-    annotator = {"Authorization": f"Bearer {api_token('ann', Role.annotator)}"}
-    assert (
-        app_client.post(
-            "/api/v1/imports", headers=annotator, files=files, data={"kind": "prompts"}
-        ).status_code
+        post({"Authorization": f"Bearer {api_token('ann', Role.annotator)}"}, kind="prompts").status_code
         == 403
     )
-    r = app_client.post(
-        "/api/v1/imports", headers=admin_headers(api_token), files=files, data={"kind": "essays"}
-    )
+    admin = admin_headers(api_token)
+    r = post(admin, kind="essays")
     assert r.status_code == 422 and "kind must be one of" in r.json()["detail"]
+    r = post(admin, kind="prompts", prompt_set="a\x00")
+    assert r.status_code == 422 and "control characters" in r.json()["detail"]
     assert committed_counts()["Prompt"] == 0
 
 

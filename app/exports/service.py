@@ -81,7 +81,8 @@ def _filters(
     """Resolve a prompt set name to its id (404 if unknown) and parse `since`."""
     prompt_set_id = None
     if prompt_set:
-        found = get_prompt_set_by_name(session, prompt_set)
+        # A name no prompt set can have (NUL) must not reach PostgreSQL, which refuses it outright.
+        found = None if "\x00" in prompt_set else get_prompt_set_by_name(session, prompt_set)
         if found is None:
             raise NotFound(f"no prompt set named {prompt_set!r}")
         prompt_set_id = found.id

@@ -123,7 +123,13 @@ def _parse_csv_prompts(text: str) -> tuple[list[Record], list[str]]:
             if any(len(t) > 100 for t in tags):
                 errors.append(f"line {line}: tags: a tag is longer than 100 characters")
                 continue
-            records.append(Record(line=line, prompt=prompt, tags=tags))
+            record = Record(line=line, prompt=prompt, tags=tags)
+            try:
+                _check_storable(record)
+            except LineError as exc:
+                errors.append(f"line {line}: {exc}")
+                continue
+            records.append(record)
     except csv.Error as exc:
         errors.append(f"line {reader.line_num}: {exc}")
     return records, errors
@@ -147,7 +153,10 @@ def _parse_jsonl(text: str, kind: ImportKind) -> tuple[list[Record], list[str]]:
             errors.append(f"line {number}: expected a JSON object")
             continue
         try:
-            records.extend(_parse_object(number, obj, kind))
+            parsed = _parse_object(number, obj, kind)
+            for record in parsed:
+                _check_storable(record)
+            records.extend(parsed)
         except LineError as exc:
             errors.append(f"line {number}: {exc}")
     return records, errors
@@ -188,6 +197,20 @@ def _parse_object(number: int, obj: dict[str, Any], kind: ImportKind) -> list[Re
             model=group.model or DEFAULT_MODEL,
         )
     ]
+
+
+def _check_storable(record: Record) -> None:
+    """PostgreSQL text holds neither NUL characters nor lone surrogates (which JSON escapes can carry)."""
+    fields = [("prompt", record.prompt), ("model", record.model)]
+    fields += [("tags", t) for t in record.tags] + [("completions", c) for c in record.completions]
+    fields += [(k, v) for meta in record.completion_meta for k, v in meta.items() if isinstance(v, str)]
+    for name, value in fields:
+        if "\x00" in value:
+            raise LineError(f"{name}: contains a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise LineError(f"{name}: contains an unpaired surrogate (invalid Unicode)") from None
 
 
 def _validate(model: type[M], obj: dict[str, Any]) -> M:

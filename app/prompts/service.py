@@ -51,7 +51,9 @@ def import_file(
     """Check a whole file, then write it; on any malformed line raise Invalid and write nothing."""
     name = _prompt_set_name(prompt_set)
     records = importers.parse(data, kind, filename)
-    return import_records(session, settings, records, name, origin=filename)
+    # The file name is only a label (stored in Prompt.source); keep it storable whatever the client sent.
+    origin = filename.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")[:100]
+    return import_records(session, settings, records, name, origin=origin)
 
 
 def import_records(
@@ -140,6 +142,12 @@ def _prompt_set_name(name: str | None) -> str:
     name = (name or "").strip() or DEFAULT_PROMPT_SET
     if len(name) > 200:
         raise Invalid("prompt set names are at most 200 characters")
+    if not name.isprintable():
+        raise Invalid("prompt set names cannot contain control characters")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Invalid("prompt set names must be valid Unicode") from None
     return name
 
 
