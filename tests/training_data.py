@@ -1,0 +1,156 @@
+"""Synthetic rankings for training-round tests, in words the tiny test tokenizer knows.
+
+The "good" reply of every prompt mentions the marker word; annotators rank it first, so a reward model can
+learn something in a few steps.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from app.orm import (
+    Assignment,
+    AssignmentStatus,
+    ComparisonSet,
+    ModelKind,
+    ModelStatus,
+    ModelVersion,
+    Prompt,
+    Ranking,
+    SetStatus,
+    User,
+)
+from tests.factories import make_annotator, make_candidates, make_comparison_set, make_prompt, make_prompt_set
+
+SUBJECTS = [
+    "cat",
+    "dog",
+    "bird",
+    "fish",
+    "tree",
+    "river",
+    "sun",
+    "moon",
+    "star",
+    "rain",
+    "snow",
+    "wind",
+    "fire",
+    "stone",
+    "road",
+    "house",
+]
+ADJECTIVES = [
+    "red",
+    "blue",
+    "green",
+    "big",
+    "small",
+    "old",
+    "new",
+    "fast",
+    "slow",
+    "happy",
+    "sad",
+    "good",
+    "bad",
+]
+
+
+def tiny_model(path: Path) -> Path:
+    """A tiny random Llama + word-level tokenizer saved at `path` (built by the ML core's test helper)."""
+    from tests.worker.conftest import save_tiny_model
+
+    return save_tiny_model("llama", path)
+
+
+def rank(session: Session, cset: ComparisonSet, annotator: User, tiers: list[list[int]]) -> Ranking:
+    """A submitted ranking of `cset` by `annotator` (tiers of candidate ids, best first)."""
+    now = dt.datetime.now(dt.UTC)
+    ids = [c for tier in tiers for c in tier]
+    assignment = Assignment(
+        set_id=cset.id,
+        annotator_id=annotator.id,
+        status=AssignmentStatus.submitted,
+        display_order=ids,
+        leased_at=now,
+        lease_expires_at=now,
+        completed_at=now,
+    )
+    session.add(assignment)
+    session.flush()
+    ranking = Ranking(
+        assignment_id=assignment.id,
+        set_id=cset.id,
+        annotator_id=annotator.id,
+        tiers=[sorted(t) for t in tiers],
+        all_bad=False,
+        flags={},
+        rationale="",
+        display_order=ids,
+        source="test",
+        fingerprint=f"test-{assignment.id}",
+    )
+    session.add(ranking)
+    session.flush()
+    return ranking
+
+
+def seed_rankings(
+    session: Session,
+    *,
+    prompts: int = 6,
+    k: int = 3,
+    annotators: int = 2,
+    unranked: int = 3,
+    human_first: bool = False,
+    seed: int = 0,
+) -> dict[str, list[int]]:
+    """Ranked sets (closed, `annotators` rankings each) plus unranked prompts that still need candidates."""
+    rnd = random.Random(seed)
+    ps = make_prompt_set(session, f"training-{seed}")
+    people = [make_annotator(session, f"ranker-{seed}-{i}") for i in range(annotators)]
+    # Imported texts: an external source, not a policy of ours.
+    source = ModelVersion(
+        name=f"imported-{seed}", kind=ModelKind.external, status=ModelStatus.active, config={}
+    )
+    session.add(source)
+    human = None
+    if human_first:
+        human = ModelVersion(
+            name=f"oasst-human-{seed}", kind=ModelKind.external, status=ModelStatus.active, config={}
+        )
+        session.add(human)
+    session.flush()
+    ranking_ids, set_ids, prompt_ids = [], [], []
+    for i in range(prompts):
+        subject = SUBJECTS[i % len(SUBJECTS)]
+        prompt = make_prompt(session, ps, f"tell me about the {subject} {i}")
+        good = f"the {subject} is good banana"
+        bad = [f"the {subject} is {rnd.choice(ADJECTIVES)} {w}" for w in ("no", "sad", "bad", "slow")][
+            : k - 1
+        ]
+        cands = make_candidates(session, prompt, [good, *bad], model_version=source)
+        if human is not None:
+            cands[0].model_version_id = human.id
+        cset = make_comparison_set(session, prompt, candidates=cands, overlap=annotators)
+        cset.status = SetStatus.closed
+        for person in people:
+            order = [c.id for c in cands[1:]]
+            rnd.shuffle(order)
+            ranking_ids.append(rank(session, cset, person, [[cands[0].id], *[[c] for c in order]]).id)
+        set_ids.append(cset.id)
+        prompt_ids.append(prompt.id)
+    for j in range(unranked):
+        subject = SUBJECTS[(prompts + j) % len(SUBJECTS)]
+        prompt_ids.append(make_prompt(session, ps, f"write a story about the {subject}").id)
+    session.flush()
+    return {"rankings": ranking_ids, "sets": set_ids, "prompts": prompt_ids}
+
+
+def all_prompts(session: Session) -> list[Prompt]:
+    return session.query(Prompt).order_by(Prompt.id).all()
