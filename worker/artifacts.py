@@ -41,7 +41,8 @@ CONFIG_FILE = "training_config.json"
 METRICS_FILE = "metrics.json"
 VERSION_FILE = "version.json"
 MANIFEST_FILE = "manifest.json"
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,39}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,159}")
 _TMP_PREFIX = ".tmp-"
 
 
@@ -55,7 +56,7 @@ class StagedVersion:
 def version_dir_name(kind: str, name: str | int) -> str:
     """`<kind>-<name>`, refusing anything that could escape the artifacts directory."""
     dir_name = f"{kind}-{name}"
-    if not _NAME.fullmatch(dir_name) or ".." in dir_name:
+    if not _KIND.fullmatch(kind) or not _NAME.fullmatch(str(name)) or ".." in dir_name:
         raise ValueError(f"invalid model version name: {dir_name!r}")
     return dir_name
 
