@@ -460,3 +460,39 @@ def test_admin_index_counts_the_data(app_client, make_user, api_token):
     assert 'data-count="rankings">1<' in page
     assert 'data-count="users">2<' in page  # root and boss; the imported annotator cannot log in
     assert 'href="/admin/import"' in page and 'href="/admin/export"' in page
+
+
+def test_concurrent_imports_into_one_new_prompt_set_both_land(clean_db):
+    import threading
+    import time
+
+    from app.db import session_factory
+
+    first, second = session_factory()(), session_factory()()
+    outcome: dict[str, Any] = {}
+
+    def second_import() -> None:
+        try:
+            outcome["summary"] = run(
+                second, jsonl({"prompt": "q2", "chosen": "a", "rejected": "b"}), ImportKind.pairs, "race"
+            )
+            second.commit()
+        except Exception as exc:  # reported below
+            outcome["error"] = exc
+
+    try:
+        run(first, jsonl({"prompt": "q1", "chosen": "a", "rejected": "b"}), ImportKind.pairs, "race")
+        thread = threading.Thread(target=second_import)
+        thread.start()
+        time.sleep(0.5)
+        # The second import waits on the first one's uncommitted prompt set and model version names.
+        assert thread.is_alive()
+        first.commit()
+        thread.join(timeout=30)
+    finally:
+        first.close()
+        second.close()
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["summary"].rankings == 1
+    c = committed_counts()
+    assert (c["PromptSet"], c["ModelVersion"], c["Prompt"], c["Ranking"]) == (1, 1, 2, 2)

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.orm import (
@@ -35,12 +36,19 @@ def get_prompt_set_by_name(session: Session, name: str) -> PromptSet | None:
     return session.scalars(select(PromptSet).where(PromptSet.name == name)).one_or_none()
 
 
-def add_prompt_set(session: Session, name: str, description: str = "") -> PromptSet:
-    """Insert a prompt set and flush so it has an id."""
-    prompt_set = PromptSet(name=name, description=description)
-    session.add(prompt_set)
-    session.flush()
-    return prompt_set
+def get_or_add_prompt_set(session: Session, name: str, description: str = "") -> PromptSet:
+    """The prompt set with this name, inserted if missing (safe against a concurrent insert)."""
+    found = get_prompt_set_by_name(session, name)
+    if found is not None:
+        return found
+    try:
+        with session.begin_nested():
+            prompt_set = PromptSet(name=name, description=description)
+            session.add(prompt_set)
+        return prompt_set
+    except IntegrityError:
+        # Another transaction created it first (names are unique): use theirs.
+        return session.scalars(select(PromptSet).where(PromptSet.name == name)).one()
 
 
 def get_model_version_by_name(session: Session, name: str) -> ModelVersion | None:
@@ -48,12 +56,20 @@ def get_model_version_by_name(session: Session, name: str) -> ModelVersion | Non
     return session.scalars(select(ModelVersion).where(ModelVersion.name == name)).one_or_none()
 
 
-def add_external_model_version(session: Session, name: str, config: dict[str, object]) -> ModelVersion:
-    """Insert an active external model version (the author of imported texts)."""
-    version = ModelVersion(name=name, kind=ModelKind.external, status=ModelStatus.active, config=config)
-    session.add(version)
-    session.flush()
-    return version
+def get_or_add_external_model_version(session: Session, name: str, config: dict[str, object]) -> ModelVersion:
+    """The model version with this name, else a new active external one (the author of imported texts)."""
+    found = get_model_version_by_name(session, name)
+    if found is not None:
+        return found
+    try:
+        with session.begin_nested():
+            version = ModelVersion(
+                name=name, kind=ModelKind.external, status=ModelStatus.active, config=config
+            )
+            session.add(version)
+        return version
+    except IntegrityError:
+        return session.scalars(select(ModelVersion).where(ModelVersion.name == name)).one()
 
 
 def prompts_by_text(session: Session, prompt_set_id: int, texts: Sequence[str]) -> dict[str, Prompt]:

@@ -67,9 +67,7 @@ def import_records(
 ) -> ImportSummary:
     """Write checked records into a prompt set (created if missing); flushes, never commits."""
     name = _prompt_set_name(prompt_set)
-    prompt_set_row = repo.get_prompt_set_by_name(session, name) or repo.add_prompt_set(
-        session, name, description
-    )
+    prompt_set_row = repo.get_or_add_prompt_set(session, name, description)
     prompts, preexisting = _prompts(session, prompt_set_row.id, records, origin)
     grouped = [r for r in records if r.completions]
     summary = ImportSummary(
@@ -187,12 +185,8 @@ def _model_versions(session: Session, names: set[str], origin: str) -> dict[str,
     """The model versions named by the records, created as active external versions where missing."""
     versions: dict[str, ModelVersion] = {}
     for name in sorted(names):
-        version = repo.get_model_version_by_name(session, name)
-        if version is None:
-            version = repo.add_external_model_version(
-                session, name, {"source": "import", "first_imported_from": origin[:200]}
-            )
-        versions[name] = version
+        config: dict[str, object] = {"source": "import", "first_imported_from": origin}
+        versions[name] = repo.get_or_add_external_model_version(session, name, config)
     return versions
 
 
