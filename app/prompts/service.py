@@ -38,6 +38,8 @@ from app.prompts.schemas import ImportKind, ImportSummary
 
 DEFAULT_PROMPT_SET = "imported"
 RANKING_SOURCE = "import"
+# A comparison set's identity for re-imports: its prompt and the candidates in it.
+SetKey = tuple[int, frozenset[int]]
 
 
 def import_file(
@@ -130,9 +132,6 @@ def import_records(
     if to_rank and annotator_id is not None:
         summary.rankings = _imported_rankings(session, annotator_id, to_rank)
     return summary
-
-
-SetKey = tuple[int, frozenset[int]]
 
 
 def _prompt_set_name(name: str | None) -> str:
