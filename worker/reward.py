@@ -180,13 +180,27 @@ class RewardModel:
         return scores
 
 
+def _load_backbone(path: str, dtype: torch.dtype) -> Any:
+    """The backbone with a new scalar head, minus transformers' warning that the head is new (it must be)."""
+    import logging
+
+    from transformers import AutoModelForSequenceClassification
+
+    loader_log = logging.getLogger("transformers.modeling_utils")
+    level = loader_log.level
+    loader_log.setLevel(logging.ERROR)
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype)
+    finally:
+        loader_log.setLevel(level)
+
+
 def build_reward_model(path: str, tokenizer: Any, cfg: RewardConfig) -> Any:
     """Backbone with a fresh scalar head and LoRA adapters, ready to train (fp32)."""
     from peft import LoraConfig, TaskType, get_peft_model
-    from transformers import AutoModelForSequenceClassification
 
     # fp32 master weights; on a GPU, accelerate's bf16 autocast does the fast part.
-    backbone = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
+    backbone = _load_backbone(path, torch.float32)
     # The head reads the last token that is not padding; the model must know which id that is.
     backbone.config.pad_token_id = tokenizer.pad_token_id
     lora = LoraConfig(
@@ -204,13 +218,13 @@ def load_reward_model(
 ) -> RewardModel:
     """Backbone + saved adapter and head, from a directory written by `train_reward_model`."""
     from peft import PeftModel
-    from transformers import AutoModelForSequenceClassification
 
     device = device or pick_device()
     meta = json.loads((Path(model_dir) / REWARD_CONFIG_FILE).read_text())
     path = resolve_model_path(meta["base_model"], data_dir)
     tokenizer = load_tokenizer(str(model_dir), padding_side="right")
-    backbone = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=device.dtype)
+    # The head comes from the adapter directory (modules_to_save).
+    backbone = _load_backbone(path, device.dtype)
     backbone.config.pad_token_id = tokenizer.pad_token_id
     model = PeftModel.from_pretrained(backbone, str(model_dir))
     model.to(device.device)

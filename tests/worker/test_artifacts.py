@@ -150,3 +150,27 @@ def test_stale_staging_dirs_are_removable(tmp_path: Path) -> None:
     removed = artifacts.remove_stale_tmp(tmp_path)
     assert [p.name for p in removed] == [".tmp-abc"]
     assert _leftovers(tmp_path) == ["policy-1"]
+
+
+def test_bf16_loading_path(tiny_llama: Path, tmp_path: Path) -> None:
+    """What a GPU gets (bf16 base weights, adapter saved from fp32 training) loads and runs; here on CPU."""
+    from worker.generation import CandidateConfig, SamplingParams, generate_candidates
+
+    bf16 = models.DeviceSpec(torch.device("cpu"), torch.bfloat16)
+    cfg = reward.RewardConfig(base_model=str(tiny_llama), epochs=2, lr=2e-3, max_length=64, device="cpu")
+    reward.train_reward_model(cfg, marker_rankings(12), tmp_path / "rm")
+    fp32_scores = reward.load_reward_model(tmp_path / "rm").score("a b", ["the cat", "banana yes"])
+    bf16_scores = reward.load_reward_model(tmp_path / "rm", device=bf16).score(
+        "a b", ["the cat", "banana yes"]
+    )
+    assert bf16_scores == pytest.approx(fp32_scores, abs=0.1)
+
+    policy, tokenizer = models.load_causal_lm(str(tiny_llama), device=bf16)
+    assert next(policy.parameters()).dtype == torch.bfloat16
+    out = generate_candidates(
+        policy,
+        tokenizer,
+        ["tell me"],
+        CandidateConfig(k=2, seed=0, sampling=SamplingParams(max_new_tokens=6)),
+    )
+    assert len(out.candidates[0]) == 2
