@@ -14,6 +14,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from app.config import get_settings
 from app.deps import csrf_protect
 from app.errors import AppError, LoginRequired
+from app.middleware import BODY_OVERHEAD, BodySizeLimit
 from app.web import ROOT, is_htmx, render
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ def create_app() -> FastAPI:
         same_site="lax",
         https_only=settings.cookie_secure,
     )
+    # Outermost: bounds every body before sessions, CSRF form parsing or uploads read it.
+    app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes + BODY_OVERHEAD)
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
 
     @app.exception_handler(AppError)
@@ -84,4 +87,8 @@ def create_app() -> FastAPI:
     app.include_router(annotation_router)
     app.include_router(admin_router)
     app.include_router(api_router)
+    if settings.bench_endpoints:
+        from app.api.bench import router as bench_router
+
+        app.include_router(bench_router, prefix="/api/v1")
     return app

@@ -70,3 +70,30 @@ def test_healthz_answers_when_the_database_does(app_client):
     r = app_client.get("/healthz")
     assert r.status_code == 200
     assert r.json() == {"status": "ok"}
+
+
+def test_imported_annotator_is_created_once_even_when_two_imports_race(clean_db):
+    import threading
+
+    from app.auth import service
+    from app.db import session_scope
+
+    barrier = threading.Barrier(2)
+    ids: list[int] = []
+    errors: list[BaseException] = []
+
+    def first_import() -> None:
+        try:
+            with session_scope() as session:
+                barrier.wait()
+                ids.append(service.imported_annotator(session).id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_import) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(set(ids)) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from app.orm import ApiToken, LoginFailure, Role, User, WebSession
@@ -33,6 +34,16 @@ def add_user(
     session.add(user)
     session.flush()
     return user
+
+
+def ensure_user(session: Session, username: str, role: Role, active: bool) -> User:
+    """The user with this name, inserted without a password if missing; safe when two callers race."""
+    session.execute(
+        pg_insert(User)
+        .values(username=username, role=role, password_hash=None, active=active)
+        .on_conflict_do_nothing(index_elements=[User.username])
+    )
+    return session.scalars(select(User).where(User.username == username)).one()
 
 
 def add_api_token(session: Session, user_id: int, token_hash: str, prefix: str, name: str) -> ApiToken:

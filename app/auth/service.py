@@ -33,10 +33,7 @@ def create_user(session: Session, username: str, role: Role, password: str | Non
 
 def imported_annotator(session: Session) -> User:
     """The account that outside human judgements are attributed to; it cannot log in."""
-    user = repo.get_user_by_name(session, IMPORTED_ANNOTATOR)
-    if user is None:
-        user = repo.add_user(session, IMPORTED_ANNOTATOR, Role.annotator, None, active=False)
-    return user
+    return repo.ensure_user(session, IMPORTED_ANNOTATOR, Role.annotator, active=False)
 
 
 def issue_api_token(session: Session, user: User, name: str = "") -> str:
