@@ -17,8 +17,9 @@ text.
 
 Device: CUDA (bf16 where supported) when available; on CPU, fp32 with `use_cpu=True` and `bf16=False`
 (TRL's configs default to bf16 and refuse it on CPU). Several GPUs:
-`accelerate launch --num_processes N script.py` for the script calling `train_dpo`; the Trainer handles the
-processes, and only the main process writes the output directory.
+`accelerate launch --multi_gpu --num_processes N script.py` (or `torchrun --nproc_per_node N script.py`;
+checked with 2 CPU processes) for the script calling `train_dpo`; the Trainer shards the pairs, only the
+main process writes the output directory and calls the progress callback.
 """
 
 from __future__ import annotations

@@ -3,22 +3,25 @@
 The backbone is any HF model `AutoModelForSequenceClassification` can load with `num_labels=1` (by default
 the policy's base model). Its transformer gets LoRA adapters; the new linear head (`score`) is trained fully
 and saved with the adapter (PEFT's SEQ_CLS task puts it in `modules_to_save`). The score of a reply is the
-head's output at the last non-pad token of "prompt + reply" rendered with the chat template.
+head's output at the last non-pad token of "prompt + reply" rendered with the chat template. (When the pad
+token is also the end-of-sequence token, as in SmolLM2, a trailing end token counts as padding and the score
+is read just before it; that depends only on the text, never on the batch, because inputs are right-padded.)
 
 Loss (InstructGPT, Ouyang et al. 2022): a ranking of K candidates is one batch of K forward passes; the K
 scores give every ordered pair the tiers imply, and the ranking's loss is the mean over those pairs of
 -log sigmoid(r_chosen - r_rejected - margin). Ties and all-bad rankings give no pair. Scoring each candidate
-once instead of once per pair gives the same loss and gradients for (K-1)/2 times less compute, and keeps
-all pairs of a ranking in one step, which the paper found reduces overfitting.
+once (K passes) instead of twice per pair (K(K-1) passes) gives the same loss and gradients for K-1 times
+less compute, and keeps all pairs of a ranking in one step, which the paper found reduces overfitting.
 
 Training holds out whole prompts, evaluates held-out pairwise accuracy and loss, and stops early when the
 held-out loss stops improving; the best adapter is the one saved.
 
-Multi-GPU: start the script that calls `train_reward_model` with
-`accelerate launch --num_processes N script.py`. The loop runs through `accelerate.Accelerator`, which
-shards the training rankings across processes and averages gradients (a single plain process needs nothing).
-Every process evaluates the (small) held-out set itself, so early-stopping decisions agree; only the main
-process writes the output directory and calls the progress callback.
+Several GPUs: start the script that calls `train_reward_model` with
+`accelerate launch --multi_gpu --num_processes N script.py` (or `torchrun --nproc_per_node N script.py`;
+checked with 2 CPU processes). The loop runs through `accelerate.Accelerator`, which shards the training
+rankings across processes and averages gradients (a plain single process needs nothing). Every process
+evaluates the (small) held-out set itself, so early-stopping decisions agree; only the main process writes
+the output directory and calls the progress callback.
 """
 
 from __future__ import annotations
