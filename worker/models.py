@@ -21,7 +21,6 @@ from typing import Any
 import torch
 from filelock import FileLock
 from transformers import (
-    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedModel,
@@ -213,8 +212,3 @@ def format_exchange(tokenizer: PreTrainedTokenizerBase, prompt_text: str, respon
         tokenize=False,
     )
     return str(rendered)
-
-
-def load_config(path: str) -> Any:
-    """The model config (architecture, sizes) without loading weights."""
-    return AutoConfig.from_pretrained(path)
