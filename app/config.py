@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     # Pool per process; the load benchmark runs several processes, so keep it modest.
     db_pool_size: int = 10
     db_max_overflow: int = 10
+    # Mounts POST /api/v1/_bench/insert (one insert, no auth) for the load benchmark's baseline. Never in
+    # production: it is unauthenticated.
+    bench_endpoints: bool = False
 
     # Annotation
     overlap: int = Field(default=2, ge=1, le=20, description="distinct annotators wanted per comparison set")
