@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, ScalarSelect, and_, exists, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, ScalarSelect, and_, exists, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session, aliased, lazyload
 
 from app.annotation.tiers import MAX_CANDIDATES, MIN_CANDIDATES
 from app.orm import (
@@ -29,15 +30,16 @@ def db_now(session: Session) -> dt.datetime:
     return session.execute(select(func.clock_timestamp())).scalar_one()
 
 
-def lock_annotator(session: Session, annotator_id: int) -> None:
-    """Serialise task hand-out per annotator, so a double click cannot lease two sets."""
+def lock_annotator(session: Session, annotator_id: int) -> dt.datetime:
+    """Serialise task hand-out per annotator (no double lease); returns the clock once the lock is held."""
     # NO KEY UPDATE: rows that merely reference the user (sessions, rankings) are not blocked.
-    session.execute(
-        select(User.id).where(User.id == annotator_id).with_for_update(key_share=True)
-    ).scalar_one_or_none()
+    locked = select(User.id).where(User.id == annotator_id).with_for_update(key_share=True).subquery()
+    # A locking subquery is never flattened, so the outer clock is read once the row lock is granted.
+    now = session.execute(select(func.clock_timestamp()).select_from(locked)).scalar_one_or_none()
+    return now if now is not None else db_now(session)
 
 
-def _live(now: dt.datetime) -> ColumnElement[bool]:
+def _live(now: dt.datetime | ColumnElement[dt.datetime]) -> ColumnElement[bool]:
     # A slot is taken by a submitted ranking or by a lease that has not expired yet.
     return or_(
         Assignment.status == AssignmentStatus.submitted,
@@ -97,15 +99,15 @@ def _eligible(annotator_id: int) -> list[ColumnElement[bool]]:
 
 def lock_next_open_set(
     session: Session, annotator_id: int, now: dt.datetime, exclude: Sequence[int] = ()
-) -> ComparisonSet | None:
-    """Lock (skipping rows others hold) the best open set this annotator may still take, or None.
+) -> tuple[ComparisonSet, Prompt] | None:
+    """Lock (skipping rows others hold) the best open set this annotator may still take, with its prompt.
 
     Best: higher prompt-set priority, then prompt priority, then sets with more rankings (finish their
     overlap first), then the oldest. The free-slot filter here reads this statement's snapshot only;
     callers must re-count with count_live_slots() once the lock is held.
     """
     stmt = (
-        select(ComparisonSet)
+        select(ComparisonSet, Prompt)
         .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
         .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
         .where(*_eligible(annotator_id), _live_count_of_set(now) < ComparisonSet.overlap)
@@ -120,37 +122,62 @@ def lock_next_open_set(
         # NO KEY UPDATE still excludes every other hand-out/submission on this set, but lets inserts
         # that only reference it (a ranking's foreign key) proceed.
         .with_for_update(of=ComparisonSet, skip_locked=True, key_share=True)
+        # The set's items are not needed here; their eager "selectin" load would cost a query.
+        .options(lazyload(ComparisonSet.items))
         .execution_options(populate_existing=True)
     )
     if exclude:
         stmt = stmt.where(ComparisonSet.id.not_in(list(exclude)))
-    return session.scalars(stmt).first()
+    row = session.execute(stmt).first()
+    return (row[0], row[1]) if row else None
 
 
-def lock_set(session: Session, set_id: int) -> ComparisonSet | None:
-    """Lock one comparison set row (waiting for other holders) and return its current state."""
+def lock_set_of_assignment(session: Session, assignment_id: int, annotator_id: int) -> ComparisonSet | None:
+    """Lock the set of this annotator's assignment (waiting for other holders); None if it is not theirs."""
+    of_assignment = (
+        select(Assignment.set_id)
+        .where(Assignment.id == assignment_id, Assignment.annotator_id == annotator_id)
+        .scalar_subquery()
+    )
     return session.scalars(
         select(ComparisonSet)
-        .where(ComparisonSet.id == set_id)
+        .where(ComparisonSet.id == of_assignment)
         .with_for_update(key_share=True)
+        .options(lazyload(ComparisonSet.items))
         .execution_options(populate_existing=True)
     ).one_or_none()
 
 
-def count_live_slots(session: Session, set_id: int, now: dt.datetime) -> int:
-    """Submitted plus unexpired leased assignments of a set, read in a fresh statement."""
-    return session.execute(
-        select(func.count()).select_from(Assignment).where(Assignment.set_id == set_id, _live(now))
-    ).scalar_one()
+def count_live_slots(session: Session, set_id: int) -> tuple[int, dt.datetime]:
+    """Submitted plus unexpired leased assignments of a set, read in a fresh statement, and its clock."""
+    # statement_timestamp() is fixed for the statement: the count and the returned time agree.
+    now = func.statement_timestamp()
+    count, at = session.execute(
+        select(func.count(), now).select_from(Assignment).where(Assignment.set_id == set_id, _live(now))
+    ).one()
+    return int(count), at
 
 
-def count_submitted(session: Session, set_id: int) -> int:
-    """Submitted assignments (= rankings) of a set."""
-    return session.execute(
+def close_if_full(session: Session, set_id: int) -> bool:
+    """Close an open set once it holds `overlap` submitted assignments; True if it closed now."""
+    submitted = (
         select(func.count())
         .select_from(Assignment)
         .where(Assignment.set_id == set_id, Assignment.status == AssignmentStatus.submitted)
-    ).scalar_one()
+        .scalar_subquery()
+    )
+    result = session.execute(
+        update(ComparisonSet)
+        .where(
+            ComparisonSet.id == set_id,
+            ComparisonSet.status == SetStatus.open,
+            submitted >= ComparisonSet.overlap,
+        )
+        .values(status=SetStatus.closed)
+        # In-session copies of the set see the new status too.
+        .execution_options(synchronize_session="fetch")
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def visible_candidates(session: Session, set_id: int) -> list[Candidate]:
@@ -172,14 +199,13 @@ def candidates_by_id(session: Session, ids: Sequence[int]) -> dict[int, Candidat
     return {c.id: c for c in session.scalars(select(Candidate).where(Candidate.id.in_(list(ids))))}
 
 
-def get_set(session: Session, set_id: int) -> ComparisonSet | None:
-    """The comparison set with this id."""
-    return session.get(ComparisonSet, set_id)
-
-
-def get_prompt(session: Session, prompt_id: int) -> Prompt | None:
-    """The prompt with this id."""
-    return session.get(Prompt, prompt_id)
+def prompt_of_set(session: Session, set_id: int) -> Prompt | None:
+    """The prompt a comparison set is about."""
+    return session.scalars(
+        select(Prompt)
+        .join(ComparisonSet, ComparisonSet.prompt_id == Prompt.id)
+        .where(ComparisonSet.id == set_id)
+    ).one_or_none()
 
 
 def get_assignment(session: Session, assignment_id: int) -> Assignment | None:
@@ -187,14 +213,15 @@ def get_assignment(session: Session, assignment_id: int) -> Assignment | None:
     return session.get(Assignment, assignment_id)
 
 
-def lock_assignment(session: Session, assignment_id: int) -> Assignment | None:
-    """Lock an assignment row and return its current state."""
-    return session.scalars(
-        select(Assignment)
-        .where(Assignment.id == assignment_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+def lock_assignment(session: Session, assignment_id: int) -> tuple[Assignment, dt.datetime] | None:
+    """Lock an assignment row; its current state and the database clock read once the lock is held."""
+    locked = aliased(
+        Assignment, select(Assignment).where(Assignment.id == assignment_id).with_for_update().subquery()
+    )
+    row = session.execute(
+        select(locked, func.clock_timestamp()).execution_options(populate_existing=True)
     ).one_or_none()
+    return (row[0], row[1]) if row else None
 
 
 def assignment_of(session: Session, set_id: int, annotator_id: int) -> Assignment | None:
@@ -222,26 +249,28 @@ def active_assignment(session: Session, annotator_id: int, now: dt.datetime) -> 
     ).first()
 
 
-def add_assignment(
+def insert_lease(
     session: Session,
     set_id: int,
     annotator_id: int,
     display_order: list[int],
     leased_at: dt.datetime,
     lease_expires_at: dt.datetime,
-) -> Assignment:
-    """Insert a leased assignment and flush so it has an id."""
-    assignment = Assignment(
-        set_id=set_id,
-        annotator_id=annotator_id,
-        status=AssignmentStatus.leased,
-        display_order=display_order,
-        leased_at=leased_at,
-        lease_expires_at=lease_expires_at,
-    )
-    session.add(assignment)
-    session.flush()
-    return assignment
+) -> Assignment | None:
+    """Insert a leased assignment in one statement; None if the annotator already has a row for the set."""
+    return session.scalars(
+        pg_insert(Assignment)
+        .values(
+            set_id=set_id,
+            annotator_id=annotator_id,
+            status=AssignmentStatus.leased,
+            display_order=display_order,
+            leased_at=leased_at,
+            lease_expires_at=lease_expires_at,
+        )
+        .on_conflict_do_nothing(index_elements=[Assignment.set_id, Assignment.annotator_id])
+        .returning(Assignment)
+    ).one_or_none()
 
 
 def ranking_for_assignment(session: Session, assignment_id: int) -> Ranking | None:
@@ -249,12 +278,9 @@ def ranking_for_assignment(session: Session, assignment_id: int) -> Ranking | No
     return session.scalars(select(Ranking).where(Ranking.assignment_id == assignment_id)).one_or_none()
 
 
-def add_ranking(session: Session, ranking: Ranking) -> Ranking:
-    """Insert a ranking and flush so it has an id and created_at."""
-    session.add(ranking)
-    session.flush()
-    session.refresh(ranking, ["created_at"])
-    return ranking
+def insert_ranking(session: Session, values: dict[str, object]) -> Ranking:
+    """Insert a ranking and return it with its id and created_at, in one statement."""
+    return session.scalars(insert(Ranking).values(**values).returning(Ranking)).one()
 
 
 def skip_for_assignment(session: Session, assignment_id: int) -> Skip | None:

@@ -88,8 +88,7 @@ class _Normalised:
 
 def _view(session: Session, assignment: Assignment) -> TaskView:
     by_id = repo.candidates_by_id(session, assignment.display_order)
-    cset = repo.get_set(session, assignment.set_id)
-    prompt = repo.get_prompt(session, cset.prompt_id) if cset else None
+    prompt = repo.prompt_of_set(session, assignment.set_id)
     if prompt is None:
         raise NotFound("this task no longer exists")
     return TaskView(assignment, prompt, [by_id[c] for c in assignment.display_order if c in by_id])
@@ -97,49 +96,54 @@ def _view(session: Session, assignment: Assignment) -> TaskView:
 
 def _lease(
     session: Session, settings: Settings, cset: ComparisonSet, user: User, now: dt.datetime
-) -> Assignment | None:
-    """Lease a locked set to the user: renew their expired row in place, or insert one."""
-    candidate_ids = [c.id for c in repo.visible_candidates(session, cset.id)]
-    if not MIN_CANDIDATES <= len(candidate_ids) <= MAX_CANDIDATES:
+) -> tuple[Assignment, list[Candidate]] | None:
+    """Lease a locked set to the user: insert their row, or renew their expired one in place."""
+    candidates = repo.visible_candidates(session, cset.id)
+    if not MIN_CANDIDATES <= len(candidates) <= MAX_CANDIDATES:
         return None
+    candidate_ids = [c.id for c in candidates]
     expires = now + dt.timedelta(minutes=settings.lease_minutes)
-    existing = repo.assignment_of(session, cset.id, user.id)
-    if existing is not None:
-        if existing.status != AssignmentStatus.leased:
-            return None  # submitted or skipped: never the same set twice
-        # Keep the order they saw before unless the visible candidates changed meanwhile.
-        if sorted(existing.display_order) != sorted(candidate_ids):
-            existing.display_order = random.sample(candidate_ids, len(candidate_ids))
-        existing.leased_at = now
-        existing.lease_expires_at = expires
-        session.flush()
-        return existing
     order = random.sample(candidate_ids, len(candidate_ids))
-    return repo.add_assignment(session, cset.id, user.id, order, now, expires)
+    # The common case in one statement; a conflict means the user has a row for this set already.
+    inserted = repo.insert_lease(session, cset.id, user.id, order, now, expires)
+    if inserted is not None:
+        return inserted, candidates
+    existing = repo.assignment_of(session, cset.id, user.id)
+    if existing is None or existing.status != AssignmentStatus.leased:
+        return None  # submitted or skipped: never the same set twice
+    # Keep the order they saw before unless the visible candidates changed meanwhile.
+    if sorted(existing.display_order) != sorted(candidate_ids):
+        existing.display_order = order
+    existing.leased_at = now
+    existing.lease_expires_at = expires
+    session.flush()
+    return existing, candidates
 
 
 def next_task(session: Session, settings: Settings, user: User) -> TaskView | None:
     """The annotator's current lease, or a newly leased set; None when nothing is left for them."""
-    repo.lock_annotator(session, user.id)
-    now = repo.db_now(session)
+    now = repo.lock_annotator(session, user.id)
     active = repo.active_assignment(session, user.id, now)
     if active is not None:
         return _view(session, active)
     passed_over: list[int] = []
     for _ in range(MAX_PICK_ATTEMPTS):
-        cset = repo.lock_next_open_set(session, user.id, now, exclude=passed_over)
-        if cset is None:
+        picked = repo.lock_next_open_set(session, user.id, now, exclude=passed_over)
+        if picked is None:
             return None
-        now = repo.db_now(session)
+        cset, prompt = picked
         # The locking SELECT may have read a snapshot older than the lock: count again, freshly.
-        if repo.count_live_slots(session, cset.id, now) >= cset.overlap:
+        live, now = repo.count_live_slots(session, cset.id)
+        if live >= cset.overlap:
             passed_over.append(cset.id)
             continue
-        assignment = _lease(session, settings, cset, user, now)
-        if assignment is None:
+        leased = _lease(session, settings, cset, user, now)
+        if leased is None:
             passed_over.append(cset.id)
             continue
-        return _view(session, assignment)
+        assignment, candidates = leased
+        by_id = {c.id: c for c in candidates}
+        return TaskView(assignment, prompt, [by_id[c] for c in assignment.display_order])
     return None
 
 
@@ -208,35 +212,36 @@ def fingerprint(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _own_locked(session: Session, user: User, assignment_id: int) -> tuple[ComparisonSet, Assignment]:
-    found = repo.get_assignment(session, assignment_id)
+def _own_locked(
+    session: Session, user: User, assignment_id: int
+) -> tuple[ComparisonSet, Assignment, dt.datetime]:
     # Someone else's assignment answers exactly like a missing one: ids reveal nothing.
-    if found is None or found.annotator_id != user.id:
+    cset = repo.lock_set_of_assignment(session, assignment_id, user.id)
+    locked = repo.lock_assignment(session, assignment_id) if cset is not None else None
+    if cset is None or locked is None:
         raise NotFound("no such task")
-    cset = repo.lock_set(session, found.set_id)
-    assignment = repo.lock_assignment(session, assignment_id)
-    if cset is None or assignment is None:
-        raise NotFound("no such task")
-    return cset, assignment
+    assignment, now = locked
+    return cset, assignment, now
 
 
 def submit_ranking(
     session: Session, settings: Settings, user: User, data: RankingIn, source: str = "web"
 ) -> SubmitResult:
     """Store a ranking for the annotator's live lease; an identical repeat returns the stored one."""
-    cset, assignment = _own_locked(session, user, data.assignment_id)
+    cset, assignment, now = _own_locked(session, user, data.assignment_id)
     norm = _normalise(data, list(assignment.display_order), settings)
     digest = fingerprint(assignment.id, norm.tiers, norm.all_bad, norm.flags, norm.rationale)
-    existing = repo.ranking_for_assignment(session, assignment.id)
-    if existing is not None:
-        if existing.fingerprint == digest:
-            return SubmitResult(existing, created=False)
-        raise Conflict("this task was already ranked with a different answer")
+    # A ranking and its assignment's "submitted" are written together, so only then is there one to find.
+    if assignment.status == AssignmentStatus.submitted:
+        existing = repo.ranking_for_assignment(session, assignment.id)
+        if existing is not None:
+            if existing.fingerprint == digest:
+                return SubmitResult(existing, created=False)
+            raise Conflict("this task was already ranked with a different answer")
     if assignment.status == AssignmentStatus.skipped:
         raise Conflict("this task was skipped; it cannot be ranked any more")
     if assignment.status != AssignmentStatus.leased:
         raise Conflict("this task is not open for ranking")
-    now = repo.db_now(session)
     if assignment.lease_expires_at <= now:
         raise Conflict("your time on this task ran out and it went back to the queue; load the next task")
     if cset.status != SetStatus.open:
@@ -244,28 +249,26 @@ def submit_ranking(
     seconds = norm.seconds_spent
     if seconds is None:
         seconds = max(0.0, (now - assignment.leased_at).total_seconds())
-    ranking = repo.add_ranking(
+    ranking = repo.insert_ranking(
         session,
-        Ranking(
-            assignment_id=assignment.id,
-            set_id=cset.id,
-            annotator_id=user.id,
-            tiers=norm.tiers,
-            all_bad=norm.all_bad,
-            flags=norm.flags,
-            rationale=norm.rationale,
-            display_order=list(assignment.display_order),
-            seconds_spent=seconds,
-            source=source,
-            fingerprint=digest,
-        ),
+        {
+            "assignment_id": assignment.id,
+            "set_id": cset.id,
+            "annotator_id": user.id,
+            "tiers": norm.tiers,
+            "all_bad": norm.all_bad,
+            "flags": norm.flags,
+            "rationale": norm.rationale,
+            "display_order": list(assignment.display_order),
+            "seconds_spent": seconds,
+            "source": source,
+            "fingerprint": digest,
+        },
     )
     assignment.status = AssignmentStatus.submitted
     assignment.completed_at = now
     session.flush()
-    if repo.count_submitted(session, cset.id) >= cset.overlap:
-        cset.status = SetStatus.closed
-        session.flush()
+    repo.close_if_full(session, cset.id)
     return SubmitResult(ranking, created=True)
 
 
@@ -276,13 +279,12 @@ def skip_task(session: Session, user: User, assignment_id: int, reason: str) -> 
         raise Invalid("a reason is required to skip a task")
     if len(reason) > MAX_SKIP_REASON_CHARS:
         raise Invalid(f"the skip reason is longer than {MAX_SKIP_REASON_CHARS} characters")
-    cset, assignment = _own_locked(session, user, assignment_id)
+    cset, assignment, now = _own_locked(session, user, assignment_id)
     existing = repo.skip_for_assignment(session, assignment.id)
     if existing is not None:
         return SkipResult(existing, created=False)
     if assignment.status != AssignmentStatus.leased:
         raise Conflict("this task was already ranked; it cannot be skipped")
-    now = repo.db_now(session)
     skip = repo.add_skip(
         session, Skip(assignment_id=assignment.id, set_id=cset.id, annotator_id=user.id, reason=reason)
     )

@@ -16,6 +16,7 @@ from app.orm import Role, User
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
 IMPORTED_ANNOTATOR = "imported"
+TOKEN_USE_RESOLUTION = dt.timedelta(minutes=1)
 
 
 def create_user(session: Session, username: str, role: Role, password: str | None = None) -> tuple[User, str]:
@@ -49,7 +50,11 @@ def user_from_api_token(session: Session, token: str) -> User | None:
     if found is None:
         return None
     user, api_token = found
-    api_token.last_used_at = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.UTC)
+    # To the minute is enough to see which tokens are in use; writing it on every request would add a
+    # row update (and its WAL) to each API call and serialise one client's parallel requests on it.
+    if api_token.last_used_at is None or now - api_token.last_used_at >= TOKEN_USE_RESOLUTION:
+        api_token.last_used_at = now
     return user
 
 

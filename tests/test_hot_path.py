@@ -1,0 +1,121 @@
+"""The annotation hot path stays lean: a bounded number of SQL statements per API call, and the clocks it
+reads are taken after the locks it waits for."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import event, select, update
+
+from app.annotation import repository as repo
+from app.db import get_engine, libpq_url, session_factory, session_scope
+from app.orm import ApiToken, Assignment
+from tests.factories import make_annotator, make_comparison_set
+
+# Steady state, API token already marked used this minute. Raise these only for a reason.
+NEXT_TASK_STATEMENTS = 7
+SUBMIT_STATEMENTS = 6
+
+
+@contextmanager
+def counted() -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(statement)
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def test_next_and_submit_issue_a_bounded_number_of_statements(app_client, api_token):
+    with session_scope() as s:
+        for _ in range(3):
+            make_comparison_set(s, k=4)
+    h = {"Authorization": f"Bearer {api_token('ann')}"}
+    assert app_client.get("/api/v1/tasks/next", headers=h).status_code == 200  # marks the token used
+    with session_scope() as s:
+        s.execute(update(Assignment).values(status="skipped"))
+    with counted() as statements:
+        task = app_client.get("/api/v1/tasks/next", headers=h).json()
+    assert len(statements) <= NEXT_TASK_STATEMENTS, "\n".join(statements)
+    body = {"assignment_id": task["assignment_id"], "tiers": [[c["id"]] for c in task["candidates"]]}
+    with counted() as statements:
+        assert app_client.post("/api/v1/rankings", headers=h, json=body).status_code == 201
+    assert len(statements) <= SUBMIT_STATEMENTS, "\n".join(statements)
+    with counted() as statements:
+        assert app_client.post("/api/v1/rankings", headers=h, json=body).status_code == 200
+    assert len(statements) <= SUBMIT_STATEMENTS
+
+
+def test_token_use_is_recorded_at_most_once_a_minute(app_client, api_token):
+    h = {"Authorization": f"Bearer {api_token('ann')}"}
+
+    def last_used() -> dt.datetime | None:
+        with session_scope() as s:
+            return s.scalars(select(ApiToken.last_used_at)).one()
+
+    assert last_used() is None
+    assert app_client.get("/api/v1/tasks/next", headers=h).status_code == 204
+    first = last_used()
+    assert first is not None
+    with counted() as statements:
+        app_client.get("/api/v1/tasks/next", headers=h)
+    assert last_used() == first
+    assert not any(s.lstrip().upper().startswith("UPDATE API_TOKENS") for s in statements)
+    with session_scope() as s:
+        s.execute(update(ApiToken).values(last_used_at=first - dt.timedelta(minutes=2)))
+    app_client.get("/api/v1/tasks/next", headers=h)
+    again = last_used()
+    assert again is not None and again > first
+
+
+def _hold_row_lock(
+    url: str, table: str, row_id: int, held: threading.Event, seconds: float, out: dict
+) -> None:
+    with psycopg.connect(libpq_url(url)) as conn:
+        query = sql.SQL("SELECT 1 FROM {} WHERE id = %s FOR UPDATE").format(sql.Identifier(table))
+        conn.execute(query, (row_id,))
+        held.set()
+        time.sleep(seconds)
+        out["released"] = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+        conn.commit()
+
+
+def test_clocks_are_read_after_the_row_locks_are_granted(clean_db):
+    with session_scope() as s:
+        user = make_annotator(s)
+        cset = make_comparison_set(s, overlap=1)
+        s.flush()
+        assignment = repo.insert_lease(
+            s, cset.id, user.id, [1], dt.datetime.now(dt.UTC), dt.datetime.now(dt.UTC)
+        )
+        assert assignment is not None
+        user_id, assignment_id = user.id, assignment.id
+    for table, row_id, call in (
+        ("users", user_id, lambda s: repo.lock_annotator(s, user_id)),
+        ("assignments", assignment_id, lambda s: repo.lock_assignment(s, assignment_id)[1]),  # type: ignore[index]
+    ):
+        held, out = threading.Event(), {}
+        holder = threading.Thread(target=_hold_row_lock, args=(clean_db, table, row_id, held, 0.5, out))
+        holder.start()
+        held.wait(10)
+        session = session_factory()()
+        try:
+            now = call(session)
+        finally:
+            session.rollback()
+            session.close()
+        holder.join()
+        # A clock read before waiting would be about half a second older than the release.
+        assert now >= out["released"], (table, now, out["released"])
