@@ -22,7 +22,8 @@ def job(job_id: int) -> dict:
         row = (
             s.execute(
                 text(
-                    "SELECT status, queue_name, task_name, lock, args, abort_requested FROM procrastinate_jobs WHERE id = :i"
+                    "SELECT status, queue_name, task_name, lock, args, abort_requested"
+                    " FROM procrastinate_jobs WHERE id = :i"
                 ),
                 {"i": job_id},
             )
@@ -189,3 +190,63 @@ def test_config_keys_are_documented(app_client, admin):
     keys = app_client.get("/api/v1/rounds/config-keys", headers=admin).json()
     assert keys["k"]["default"] == 4 and keys["k"]["help"]
     assert keys["multi_annotator"]["choices"] == ["each", "consensus"]
+
+
+def test_auto_round_starts_once_enough_new_rankings_arrived(admin):
+    from app.config import get_settings
+    from tests.training_data import seed_rankings
+    from worker.scheduler import maybe_start_auto_round
+
+    settings = get_settings().model_copy(update={"auto_round_min_rankings": 5})
+    off = get_settings().model_copy(update={"auto_round_min_rankings": 0})
+    with session_scope() as s:
+        seed_rankings(s, prompts=4, annotators=1, unranked=0, seed=1)
+    with session_scope() as s:
+        assert maybe_start_auto_round(s, settings) is None  # 4 < 5
+        seed_rankings(s, prompts=2, annotators=1, unranked=0, seed=2)
+    with session_scope() as s:
+        assert maybe_start_auto_round(s, off) is None  # 0 = off
+        round_id = maybe_start_auto_round(s, settings)
+        assert round_id is not None
+    with session_scope() as s:
+        row = s.get(Round, round_id)
+        assert row.trigger == "auto" and row.status == RoundStatus.queued
+        assert job(row.job_id)["status"] == "todo"
+        assert "6 new rankings" in row.log_tail[0]
+        # One active round at a time; after it, only rankings newer than it count.
+        assert maybe_start_auto_round(s, settings) is None
+        row.status = RoundStatus.succeeded
+    with session_scope() as s:
+        assert maybe_start_auto_round(s, settings) is None
+        seed_rankings(s, prompts=5, annotators=1, unranked=0, seed=3)
+    with session_scope() as s:
+        assert maybe_start_auto_round(s, settings) not in (None, round_id)
+
+
+def test_rounds_whose_job_ended_or_vanished_are_closed(app_client, admin):
+    from worker.scheduler import close_orphaned_rounds
+
+    lost = app_client.post("/api/v1/rounds", headers=admin).json()
+    with session_scope() as s:
+        s.execute(
+            text("UPDATE procrastinate_jobs SET status = 'failed' WHERE id = :i"), {"i": lost["job_id"]}
+        )
+    assert close_orphaned_rounds() == [lost["id"]]
+    with session_scope() as s:
+        row = s.get(Round, lost["id"])
+        assert row.status == RoundStatus.failed
+        assert row.error == "the round stopped without finishing: its queue job ended as failed"
+
+    waiting = app_client.post("/api/v1/rounds", headers=admin).json()
+    assert close_orphaned_rounds() == []
+    with session_scope() as s:
+        assert s.get(Round, waiting["id"]).status == RoundStatus.queued
+        # A running round an admin cancelled while its worker was dead: the queue failed the job.
+        s.get(Round, waiting["id"]).status = RoundStatus.running
+        s.get(Round, waiting["id"]).cancel_requested = True
+        s.execute(
+            text("UPDATE procrastinate_jobs SET status = 'failed' WHERE id = :i"), {"i": waiting["job_id"]}
+        )
+    assert close_orphaned_rounds() == [waiting["id"]]
+    with session_scope() as s:
+        assert s.get(Round, waiting["id"]).status == RoundStatus.cancelled

@@ -109,7 +109,7 @@ def generate(context: JobContext, round_id: int) -> str:
     return run_round_job(round_id, context.job.id, context)
 
 
-@app.periodic(cron="* * * * *", periodic_id="auto-round")
+@app.periodic(cron="* * * * * */30", periodic_id="auto-round")
 @app.task(name="rankloop.schedule_auto_round", queue=MAINTENANCE_QUEUE, queueing_lock="auto-round")
 def schedule_auto_round(timestamp: int) -> str:
     from app.db import session_scope
@@ -120,7 +120,8 @@ def schedule_auto_round(timestamp: int) -> str:
     return f"started round {round_id}" if round_id else "no round needed"
 
 
-@app.periodic(cron="*/10 * * * * *", periodic_id="retry-stalled")
+# The sixth cron field is seconds.
+@app.periodic(cron="* * * * * */5", periodic_id="retry-stalled")
 @app.task(name="rankloop.retry_stalled_jobs", queue=MAINTENANCE_QUEUE, queueing_lock="retry-stalled")
 async def retry_stalled_jobs(timestamp: int) -> str:
     settings = get_settings()

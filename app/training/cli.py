@@ -37,9 +37,23 @@ def worker(
     from worker.tasks import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_routine)
     names = [q.strip() for q in queues.split(",") if q.strip()]
     console.print(f"worker on queues {', '.join(names)} (concurrency {concurrency})")
     run_worker(queues=names, concurrency=concurrency, maintenance=maintenance, wait=not once)
+
+
+def _not_routine(record: object) -> bool:
+    """Drop the info lines of the maintenance jobs, which run every few seconds and would drown the rest."""
+    import logging
+
+    assert isinstance(record, logging.LogRecord)
+    if record.levelno >= logging.WARNING:
+        return True
+    return "maintenance" not in record.name and not any(
+        task in record.getMessage() for task in ("retry_stalled_jobs", "schedule_auto_round")
+    )
 
 
 def _start(kind: str, overrides: dict[str, object]) -> int:
