@@ -5,7 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, ScalarSelect, and_, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    ScalarSelect,
+    and_,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, aliased, lazyload
 
@@ -57,16 +68,6 @@ def _live_count_of_set(now: dt.datetime) -> ScalarSelect[int]:
     )
 
 
-def _submitted_count_of_set() -> ScalarSelect[int]:
-    return (
-        select(func.count())
-        .select_from(Assignment)
-        .where(Assignment.set_id == ComparisonSet.id, Assignment.status == AssignmentStatus.submitted)
-        .correlate(ComparisonSet)
-        .scalar_subquery()
-    )
-
-
 def _visible_count_of_set() -> ScalarSelect[int]:
     return (
         select(func.count())
@@ -87,9 +88,13 @@ def _done_by(annotator_id: int) -> ColumnElement[bool]:
     )
 
 
+# A literal, not a bound parameter: a prepared (generic) plan can then still use the partial index.
+_OPEN = ComparisonSet.status == literal_column(f"'{SetStatus.open.value}'")
+
+
 def _eligible(annotator_id: int) -> list[ColumnElement[bool]]:
     return [
-        ComparisonSet.status == SetStatus.open,
+        _OPEN,
         PromptSet.paused.is_(False),
         ~_done_by(annotator_id),
         # The page and API rank 2..9 candidates (one digit key each); other sets are not handed out.
@@ -103,8 +108,10 @@ def lock_next_open_set(
     """Lock (skipping rows others hold) the best open set this annotator may still take, with its prompt.
 
     Best: higher prompt-set priority, then prompt priority, then sets with more rankings (finish their
-    overlap first), then the oldest. The free-slot filter here reads this statement's snapshot only;
-    callers must re-count with count_live_slots() once the lock is held.
+    overlap first), then the oldest. That order is ix_comparison_sets_handout, whose keys triggers keep
+    on the set row, so this walks the index from the top and checks the other conditions only for the
+    few sets it passes: it does not grow with the number of open sets. The free-slot filter here reads
+    this statement's snapshot only; callers must re-count with count_live_slots() once the lock is held.
     """
     stmt = (
         select(ComparisonSet, Prompt)
@@ -112,9 +119,9 @@ def lock_next_open_set(
         .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
         .where(*_eligible(annotator_id), _live_count_of_set(now) < ComparisonSet.overlap)
         .order_by(
-            PromptSet.priority.desc(),
-            Prompt.priority.desc(),
-            _submitted_count_of_set().desc(),
+            ComparisonSet.prompt_set_priority.desc(),
+            ComparisonSet.prompt_priority.desc(),
+            ComparisonSet.submitted_count.desc(),
             ComparisonSet.created_at,
             ComparisonSet.id,
         )

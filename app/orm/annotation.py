@@ -55,10 +55,28 @@ class ComparisonSet(Base):
     status: Mapped[SetStatus] = mapped_column(str_enum(SetStatus, "set_status"), default=SetStatus.open)
     source: Mapped[str] = mapped_column(String(200), default="", server_default="")
     created_at: Mapped[dt.datetime] = created_at_column()
+    # The hand-out order (see ix_comparison_sets_handout below), kept by database triggers (migration
+    # 0003): the prompt set's and the prompt's priority, and the number of submitted assignments. They let
+    # the next task come from an index walk instead of sorting every open set. Never written by the app.
+    prompt_set_priority: Mapped[int] = mapped_column(Integer, server_default="0")
+    prompt_priority: Mapped[int] = mapped_column(Integer, server_default="0")
+    submitted_count: Mapped[int] = mapped_column(Integer, server_default="0")
 
     items: Mapped[list[ComparisonSetItem]] = relationship(
         order_by="ComparisonSetItem.position", cascade="all, delete-orphan", lazy="selectin"
     )
+
+
+# Best first, as handed out: priorities, then sets closer to their overlap, then the oldest.
+Index(
+    "ix_comparison_sets_handout",
+    ComparisonSet.prompt_set_priority.desc(),
+    ComparisonSet.prompt_priority.desc(),
+    ComparisonSet.submitted_count.desc(),
+    ComparisonSet.created_at,
+    ComparisonSet.id,
+    postgresql_where=ComparisonSet.status == SetStatus.open,
+)
 
 
 class ComparisonSetItem(Base):
