@@ -101,3 +101,32 @@ def test_lora_adapter_is_applied(tiny_llama: Path, tmp_path: Path) -> None:
     plain = generation.generate_for_prompts(str(tiny_llama), PROMPTS, cfg)
     adapted = generation.generate_for_prompts(str(tiny_llama), PROMPTS, cfg, adapter_dir=tmp_path / "adapter")
     assert [c[0].text for c in plain.candidates] != [c[0].text for c in adapted.candidates]
+
+
+@pytest.mark.parametrize(
+    ("vocab", "temperature", "top_p"), [(50, 0.7, 0.9), (50, 1.3, 1.0), (1000, 1.0, 0.9)]
+)
+def test_sampler_draws_from_the_renormalised_nucleus(vocab: int, temperature: float, top_p: float) -> None:
+    # vocab=1000 with flat logits: the nucleus is larger than the top-k shortcut, so the full sort is used.
+    torch.manual_seed(0)
+    logits = torch.randn(1, vocab) * (0.8 if vocab == 50 else 0.1)
+    probs = torch.softmax(logits[0] / temperature, -1)
+    ordered, order = probs.sort(descending=True)
+    keep = (ordered.cumsum(0) - ordered) < top_p
+    expected = torch.zeros(vocab)
+    expected[order[keep]] = ordered[keep] / ordered[keep].sum()
+    if vocab == 1000:
+        assert int(keep.sum()) > 256
+
+    sampler = generation._PerRowSampler([torch.Generator().manual_seed(1)], temperature, top_p)
+    draws = 4000 if vocab == 50 else 2000
+    counts = torch.zeros(vocab)
+    for _ in range(draws):
+        mask = sampler(None, logits.clone())  # type: ignore[arg-type]
+        assert int((mask == 0).sum()) == 1  # exactly one allowed token: greedy search must pick it
+        counts[mask[0].argmax()] += 1
+    assert set(torch.nonzero(counts).flatten().tolist()) <= set(order[keep].tolist())
+    if vocab == 50:
+        assert (counts / draws - expected).abs().max() < 0.03
+    else:
+        assert int((counts > 0).sum()) > 256  # beyond the top-k shortcut
