@@ -132,6 +132,7 @@ class Interval:
     x_mid: float
     text: str
     highlight: bool = False
+    x_expected: float | None = None  # where the row's value would be without an effect (chance)
 
 
 @dataclass(frozen=True)
@@ -186,11 +187,9 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> tuple[float, float, list
 
 
 def fmt_number(value: float) -> str:
-    """Short tick label: 12k, 3.5, 0.25."""
+    """Short tick label: 12k, 1500, 3.5, 0.25."""
     if abs(value) >= 10_000:
         return f"{value / 1000:.0f}k"
-    if abs(value) >= 1000:
-        return f"{value / 1000:.1f}k".replace(".0k", "k")
     if value == int(value):
         return str(int(value))
     return f"{value:.3g}"
@@ -201,8 +200,8 @@ def bar_chart(
     values: Sequence[float],
     *,
     title: str,
-    width: int = 720,
-    height: int = 200,
+    width: int = 1100,
+    height: int = 220,
     label_every: int = 1,
 ) -> BarChart:
     """Vertical bars (e.g. rankings per day); every `label_every`-th x label is printed."""
@@ -297,11 +296,14 @@ def interval_chart(
     reference_label: str = "",
     highlight: Sequence[str] = (),
     value_format: str = "{:.0f}",
-    width: int = 720,
+    width: int = 1100,
     bounds: tuple[float, float] | None = None,
+    expected: Sequence[float | None] = (),
 ) -> IntervalChart:
     """Horizontal confidence-interval bars: (label, estimate, low, high) per row, top to bottom."""
-    left, right, top, row_h = 170, width - 80, 8, 26
+    # Room for the longest label at ~7 px per character of the 12 px font.
+    longest = max((len(label) for label, *_ in rows), default=10)
+    left, right, top, row_h = min(400, max(120, 7 * min(longest, 40) + 20)), width - 80, 8, 26
     height = top + row_h * max(1, len(rows)) + 26
     bottom = height - 22
     finite = [v for _, est, lo, hi in rows for v in (est, lo, hi) if math.isfinite(v)]
@@ -314,6 +316,7 @@ def interval_chart(
     for i, (label, est, lo, hi) in enumerate(rows):
         y = top + row_h * i + row_h / 2
         ok = all(math.isfinite(v) for v in (est, lo, hi))
+        chance = expected[i] if i < len(expected) else None
         drawn.append(
             Interval(
                 label=label,
@@ -323,6 +326,7 @@ def interval_chart(
                 x_mid=round(sx(est), 1) if ok else left,
                 text=(value_format.format(est) if ok else "n/a"),
                 highlight=label in highlight,
+                x_expected=round(sx(chance), 1) if chance is not None else None,
             )
         )
     return IntervalChart(

@@ -118,3 +118,8 @@ def add_login_failures(session: Session, keys: list[str]) -> None:
 def clear_login_failures(session: Session, keys: list[str]) -> None:
     """Forget failures after a successful login."""
     session.execute(delete(LoginFailure).where(LoginFailure.key.in_(keys)))
+
+
+def get_api_token(session: Session, token_id: int) -> ApiToken | None:
+    """One API token by id."""
+    return session.get(ApiToken, token_id)

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from app.auth import repository as repo
 from app.auth import security
 from app.config import Settings
-from app.errors import Conflict, Invalid, TooManyRequests
-from app.orm import Role, User
+from app.errors import Conflict, Invalid, NotFound, TooManyRequests
+from app.orm import ApiToken, Role, User
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
 IMPORTED_ANNOTATOR = "imported"
@@ -97,3 +97,81 @@ def login(session: Session, settings: Settings, username: str, password: str, cl
 def logout(session: Session, session_id: str) -> None:
     """Revoke a web session."""
     repo.delete_web_session(session, security.digest(session_id))
+
+
+# --- account management by admins (the dashboard's Users page) -----------------------------------------
+
+
+def get_user(session: Session, user_id: int) -> User:
+    """A user by id, or 404."""
+    user = repo.get_user(session, user_id)
+    if user is None:
+        raise NotFound(f"no user {user_id}")
+    return user
+
+
+def _managed(session: Session, actor: User, user_id: int, action: str) -> User:
+    """The user an admin acts on; never the admin themselves (no locking yourself out) nor `imported`."""
+    user = get_user(session, user_id)
+    if user.id == actor.id:
+        raise Conflict(f"you cannot {action} your own account; ask another admin")
+    if user.username == IMPORTED_ANNOTATOR:
+        raise Conflict(
+            f"{IMPORTED_ANNOTATOR!r} holds outside judgements and cannot log in; nothing to {action}"
+        )
+    return user
+
+
+def set_role(session: Session, actor: User, user_id: int, role: Role) -> User:
+    """Make a user an annotator or an admin."""
+    user = _managed(session, actor, user_id, "change the role of")
+    user.role = role
+    session.flush()
+    return user
+
+
+def set_active(session: Session, actor: User, user_id: int, active: bool) -> User:
+    """Deactivate (every web session revoked; API tokens stop working) or reactivate a user."""
+    user = _managed(session, actor, user_id, "deactivate" if not active else "reactivate")
+    user.active = active
+    if not active:
+        repo.delete_user_sessions(session, user.id)
+    session.flush()
+    return user
+
+
+def reset_password(session: Session, actor: User, user_id: int) -> tuple[User, str]:
+    """Give a user a new generated password (returned once) and end their web sessions."""
+    user = _managed(session, actor, user_id, "reset the password of")
+    password = security.generate_password()
+    user.password_hash = security.hash_password(password)
+    repo.delete_user_sessions(session, user.id)
+    session.flush()
+    return user, password
+
+
+def issue_api_token_for(session: Session, user_id: int, name: str) -> tuple[User, str]:
+    """A new API token for a user (returned once; only its digest is stored)."""
+    user = get_user(session, user_id)
+    if user.username == IMPORTED_ANNOTATOR:
+        raise Conflict(f"{IMPORTED_ANNOTATOR!r} cannot log in, so it gets no API token")
+    name = name.strip()
+    if len(name) > 100:
+        raise Invalid("token name must be at most 100 characters")
+    return user, issue_api_token(session, user, name)
+
+
+def revoke_api_token(session: Session, user_id: int, token_id: int) -> ApiToken:
+    """Revoke one of a user's API tokens (revoking twice is harmless)."""
+    token = repo.get_api_token(session, token_id)
+    if token is None or token.user_id != user_id:
+        raise NotFound(f"user {user_id} has no API token {token_id}")
+    if token.revoked_at is None:
+        token.revoked_at = dt.datetime.now(dt.UTC)
+        session.flush()
+    return token
+
+
+def api_tokens(session: Session, user_id: int) -> list[ApiToken]:
+    """A user's API tokens, newest first (digests and prefixes only)."""
+    return repo.list_api_tokens(session, user_id)
