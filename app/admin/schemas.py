@@ -60,7 +60,7 @@ class RankingQuery(BaseModel):
     since: str = ""
     until: str = ""
     status: str = "live"
-    page: int = 1
+    page: int = Field(default=1, ge=1, le=100_000)
 
     def params(self) -> dict[str, str]:
         """The filters to keep in pagination links."""
