@@ -1,4 +1,9 @@
-"""Queries for comparison sets, assignments, rankings and skips (every annotation select lives here)."""
+"""Queries for comparison sets, assignments, rankings and skips (every annotation select lives here).
+
+The statements on the annotation hot path (next task, submit) are built once, at import, with bound
+parameters: building an expression tree and its cache key on every call cost about a third of a
+request's CPU. Their values are passed at execution.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,11 @@ from collections.abc import Sequence
 
 from sqlalchemy import (
     ColumnElement,
+    DateTime,
+    Integer,
     ScalarSelect,
     and_,
+    bindparam,
     exists,
     func,
     insert,
@@ -41,12 +49,21 @@ def db_now(session: Session) -> dt.datetime:
     return session.execute(select(func.clock_timestamp())).scalar_one()
 
 
+_ANNOTATOR = bindparam("annotator_id", type_=Integer)
+_SET = bindparam("set_id", type_=Integer)
+_ASSIGNMENT = bindparam("assignment_id", type_=Integer)
+_NOW = bindparam("now", type_=DateTime(timezone=True))
+
+# NO KEY UPDATE: rows that merely reference the user (sessions, rankings) are not blocked. A locking
+# subquery is never flattened, so the outer clock is read once the row lock is granted.
+_LOCK_ANNOTATOR = select(func.clock_timestamp()).select_from(
+    select(User.id).where(User.id == _ANNOTATOR).with_for_update(key_share=True).subquery()
+)
+
+
 def lock_annotator(session: Session, annotator_id: int) -> dt.datetime:
     """Serialise task hand-out per annotator (no double lease); returns the clock once the lock is held."""
-    # NO KEY UPDATE: rows that merely reference the user (sessions, rankings) are not blocked.
-    locked = select(User.id).where(User.id == annotator_id).with_for_update(key_share=True).subquery()
-    # A locking subquery is never flattened, so the outer clock is read once the row lock is granted.
-    now = session.execute(select(func.clock_timestamp()).select_from(locked)).scalar_one_or_none()
+    now = session.execute(_LOCK_ANNOTATOR, {"annotator_id": annotator_id}).scalar_one_or_none()
     return now if now is not None else db_now(session)
 
 
@@ -58,7 +75,7 @@ def _live(now: dt.datetime | ColumnElement[dt.datetime]) -> ColumnElement[bool]:
     )
 
 
-def _live_count_of_set(now: dt.datetime) -> ScalarSelect[int]:
+def _live_count_of_set(now: dt.datetime | ColumnElement[dt.datetime]) -> ScalarSelect[int]:
     return (
         select(func.count())
         .select_from(Assignment)
@@ -79,7 +96,7 @@ def _visible_count_of_set() -> ScalarSelect[int]:
     )
 
 
-def _done_by(annotator_id: int) -> ColumnElement[bool]:
+def _done_by(annotator_id: int | ColumnElement[int]) -> ColumnElement[bool]:
     # Submitted or skipped by this annotator: never offered to them again.
     return exists().where(
         Assignment.set_id == ComparisonSet.id,
@@ -92,7 +109,7 @@ def _done_by(annotator_id: int) -> ColumnElement[bool]:
 _OPEN = ComparisonSet.status == literal_column(f"'{SetStatus.open.value}'")
 
 
-def _eligible(annotator_id: int) -> list[ColumnElement[bool]]:
+def _eligible(annotator_id: int | ColumnElement[int]) -> list[ColumnElement[bool]]:
     return [
         _OPEN,
         PromptSet.paused.is_(False),
@@ -100,6 +117,32 @@ def _eligible(annotator_id: int) -> list[ColumnElement[bool]]:
         # The page and API rank 2..9 candidates (one digit key each); other sets are not handed out.
         _visible_count_of_set().between(MIN_CANDIDATES, MAX_CANDIDATES),
     ]
+
+
+_LOCK_NEXT_OPEN_SET = (
+    select(ComparisonSet, Prompt)
+    .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
+    .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
+    .where(
+        *_eligible(_ANNOTATOR),
+        _live_count_of_set(_NOW) < ComparisonSet.overlap,
+        ComparisonSet.id.not_in(bindparam("exclude", expanding=True)),
+    )
+    .order_by(
+        ComparisonSet.prompt_set_priority.desc(),
+        ComparisonSet.prompt_priority.desc(),
+        ComparisonSet.submitted_count.desc(),
+        ComparisonSet.created_at,
+        ComparisonSet.id,
+    )
+    .limit(1)
+    # NO KEY UPDATE still excludes every other hand-out/submission on this set, but lets inserts
+    # that only reference it (a ranking's foreign key) proceed.
+    .with_for_update(of=ComparisonSet, skip_locked=True, key_share=True)
+    # The set's items are not needed here; their eager "selectin" load would cost a query.
+    .options(lazyload(ComparisonSet.items))
+    .execution_options(populate_existing=True)
+)
 
 
 def lock_next_open_set(
@@ -113,90 +156,79 @@ def lock_next_open_set(
     few sets it passes: it does not grow with the number of open sets. The free-slot filter here reads
     this statement's snapshot only; callers must re-count with count_live_slots() once the lock is held.
     """
-    stmt = (
-        select(ComparisonSet, Prompt)
-        .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
-        .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
-        .where(*_eligible(annotator_id), _live_count_of_set(now) < ComparisonSet.overlap)
-        .order_by(
-            ComparisonSet.prompt_set_priority.desc(),
-            ComparisonSet.prompt_priority.desc(),
-            ComparisonSet.submitted_count.desc(),
-            ComparisonSet.created_at,
-            ComparisonSet.id,
-        )
-        .limit(1)
-        # NO KEY UPDATE still excludes every other hand-out/submission on this set, but lets inserts
-        # that only reference it (a ranking's foreign key) proceed.
-        .with_for_update(of=ComparisonSet, skip_locked=True, key_share=True)
-        # The set's items are not needed here; their eager "selectin" load would cost a query.
-        .options(lazyload(ComparisonSet.items))
-        .execution_options(populate_existing=True)
-    )
-    if exclude:
-        stmt = stmt.where(ComparisonSet.id.not_in(list(exclude)))
-    row = session.execute(stmt).first()
+    params = {"annotator_id": annotator_id, "now": now, "exclude": list(exclude)}
+    row = session.execute(_LOCK_NEXT_OPEN_SET, params).first()
     return (row[0], row[1]) if row else None
+
+
+_LOCK_SET_OF_ASSIGNMENT = (
+    select(ComparisonSet)
+    .where(
+        ComparisonSet.id
+        == select(Assignment.set_id)
+        .where(Assignment.id == _ASSIGNMENT, Assignment.annotator_id == _ANNOTATOR)
+        .scalar_subquery()
+    )
+    .with_for_update(key_share=True)
+    .options(lazyload(ComparisonSet.items))
+    .execution_options(populate_existing=True)
+)
 
 
 def lock_set_of_assignment(session: Session, assignment_id: int, annotator_id: int) -> ComparisonSet | None:
     """Lock the set of this annotator's assignment (waiting for other holders); None if it is not theirs."""
-    of_assignment = (
-        select(Assignment.set_id)
-        .where(Assignment.id == assignment_id, Assignment.annotator_id == annotator_id)
-        .scalar_subquery()
-    )
-    return session.scalars(
-        select(ComparisonSet)
-        .where(ComparisonSet.id == of_assignment)
-        .with_for_update(key_share=True)
-        .options(lazyload(ComparisonSet.items))
-        .execution_options(populate_existing=True)
-    ).one_or_none()
+    params = {"assignment_id": assignment_id, "annotator_id": annotator_id}
+    return session.scalars(_LOCK_SET_OF_ASSIGNMENT, params).one_or_none()
+
+
+# statement_timestamp() is fixed for the statement: the count and the returned time agree.
+_COUNT_LIVE_SLOTS = (
+    select(func.count(), func.statement_timestamp())
+    .select_from(Assignment)
+    .where(Assignment.set_id == _SET, _live(func.statement_timestamp()))
+)
 
 
 def count_live_slots(session: Session, set_id: int) -> tuple[int, dt.datetime]:
     """Submitted plus unexpired leased assignments of a set, read in a fresh statement, and its clock."""
-    # statement_timestamp() is fixed for the statement: the count and the returned time agree.
-    now = func.statement_timestamp()
-    count, at = session.execute(
-        select(func.count(), now).select_from(Assignment).where(Assignment.set_id == set_id, _live(now))
-    ).one()
+    count, at = session.execute(_COUNT_LIVE_SLOTS, {"set_id": set_id}).one()
     return int(count), at
+
+
+_CLOSE_IF_FULL = (
+    update(ComparisonSet)
+    .where(
+        ComparisonSet.id == _SET,
+        ComparisonSet.status == SetStatus.open,
+        select(func.count())
+        .select_from(Assignment)
+        .where(Assignment.set_id == _SET, Assignment.status == AssignmentStatus.submitted)
+        .scalar_subquery()
+        >= ComparisonSet.overlap,
+    )
+    .values(status=SetStatus.closed)
+    # In-session copies of the set see the new status too.
+    .execution_options(synchronize_session="fetch")
+)
 
 
 def close_if_full(session: Session, set_id: int) -> bool:
     """Close an open set once it holds `overlap` submitted assignments; True if it closed now."""
-    submitted = (
-        select(func.count())
-        .select_from(Assignment)
-        .where(Assignment.set_id == set_id, Assignment.status == AssignmentStatus.submitted)
-        .scalar_subquery()
-    )
-    result = session.execute(
-        update(ComparisonSet)
-        .where(
-            ComparisonSet.id == set_id,
-            ComparisonSet.status == SetStatus.open,
-            submitted >= ComparisonSet.overlap,
-        )
-        .values(status=SetStatus.closed)
-        # In-session copies of the set see the new status too.
-        .execution_options(synchronize_session="fetch")
-    )
+    result = session.execute(_CLOSE_IF_FULL, {"set_id": set_id})
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+_VISIBLE_CANDIDATES = (
+    select(Candidate)
+    .join(ComparisonSetItem, ComparisonSetItem.candidate_id == Candidate.id)
+    .where(ComparisonSetItem.set_id == _SET, Candidate.hidden.is_(False))
+    .order_by(ComparisonSetItem.position, Candidate.id)
+)
 
 
 def visible_candidates(session: Session, set_id: int) -> list[Candidate]:
     """The set's candidates that are not hidden, in set order."""
-    return list(
-        session.scalars(
-            select(Candidate)
-            .join(ComparisonSetItem, ComparisonSetItem.candidate_id == Candidate.id)
-            .where(ComparisonSetItem.set_id == set_id, Candidate.hidden.is_(False))
-            .order_by(ComparisonSetItem.position, Candidate.id)
-        )
-    )
+    return list(session.scalars(_VISIBLE_CANDIDATES, {"set_id": set_id}))
 
 
 def candidates_by_id(session: Session, ids: Sequence[int]) -> dict[int, Candidate]:
@@ -220,14 +252,17 @@ def get_assignment(session: Session, assignment_id: int) -> Assignment | None:
     return session.get(Assignment, assignment_id)
 
 
+_LOCKED_ASSIGNMENT = aliased(
+    Assignment, select(Assignment).where(Assignment.id == _ASSIGNMENT).with_for_update().subquery()
+)
+_LOCK_ASSIGNMENT = select(_LOCKED_ASSIGNMENT, func.clock_timestamp()).execution_options(
+    populate_existing=True
+)
+
+
 def lock_assignment(session: Session, assignment_id: int) -> tuple[Assignment, dt.datetime] | None:
     """Lock an assignment row; its current state and the database clock read once the lock is held."""
-    locked = aliased(
-        Assignment, select(Assignment).where(Assignment.id == assignment_id).with_for_update().subquery()
-    )
-    row = session.execute(
-        select(locked, func.clock_timestamp()).execution_options(populate_existing=True)
-    ).one_or_none()
+    row = session.execute(_LOCK_ASSIGNMENT, {"assignment_id": assignment_id}).one_or_none()
     return (row[0], row[1]) if row else None
 
 
@@ -240,20 +275,30 @@ def assignment_of(session: Session, set_id: int, annotator_id: int) -> Assignmen
     ).one_or_none()
 
 
+_ACTIVE_ASSIGNMENT = (
+    select(Assignment)
+    .join(ComparisonSet, ComparisonSet.id == Assignment.set_id)
+    .where(
+        Assignment.annotator_id == _ANNOTATOR,
+        Assignment.status == AssignmentStatus.leased,
+        Assignment.lease_expires_at > _NOW,
+        ComparisonSet.status == SetStatus.open,
+    )
+    .order_by(Assignment.leased_at.desc(), Assignment.id.desc())
+    .limit(1)
+)
+
+
 def active_assignment(session: Session, annotator_id: int, now: dt.datetime) -> Assignment | None:
     """The annotator's newest unexpired lease on a set that is still open, or None."""
-    return session.scalars(
-        select(Assignment)
-        .join(ComparisonSet, ComparisonSet.id == Assignment.set_id)
-        .where(
-            Assignment.annotator_id == annotator_id,
-            Assignment.status == AssignmentStatus.leased,
-            Assignment.lease_expires_at > now,
-            ComparisonSet.status == SetStatus.open,
-        )
-        .order_by(Assignment.leased_at.desc(), Assignment.id.desc())
-        .limit(1)
-    ).first()
+    return session.scalars(_ACTIVE_ASSIGNMENT, {"annotator_id": annotator_id, "now": now}).first()
+
+
+_INSERT_LEASE = (
+    pg_insert(Assignment)
+    .on_conflict_do_nothing(index_elements=[Assignment.set_id, Assignment.annotator_id])
+    .returning(Assignment)
+)
 
 
 def insert_lease(
@@ -265,19 +310,15 @@ def insert_lease(
     lease_expires_at: dt.datetime,
 ) -> Assignment | None:
     """Insert a leased assignment in one statement; None if the annotator already has a row for the set."""
-    return session.scalars(
-        pg_insert(Assignment)
-        .values(
-            set_id=set_id,
-            annotator_id=annotator_id,
-            status=AssignmentStatus.leased,
-            display_order=display_order,
-            leased_at=leased_at,
-            lease_expires_at=lease_expires_at,
-        )
-        .on_conflict_do_nothing(index_elements=[Assignment.set_id, Assignment.annotator_id])
-        .returning(Assignment)
-    ).one_or_none()
+    values = {
+        "set_id": set_id,
+        "annotator_id": annotator_id,
+        "status": AssignmentStatus.leased,
+        "display_order": display_order,
+        "leased_at": leased_at,
+        "lease_expires_at": lease_expires_at,
+    }
+    return session.scalars(_INSERT_LEASE, [values]).one_or_none()
 
 
 def ranking_for_assignment(session: Session, assignment_id: int) -> Ranking | None:
@@ -285,9 +326,12 @@ def ranking_for_assignment(session: Session, assignment_id: int) -> Ranking | No
     return session.scalars(select(Ranking).where(Ranking.assignment_id == assignment_id)).one_or_none()
 
 
+_INSERT_RANKING = insert(Ranking).returning(Ranking)
+
+
 def insert_ranking(session: Session, values: dict[str, object]) -> Ranking:
     """Insert a ranking and return it with its id and created_at, in one statement."""
-    return session.scalars(insert(Ranking).values(**values).returning(Ranking)).one()
+    return session.scalars(_INSERT_RANKING, [values]).one()
 
 
 def skip_for_assignment(session: Session, assignment_id: int) -> Skip | None:
