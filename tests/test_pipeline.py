@@ -214,3 +214,38 @@ def test_progress_reporter_raises_cancelled_after_an_admin_cancels(clean_db):
         row = s.get(Round, round_id)
         assert row.stage == "reward" and row.step >= 2 and row.loss == 0.5
         assert row.loss_curve[0] == ["reward", 1, 0.7] and row.heartbeat_at is not None
+
+
+def test_demonstrations_are_imported_all_or_nothing_and_feed_sft(clean_db, model_dir):
+    from app.errors import Invalid
+
+    good = b'{"prompt": "tell me about the sun", "completion": "the sun is big and happy"}\n' * 2
+    good += b'{"prompt": "tell me about the moon", "completion": "the moon is white"}\n'
+    bad = good + b'{"prompt": "tell me about the moon"}\n' + b"not json\n"
+    with session_scope() as s, pytest.raises(Invalid, match="2 malformed line"):
+        service.import_demonstrations(s, get_settings(), bad)
+    with session_scope() as s:
+        assert s.scalars(select(Candidate)).all() == []
+        first = service.import_demonstrations(s, get_settings(), good)
+    assert (first.lines, first.prompts, first.demonstrations, first.duplicates) == (3, 2, 2, 1)
+    with session_scope() as s:
+        again = service.import_demonstrations(s, get_settings(), good)
+        assert (again.prompts, again.demonstrations) == (0, 0)
+        seed_rankings(s, prompts=4, annotators=1, unranked=0)
+
+    round_id = start(tiny_overrides(model_dir, sft="on", generate_prompts=0, eval_prompts=0))
+    assert run_round_job(round_id, job_id=None) == "succeeded"
+    with session_scope() as s:
+        row = s.get(Round, round_id)
+        assert row.metrics["sft"]["demonstrations"] == 2 and row.metrics["sft"]["steps"] >= 1
+        assert any(p[0] == "sft" for p in row.loss_curve)
+
+
+def test_sft_on_without_demonstrations_fails_with_a_clear_reason(clean_db, model_dir):
+    with session_scope() as s:
+        seed_rankings(s, prompts=3, annotators=1, unranked=0)
+    round_id = start(tiny_overrides(model_dir, sft="on"))
+    with pytest.raises(ValueError, match="no demonstrations"):
+        run_round_job(round_id, job_id=None)
+    with session_scope() as s:
+        assert "sft is 'on' but there are no demonstrations" in s.get(Round, round_id).error

@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
     app.command("round")(round_)
     app.command("generate")(generate)
     app.command("eval-rm")(eval_rm)
+    app.command("import-demonstrations")(import_demonstrations)
 
 
 def worker(
@@ -177,3 +178,20 @@ def eval_rm(
         f"reward model {name}: pairwise accuracy [bold]{result.accuracy:.4f}[/bold] on {result.pairs} pairs"
     )
     print(f"accuracy={result.accuracy:.6f} pairs={result.pairs}")
+
+
+def import_demonstrations(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help='JSONL {"prompt","completion"}')],
+    prompt_set: Annotated[str | None, typer.Option(help="prompt set for new prompts")] = None,
+) -> None:
+    """Import human-written demonstrations; the next round fine-tunes on them (SFT) before DPO."""
+    from app.config import get_settings
+    from app.db import session_scope
+    from app.training import service
+
+    with session_scope() as session:
+        summary = service.import_demonstrations(session, get_settings(), file.read_bytes(), prompt_set)
+    console.print(
+        f"{summary.demonstrations} demonstrations stored in prompt set {summary.prompt_set!r} "
+        f"({summary.prompts} new prompts, {summary.duplicates} duplicates skipped)"
+    )
