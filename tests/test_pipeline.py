@@ -249,3 +249,26 @@ def test_sft_on_without_demonstrations_fails_with_a_clear_reason(clean_db, model
         run_round_job(round_id, job_id=None)
     with session_scope() as s:
         assert "sft is 'on' but there are no demonstrations" in s.get(Round, round_id).error
+
+
+def test_rloo_policy_method_trains_online_against_the_new_reward_model(clean_db, model_dir):
+    with session_scope() as s:
+        seed_rankings(s, prompts=4, annotators=1, unranked=2)
+    overrides = tiny_overrides(
+        model_dir,
+        policy_method="rloo",
+        rloo_generations=2,
+        policy_batch_size=4,
+        eval_prompts=1,
+        generate_prompts=1,
+    )
+    round_id = start(overrides)
+    assert run_round_job(round_id, job_id=None) == "succeeded"
+    with session_scope() as s:
+        row = s.get(Round, round_id)
+        policy = s.get(ModelVersion, row.policy_version_id)
+        assert policy.metrics["method"] == "rloo" and policy.metrics["steps"] >= 1
+        # Training prompts (4 minus the held-out ones) plus the two nobody ranked.
+        assert policy.metrics["prompts"] == 5 and policy.config["num_generations"] == 2
+        assert artifacts.verify_version(Path(policy.adapter_path)) == []
+        assert any(p[0] == "policy" for p in row.loss_curve)

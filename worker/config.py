@@ -70,7 +70,10 @@ class RoundConfig:
 
     # --- 3. policy
     policy_method: str = _opt(
-        "dpo", "policy optimisation: dpo (LoRA DPO); rloo is not supported yet", choices=("dpo", "rloo")
+        "dpo",
+        "policy optimisation: dpo (offline, on preference pairs) or rloo (online: samples scored by the "
+        "new reward model, leave-one-out baseline)",
+        choices=("dpo", "rloo"),
     )
     policy_epochs: int = _opt(
         1, "DPO passes over the preference pairs (early stopping may end sooner)", lo=1, hi=1000
@@ -81,6 +84,10 @@ class RoundConfig:
     policy_learning_rate: float = _opt(5e-5, "DPO LoRA learning rate", lo=0.0, hi=1.0)
     policy_batch_size: int = _opt(4, "preference pairs per DPO step", lo=1, hi=1024)
     dpo_beta: float = _opt(0.1, "DPO beta: how far the policy may move from the reference", lo=0.0, hi=10.0)
+    rloo_generations: int = _opt(
+        4, "rloo: replies sampled per prompt for the leave-one-out baseline", lo=2, hi=16
+    )
+    rloo_beta: float = _opt(0.05, "rloo: KL penalty towards the reference", lo=0.0, hi=10.0)
     lora_r: int = _opt(8, "LoRA rank", lo=1, hi=512)
     lora_alpha: int = _opt(16, "LoRA alpha (scale = alpha / r)", lo=1, hi=1024)
     max_prompt_length: int = _opt(256, "token cap on the prompt part when training", lo=8, hi=32768)
@@ -157,16 +164,7 @@ class RoundConfig:
             cfg = dataclasses.replace(cfg, base_model=settings.base_model)
         if cfg.max_attempts == 0:
             cfg = dataclasses.replace(cfg, max_attempts=settings.round_max_attempts)
-        cfg.check_supported()
         return cfg
-
-    def check_supported(self) -> None:
-        """Combinations that are valid in form but that this version cannot run."""
-        if self.policy_method == "rloo":
-            raise ConfigError(
-                "policy_method 'rloo' is not supported yet: it needs an online reward function over "
-                "generated samples, which this worker does not wire up; use 'dpo'"
-            )
 
     def promote(self, settings: Settings) -> bool:
         if self.auto_promote == "setting":

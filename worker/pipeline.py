@@ -338,7 +338,9 @@ class PolicyStage:
 def stage_policy(
     ctx: RoundContext, rd: RoundData, reward: RewardStage, start_adapter: Path | None
 ) -> PolicyStage:
-    """LoRA DPO from the previous policy on human pairs plus reward-model-labelled pairs."""
+    """LoRA DPO from the previous policy on human pairs plus reward-model-labelled pairs (or RLOO)."""
+    if ctx.cfg.policy_method == "rloo":
+        return stage_policy_rloo(ctx, rd, reward, start_adapter)
     from worker.data import ranking_to_pairs
     from worker.policy_dpo import DPOTrainConfig, train_dpo
 
@@ -371,6 +373,51 @@ def stage_policy(
     metrics = {k: _num(v) if isinstance(v, float) else v for k, v in result.metrics.items()}
     metrics.update(human_pairs=len(human_pairs), synthetic_pairs=len(synthetic))
     ctx.record(policy=metrics)
+    _free_memory()
+    return PolicyStage(out, cfg.to_dict(), metrics)
+
+
+def stage_policy_rloo(
+    ctx: RoundContext, rd: RoundData, reward: RewardStage, start_adapter: Path | None
+) -> PolicyStage:
+    """Online RLOO on the training prompts and unranked ones, rewarded by the new reward model."""
+    from worker.policy_rloo import RLOOTrainConfig, train_rloo
+    from worker.reward import load_reward_model
+
+    with ctx.sessions() as session:
+        unranked = store.unlabelled_prompts(session, ctx.cfg.synthetic_prompts, ctx.cfg.seed)
+    prompts = list(dict.fromkeys([r.prompt for r in rd.train_rankings] + unranked))
+    ctx.progress.stage("policy")
+    ctx.progress.log(f"RLOO on {len(prompts)} prompts, {ctx.cfg.rloo_generations} samples each")
+    cfg = RLOOTrainConfig(
+        base_model=ctx.cfg.base_model,
+        lr=ctx.cfg.policy_learning_rate,
+        epochs=ctx.cfg.policy_epochs,
+        prompts_per_step=max(1, ctx.cfg.policy_batch_size // ctx.cfg.rloo_generations),
+        num_generations=ctx.cfg.rloo_generations,
+        beta=ctx.cfg.rloo_beta,
+        max_prompt_length=ctx.cfg.max_prompt_length,
+        max_completion_length=ctx.cfg.max_new_tokens,
+        temperature=ctx.cfg.temperature or 1.0,
+        top_p=ctx.cfg.top_p,
+        lora_r=ctx.cfg.lora_r,
+        lora_alpha=ctx.cfg.lora_alpha,
+        seed=ctx.cfg.seed,
+    )
+    rm = load_reward_model(reward.dir, data_dir=ctx.data_dir)
+    out = ctx.scratch / "policy"
+    metrics = train_rloo(
+        cfg,
+        prompts,
+        rm,
+        out,
+        previous_adapter=start_adapter,
+        data_dir=ctx.data_dir,
+        progress=ctx.progress.callback(),
+    )
+    metrics = {k: _num(v) if isinstance(v, float) else v for k, v in metrics.items()}
+    ctx.record(policy=metrics)
+    del rm
     _free_memory()
     return PolicyStage(out, cfg.to_dict(), metrics)
 
