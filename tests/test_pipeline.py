@@ -272,3 +272,124 @@ def test_rloo_policy_method_trains_online_against_the_new_reward_model(clean_db,
         assert policy.metrics["prompts"] == 5 and policy.config["num_generations"] == 2
         assert artifacts.verify_version(Path(policy.adapter_path)) == []
         assert any(p[0] == "policy" for p in row.loss_curve)
+
+
+def test_cli_round_queues_and_follows_and_eval_rm_scores_pairs(clean_db, model_dir, tmp_path):
+    import subprocess
+    import sys
+    import threading
+
+    from typer.testing import CliRunner
+
+    from app.cli import app as cli
+    from app.training.cli import follow
+
+    rankloop = str(Path(sys.executable).with_name("rankloop"))
+    bad = subprocess.run([rankloop, "round", "--set", "bogus=1"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown round config key(s) 'bogus'" in bad.stdout
+
+    with session_scope() as s:
+        seed_rankings(s, prompts=4, annotators=1, unranked=0)
+    sets = [f"{k}={v}" for k, v in tiny_overrides(model_dir, generate_prompts=0, eval_prompts=0).items()]
+    result = CliRunner().invoke(cli, ["round", *[x for kv in sets for x in ("--set", kv)]])
+    assert result.exit_code == 0, result.output
+    with session_scope() as s:
+        row = s.scalars(select(Round)).one()
+        round_id = row.id
+        assert f"round {round_id} queued" in result.output and row.config["max_length"] == 64
+
+    # What `--wait` does: follow the row while the job runs (here in a thread instead of a worker).
+    job = threading.Thread(target=run_round_job, args=(round_id, None))
+    job.start()
+    assert follow(round_id, poll_seconds=0.2) == 0
+    job.join()
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        "\n".join(
+            json.dumps(
+                {"prompt": f"tell me about the {w}", "chosen": f"the {w} is good banana", "rejected": "no"}
+            )
+            for w in ("cat", "dog", "sun")
+        )
+        + "\n"
+    )
+    scored = CliRunner().invoke(cli, ["eval-rm", str(pairs)])
+    assert scored.exit_code == 0, scored.output
+    line = scored.output.strip().splitlines()[-1]
+    accuracy = float(line.split()[0].split("=")[1])
+    assert line.endswith("pairs=3") and 0.0 <= accuracy <= 1.0
+    with session_scope() as s:
+        policy_id = s.get(Round, round_id).policy_version_id
+    wrong = subprocess.run(
+        [rankloop, "eval-rm", str(pairs), "--version", str(policy_id)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert wrong.returncode == 2 and "is not a reward model" in wrong.stdout
+
+
+def test_retry_after_publication_resumes_at_generation_and_retry_before_it_drops_orphan_dirs(
+    clean_db, model_dir
+):
+    with session_scope() as s:
+        seed_rankings(s, prompts=4, annotators=1, unranked=3)
+    first = start(tiny_overrides(model_dir, generate_prompts=0, eval_prompts=0, synthetic_prompts=0))
+    assert run_round_job(first, job_id=None) == "succeeded"
+    root = get_settings().resolved_artifacts_dir
+
+    # A round that died while generating, after its versions were published: the retry only generates.
+    with session_scope() as s:
+        done = s.get(Round, first)
+        crashed = Round(
+            kind=RoundKind.train,
+            status=RoundStatus.running,
+            config={**done.config, "generate_prompts": 2},
+            stage="generate",
+            attempts=1,
+            data_snapshot_id=done.data_snapshot_id,
+            reward_version_id=done.reward_version_id,
+            policy_version_id=done.policy_version_id,
+        )
+        s.add(crashed)
+        s.flush()
+        crashed_id = crashed.id
+        versions_before = len(s.scalars(select(ModelVersion)).all())
+    assert run_round_job(crashed_id, job_id=None) == "succeeded"
+    with session_scope() as s:
+        row = s.get(Round, crashed_id)
+        assert row.attempts == 2 and row.metrics["generated_sets"] == 2
+        assert len(s.scalars(select(ModelVersion)).all()) == versions_before
+        assert any("resuming at generation" in line for line in row.log_tail)
+
+    # A round that died between writing its version directories and committing their rows.
+    with session_scope() as s:
+        s.get(Round, first).status = RoundStatus.succeeded
+        died = Round(
+            kind=RoundKind.train,
+            status=RoundStatus.running,
+            config={**s.get(Round, first).config},
+            stage="publish",
+            attempts=1,
+        )
+        s.add(died)
+        s.flush()
+        died_id = died.id
+    for kind in ("reward", "policy"):
+        orphan = root / f"{kind}-round{died_id}-a1"
+        orphan.mkdir(parents=True)
+        (orphan / "adapter_model.safetensors").write_bytes(b"from the attempt that crashed")
+    assert run_round_job(died_id, job_id=None) == "succeeded"
+    with session_scope() as s:
+        row = s.get(Round, died_id)
+        names = {
+            s.get(ModelVersion, row.reward_version_id).name,
+            s.get(ModelVersion, row.policy_version_id).name,
+        }
+    assert names == {f"reward-round{died_id}-a2", f"policy-round{died_id}-a2"}
+    assert (
+        not (root / f"policy-round{died_id}-a1").exists()
+        and not (root / f"reward-round{died_id}-a1").exists()
+    )
+    assert (root / f"policy-round{died_id}-a2").is_dir()

@@ -54,7 +54,6 @@ class ProgressReporter:
         # One write at a time, so a slower write of an older snapshot never lands after a newer one.
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
-        self._dirty = threading.Event()
         self._thread: threading.Thread | None = None
         self._cancel_seen = False
         self._stage = "starting"
@@ -114,7 +113,6 @@ class ProgressReporter:
             elapsed = time.monotonic() - self._stage_started
             if step > 0 and total >= step:
                 self._eta = elapsed / step * (total - step)
-        self._dirty.set()
         self.check()
 
     def callback(self) -> Callable[[int, int, float], None]:
@@ -131,7 +129,6 @@ class ProgressReporter:
         with self._lock:
             self._log.append(f"{stamp} {message}")
             del self._log[:-LOG_TAIL_LINES]
-        self._dirty.set()
 
     def check(self) -> None:
         """Raise Cancelled/Interrupted if the round should stop now."""
