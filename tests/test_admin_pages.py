@@ -546,3 +546,29 @@ def test_leaderboard_is_empty_until_two_versions_meet(admin):
     html = admin.get("/admin/leaderboard").text
     assert "No ranking has compared candidates of two different versions yet" in html
     assert admin.get("/admin/leaderboard.json").json()["rows"] == []
+
+
+def _plain(html: str) -> str:
+    import html as html_lib
+
+    return html_lib.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html)).strip())
+
+
+def test_consensus_page_shows_the_training_merge_and_the_consensus(admin):
+    with session_scope() as s:
+        mv = make_model_version(s, "m")
+        prompt = make_prompt(s, make_prompt_set(s), "three judges")
+        a, b, c = make_candidates(s, prompt, ["A text", "B text", "C text"], model_version=mv)
+        cset = make_comparison_set(s, prompt, candidates=[a, b, c], overlap=3)
+        judges = [make_annotator(s, f"judge{i}") for i in range(3)]
+        rank(s, cset, judges[0], [[a.id], [b.id], [c.id]])
+        rank(s, cset, judges[1], [[a.id], [c.id], [b.id]])
+        rank(s, cset, judges[2], [[c.id], [b.id], [a.id]], all_bad=True)
+    html = admin.get("/admin/quality/consensus").text
+    training = re.search(r"<td data-training>(.*?)</td>", html, re.S)
+    consensus = re.search(r"<td data-consensus>(.*?)</td>", html, re.S)
+    assert training and consensus
+    # Mean tiers without the all-bad vote: A 0, B 1.5, C 1.5.
+    assert _plain(training.group(1)) == "A > B=C"
+    # Bradley-Terry over all three: A wins 2 of 3 against each, C beats B 2 of 3.
+    assert _plain(consensus.group(1)) == "A > C > B"

@@ -20,7 +20,7 @@ from app.auth import service as auth
 from app.config import Settings
 from app.errors import Invalid, NotFound
 from app.orm import ApiToken, ModelVersion, Role, Round, User
-from app.quality.stats import RankingRecord, consensus_tiers
+from app.quality.stats import RankingRecord, consensus_tiers, mean_tier_consensus
 
 PER_PAGE = 50
 OVERVIEW_DAYS = 30
@@ -224,6 +224,7 @@ class AnnotatorsPage:
     pager: Pager
     overall: stats.Agreement
     consensus_window: int
+    as_of: dt.datetime | None
 
 
 def _skip_rate(row: repo.AnnotatorRow) -> float:
@@ -258,6 +259,7 @@ def annotators_page(session: Session, page: int) -> AnnotatorsPage:
         pager=pager,
         overall=stats.agreement_summary(session).overall,
         consensus_window=stats.window_stats(session).consensus_sets,
+        as_of=stats.computed_at("agreement", "window"),
     )
 
 
@@ -553,6 +555,7 @@ class QualityPage:
     bias_chart: charts.IntervalChart
     pairs: list[PeerPair]
     overlapped_sets: int
+    as_of: dt.datetime | None
 
 
 @dataclass(frozen=True)
@@ -587,6 +590,7 @@ def quality_page(session: Session) -> QualityPage:
         ),
         pairs=pairs[:20],
         overlapped_sets=stats_repo.count_overlapped_sets(session),
+        as_of=stats.computed_at("agreement", "window", "bias"),
     )
 
 
@@ -646,7 +650,9 @@ class ConsensusSet:
     prompt: str
     candidates: list[SetCandidate]
     rankings: list[tuple[str, list[list[str]], bool]]  # (annotator, tiers as labels, all bad)
-    consensus: list[list[str]]
+    consensus: list[list[str]]  # Bradley-Terry consensus (what the agreement statistics compare with)
+    training: list[list[str]]  # the mean-tier merge training uses with multi_annotator=consensus
+    training_all_bad: bool
 
 
 @dataclass(frozen=True)
@@ -656,7 +662,7 @@ class ConsensusPage:
 
 
 def consensus_page(session: Session, page: int) -> ConsensusPage:
-    """Overlapped sets, newest first: each annotator's ranking and the consensus training uses."""
+    """Overlapped sets, newest first: each annotator's ranking, their consensus and training's merge."""
     pager = Pager.of(page, 20, stats_repo.count_overlapped_sets(session))
     set_ids = stats_repo.newest_overlapped_sets(session, pager.per_page, pager.offset)
     rankings = stats_repo.live_rankings_of_sets(session, set_ids)
@@ -676,6 +682,9 @@ def consensus_page(session: Session, page: int) -> ConsensusPage:
         def labels(tiers: Sequence[Sequence[int]], letter: dict[int, str] = letter) -> list[list[str]]:
             return [[letter.get(int(c), f"#{c}") for c in tier] for tier in tiers]
 
+        merged, merged_bad = (
+            mean_tier_consensus([(r.tiers, bool(r.all_bad)) for r in mine]) if mine else ([], False)
+        )
         out.append(
             ConsensusSet(
                 set_id=set_id,
@@ -691,6 +700,8 @@ def consensus_page(session: Session, page: int) -> ConsensusPage:
                 ],
                 rankings=[(names.get(r.annotator_id, "?"), labels(r.tiers), bool(r.all_bad)) for r in mine],
                 consensus=labels(consensus_tiers([RankingRecord.of(r).tiers for r in mine])) if mine else [],
+                training=labels(merged),
+                training_all_bad=merged_bad,
             )
         )
     return ConsensusPage(out, pager)

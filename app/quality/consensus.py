@@ -65,3 +65,29 @@ def consensus_tiers(
             tiers.append([c])
         previous = strengths[c]
     return [sorted(tier) for tier in tiers]
+
+
+def mean_tier_consensus(rankings: Sequence[tuple[Tiers, bool]]) -> tuple[list[list[int]], bool]:
+    """The merge training uses with `multi_annotator=consensus`: candidates by mean tier index (Borda).
+
+    `rankings` are (tiers, all_bad) pairs of one set. Candidates with equal means (to 6 decimals) share a
+    tier. All-bad rankings carry no order and are left out of the means unless every ranking is all-bad;
+    the merged ranking is all-bad when more than half of the rankings were. One ranking is returned as is.
+    """
+    if not rankings:
+        raise ValueError("a consensus needs at least one ranking")
+    for tiers, _ in rankings:
+        check_tiers(tiers)
+    if len(rankings) == 1:
+        tiers, all_bad = rankings[0]
+        return [sorted(int(c) for c in tier) for tier in tiers], bool(all_bad)
+    ordered = [tiers for tiers, all_bad in rankings if not all_bad]
+    all_bad = len(ordered) * 2 < len(rankings)
+    positions: dict[int, list[int]] = {}
+    for tiers in ordered or [tiers for tiers, _ in rankings]:
+        for index, tier in enumerate(tiers):
+            for c in tier:
+                positions.setdefault(int(c), []).append(index)
+    means = {c: round(sum(p) / len(p), 6) for c, p in positions.items()}
+    merged = [sorted(c for c in means if means[c] == value) for value in sorted(set(means.values()))]
+    return merged, all_bad

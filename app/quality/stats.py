@@ -28,7 +28,7 @@ from app.quality.bradley_terry import (
     bradley_terry,
     fit_log_strengths,
 )
-from app.quality.consensus import consensus_strengths, consensus_tiers
+from app.quality.consensus import consensus_strengths, consensus_tiers, mean_tier_consensus
 from app.quality.intervals import Proportion, wilson_interval
 from app.quality.outcomes import AllBadPolicy, VersionOutcome, version_outcomes
 from app.quality.records import RankingRecord, mid_ranks
@@ -57,6 +57,7 @@ __all__ = [
     "kendall_tau_b",
     "krippendorff_alpha_ordinal",
     "length_bias",
+    "mean_tier_consensus",
     "mid_ranks",
     "overlapped_sets",
     "pair_agreement",
