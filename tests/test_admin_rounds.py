@@ -78,7 +78,7 @@ def test_the_form_starts_a_round_with_its_overrides(admin):
     [
         ({"policy_epochs": "many"}, "policy_epochs must be a whole number"),
         ({"dpo_beta": "-1"}, "dpo_beta must be at least"),
-        ({"policy_method": "rloo"}, "rloo"),
+        ({"lora_r": "0"}, "lora_r must be at least 1"),
         ({"extra": "no_equals_sign"}, "expected key=value"),
         ({"extra": "warp_speed=9"}, "unknown round config key"),
     ],

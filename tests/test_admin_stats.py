@@ -152,3 +152,31 @@ def test_window_stats_run_app_quality_on_the_newest_sets(db):
     assert set(window.consensus) == set(expected)
     for annotator, c in expected.items():
         assert window.consensus[annotator].rate == pytest.approx(c.rate, nan_ok=True)
+
+
+def test_expensive_statistics_are_served_stale_while_one_thread_recomputes(clean_db, monkeypatch):
+    import time
+
+    from app.db import session_scope
+
+    with session_scope() as s:
+        loop = random_loop(s, seed=7, versions=2, sets=10, annotators=2)
+        victim = next(r.id for r in loop.rankings if not r.dropped and not r.all_bad)
+    # Pretend every statistic is expensive: none is recomputed while a request waits.
+    monkeypatch.setattr(stats, "SYNC_RECOMPUTE_SECONDS", 0.0)
+    with session_scope() as s:
+        first = stats.outcome_summary(s)
+        s.get(Ranking, victim).dropped = True
+    with session_scope() as s:
+        assert stats.outcome_summary(s) is first  # the previous figures, at once
+    deadline = time.monotonic() + 30
+    while True:
+        with session_scope() as s:
+            latest = stats.outcome_summary(s)
+        if latest is not first:
+            break
+        assert time.monotonic() < deadline, "the background refresh never landed"
+        time.sleep(0.05)
+    assert latest.comparisons.sum() < first.comparisons.sum()
+    with session_scope() as s:
+        assert stats.outcome_summary(s) is latest  # up to date: served from the cache

@@ -259,10 +259,14 @@ def _nodes(session: Session) -> tuple[list[ModelVersion], dict[int, VersionNode]
     return versions, nodes
 
 
-def models_page(session: Session, notice: str = "") -> ModelsPage:
+def models_page(session: Session, promoted: int | None = None) -> ModelsPage:
     """The lineage trees of policies and reward models with each version's metrics, and external sources."""
     versions, nodes = _nodes(session)
     by_id = {v.id: v for v in versions}
+    # After a promotion the page says what happened, from the database rather than from the URL.
+    notice = ""
+    if promoted in by_id and by_id[promoted].status == ModelStatus.active:
+        notice = f"{by_id[promoted].name} is now the active policy."
 
     def roots(kind: ModelKind) -> list[VersionNode]:
         return [nodes[v.id] for v in versions if v.kind == kind and v.parent_id not in by_id]

@@ -169,8 +169,8 @@ def cancel_round(request: Request, db: DB, user: AdminUser, round_id: int) -> Re
 
 
 @router.get("/models", response_class=HTMLResponse)
-def models_page(request: Request, db: DB, user: AdminUser, notice: str = "") -> Response:
-    return render(request, "admin/models.html", {"p": rounds_view.models_page(db, notice[:200])})
+def models_page(request: Request, db: DB, user: AdminUser, promoted: int | None = None) -> Response:
+    return render(request, "admin/models.html", {"p": rounds_view.models_page(db, promoted)})
 
 
 @router.get("/models.{fmt}")
@@ -188,7 +188,7 @@ def compare_page(
 @router.post("/models/{version_id}/promote")
 def promote(db: DB, user: AdminUser, version_id: int) -> Response:
     version = rounds_view.promote(db, version_id)
-    return _redirect(f"/admin/models?notice={version.name}+is+now+the+active+policy")
+    return _redirect(f"/admin/models?promoted={version.id}")
 
 
 # --- leaderboard ---------------------------------------------------------------------------------

@@ -1,17 +1,22 @@
 """Dashboard statistics: SQL aggregates (stats_repository) turned into app.quality's numbers, cached.
 
 The expensive aggregates depend only on the live rankings, so each is cached per process under a
-fingerprint of the rankings table (count, newest id and time, dropped ones): a page recomputes only after
-a ranking was added, dropped or restored. Win-rates use app.quality's Wilson interval on the SQL totals;
-Bradley-Terry ratings fit app.quality's penalised likelihood on them, and their bootstrap resamples whole
-rankings like app.quality.bradley_terry does, drawing how many times each distinct per-ranking pattern is
-picked (a multinomial over patterns: the same distribution as drawing rankings one by one, at the cost of
-the patterns instead of the rankings). Agreement statistics that need per-set fits (Krippendorff's alpha,
-agreement with the leave-one-out consensus) run app.quality on the newest overlapped sets only.
+fingerprint of the rankings table (count, newest id and time, dropped ones): nothing is recomputed until a
+ranking is added, dropped or restored, and then a statistic that is slow to compute (about a second at
+100k rankings) is served from the previous state while one background thread recomputes it.
+
+Win-rates use app.quality's Wilson interval on the SQL totals; Bradley-Terry ratings fit app.quality's
+penalised likelihood on them, and their bootstrap resamples whole rankings like app.quality.bradley_terry
+does, drawing how many times each distinct per-ranking pattern is picked (a multinomial over patterns: the
+same distribution as drawing rankings one by one, at the cost of the patterns instead of the rankings).
+Agreement statistics that need per-set fits (Krippendorff's alpha, agreement with the leave-one-out
+consensus) run app.quality on the newest overlapped sets only.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import math
 import threading
 import time
@@ -43,7 +48,23 @@ ALPHA_WINDOW = 2000
 CONSENSUS_WINDOW = 300
 
 T = TypeVar("T")
-_cache: dict[str, tuple[tuple[Any, ...], Any]] = {}
+# A statistic that took longer than this to compute is not recomputed while a request waits: the request
+# gets the previous figures (their time is on the page) and one background thread brings them up to date.
+SYNC_RECOMPUTE_SECONDS = 1.0
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Entry:
+    fingerprint: tuple[Any, ...]
+    value: Any
+    seconds: float  # what computing it cost
+    computed_at: float
+    refreshing: bool = False
+
+
+_cache: dict[str, _Entry] = {}
 _cache_lock = threading.Lock()
 _key_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
 
@@ -54,22 +75,60 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def cached(session: Session, key: str, compute: Callable[[], T]) -> T:
-    """`compute()` once per state of the rankings table (per process); concurrent misses compute once."""
+def cached(session: Session, key: str, compute: Callable[[Session], T]) -> T:
+    """`compute(session)` once per state of the rankings table (per process); concurrent misses compute once.
+
+    Cheap statistics are recomputed as soon as the rankings change; expensive ones are served from the
+    previous state while a background thread recomputes them (stale-while-revalidate).
+    """
     fingerprint = repo.ranking_fingerprint(session)
     with _cache_lock:
-        hit = _cache.get(key)
-    if hit is not None and hit[0] == fingerprint:
-        return hit[1]
+        entry = _cache.get(key)
+        if entry is not None and entry.fingerprint == fingerprint:
+            return entry.value
+        if entry is not None and entry.seconds >= SYNC_RECOMPUTE_SECONDS:
+            if not entry.refreshing:
+                entry.refreshing = True
+                threading.Thread(
+                    target=_refresh, args=(key, compute), daemon=True, name=f"stats-{key}"
+                ).start()
+            return entry.value
     with _key_locks[key]:
         with _cache_lock:
-            hit = _cache.get(key)
-        if hit is not None and hit[0] == fingerprint:
-            return hit[1]
-        value = compute()
+            entry = _cache.get(key)
+        if entry is not None and entry.fingerprint == fingerprint:
+            return entry.value
+        return _store(key, fingerprint, session, compute)
+
+
+def _store(key: str, fingerprint: tuple[Any, ...], session: Session, compute: Callable[[Session], T]) -> T:
+    started = time.perf_counter()
+    value = compute(session)
+    with _cache_lock:
+        _cache[key] = _Entry(fingerprint, value, time.perf_counter() - started, time.time())
+    return value
+
+
+def _refresh(key: str, compute: Callable[[Session], Any]) -> None:
+    """Recompute one statistic on its own session (the request that triggered it has moved on)."""
+    from app.db import session_scope
+
+    try:
+        with _key_locks[key], session_scope() as session:
+            _store(key, repo.ranking_fingerprint(session), session, compute)
+    except Exception:
+        log.exception("recomputing dashboard statistic %s failed; the previous figures stay", key)
         with _cache_lock:
-            _cache[key] = (fingerprint, value)
-        return value
+            entry = _cache.get(key)
+            if entry is not None:
+                entry.refreshing = False
+
+
+def computed_at(*keys: str) -> dt.datetime | None:
+    """When the oldest of these cached statistics was computed (pages say how fresh their figures are)."""
+    with _cache_lock:
+        times = [_cache[k].computed_at for k in keys if k in _cache]
+    return dt.datetime.fromtimestamp(min(times), dt.UTC) if times else None
 
 
 # --- version outcomes: human win-rates and Bradley-Terry ----------------------------------------------
@@ -145,7 +204,7 @@ def _summarise(profiles: list[repo.OutcomeProfile]) -> OutcomeSummary:
 
 def outcome_summary(session: Session) -> OutcomeSummary:
     """Version-pair totals over every live ranking (cached per rankings state)."""
-    return cached(session, "outcomes", lambda: _summarise(repo.version_outcome_profiles(session)))
+    return cached(session, "outcomes", lambda s: _summarise(repo.version_outcome_profiles(s)))
 
 
 def human_win_rate(summary: OutcomeSummary, version_a: int, version_b: int) -> HumanWinRate | None:
@@ -260,7 +319,7 @@ def _components(n: int, first: np.ndarray, second: np.ndarray) -> list[int]:
 
 def leaderboard_ratings(session: Session) -> Ratings:
     """Bradley-Terry ratings over every live ranking (cached per rankings state)."""
-    return cached(session, "ratings", lambda: bradley_terry_ratings(outcome_summary(session)))
+    return cached(session, "ratings", lambda s: bradley_terry_ratings(outcome_summary(s)))
 
 
 # --- annotator agreement -------------------------------------------------------------------------------
@@ -300,7 +359,7 @@ class AgreementSummary:
 def agreement_summary(session: Session) -> AgreementSummary:
     """Agreement overall, per annotator (with everyone else) and per annotator pair (cached)."""
 
-    def compute() -> AgreementSummary:
+    def compute(session: Session) -> AgreementSummary:
         rows = repo.annotator_pair_agreement(session)
         mine: dict[int, list[repo.AnnotatorPairTotals]] = defaultdict(list)
         for r in rows:
@@ -331,7 +390,7 @@ class WindowStats:
 def window_stats(session: Session) -> WindowStats:
     """Krippendorff's alpha and agreement with the leave-one-out consensus on the newest overlapped sets."""
 
-    def compute() -> WindowStats:
+    def compute(session: Session) -> WindowStats:
         alpha_sets = repo.newest_overlapped_sets(session, ALPHA_WINDOW)
         records = _records(repo.live_rankings_of_sets(session, alpha_sets))
         consensus_ids = set(alpha_sets[:CONSENSUS_WINDOW])
@@ -352,7 +411,7 @@ def annotator_consensus(
 ) -> ConsensusAgreement:
     """One annotator's agreement with the consensus of the others on their newest overlapped sets."""
 
-    def compute() -> ConsensusAgreement:
+    def compute(session: Session) -> ConsensusAgreement:
         set_ids = repo.newest_overlapped_sets_of(session, annotator_id, limit)
         records = _records(repo.live_rankings_of_sets(session, set_ids))
         for c in consensus_agreement(records):
@@ -388,7 +447,7 @@ def _rate(name: str, label: str, successes: float, n: int, expected: float | Non
 def bias_rates(session: Session) -> list[Rate]:
     """First-shown win rate, earlier-shown preference and longer-wins rate (cached)."""
 
-    def compute() -> list[Rate]:
+    def compute(session: Session) -> list[Rate]:
         t = repo.bias_totals(session)
         return [
             _rate(
