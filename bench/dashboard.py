@@ -379,6 +379,12 @@ def main() -> None:
                 changed = (time.perf_counter() - t0) * 1000
                 figures = f"{times[0]:>8.0f} {warm:>8.0f} {changed:>10.0f} {size / 1024:>6.1f}"
                 print(f"{url_path:<40} {status:>6} {figures}")
+            # Let background recomputations finish before the database goes away.
+            from app.admin import stats
+
+            deadline = time.monotonic() + 120
+            while stats.pending_refreshes() and time.monotonic() < deadline:
+                time.sleep(0.2)
 
 
 if __name__ == "__main__":

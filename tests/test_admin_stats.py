@@ -178,5 +178,6 @@ def test_expensive_statistics_are_served_stale_while_one_thread_recomputes(clean
         assert time.monotonic() < deadline, "the background refresh never landed"
         time.sleep(0.05)
     assert latest.comparisons.sum() < first.comparisons.sum()
+    assert stats.pending_refreshes() == 0
     with session_scope() as s:
         assert stats.outcome_summary(s) is latest  # up to date: served from the cache

@@ -115,13 +115,19 @@ def _refresh(key: str, compute: Callable[[Session], Any]) -> None:
 
     try:
         with _key_locks[key], session_scope() as session:
-            _store(key, repo.ranking_fingerprint(session), session, compute)
+            _store(key, repo.ranking_fingerprint(session), session, compute)  # a new entry: not refreshing
     except Exception:
         log.exception("recomputing dashboard statistic %s failed; the previous figures stay", key)
         with _cache_lock:
             entry = _cache.get(key)
             if entry is not None:
                 entry.refreshing = False
+
+
+def pending_refreshes() -> int:
+    """How many background recomputations are running (a benchmark waits for them before it exits)."""
+    with _cache_lock:
+        return sum(1 for entry in _cache.values() if entry.refreshing)
 
 
 def computed_at(*keys: str) -> dt.datetime | None:
