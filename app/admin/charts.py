@@ -167,8 +167,10 @@ class _Scale:
 PALETTE = ("#3056d3", "#d9480f", "#2b8a3e", "#862e9c", "#c2255c", "#0b7285", "#5c940d", "#e67700")
 
 
-def nice_ticks(lo: float, hi: float, count: int = 5) -> tuple[float, float, list[float]]:
-    """Round axis bounds and evenly spaced round tick values covering [lo, hi]."""
+def nice_ticks(
+    lo: float, hi: float, count: int = 5, integer: bool = False
+) -> tuple[float, float, list[float]]:
+    """Round axis bounds and evenly spaced round tick values covering [lo, hi] (whole steps if `integer`)."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         lo, hi = 0.0, 1.0
     if hi <= lo:
@@ -176,8 +178,10 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> tuple[float, float, list
     raw = (hi - lo) / max(1, count)
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    start = math.floor(lo / step) * step
-    end = math.ceil(hi / step) * step
+    if integer:
+        step = max(1.0, float(math.ceil(step)))
+    start = round(math.floor(lo / step) * step, 10)
+    end = round(math.ceil(hi / step) * step, 10)
     ticks = []
     value = start
     while value <= end + step / 1000:
@@ -253,7 +257,8 @@ def line_chart(
     left, right, top, bottom = 52, width - 12, 12, height - 34
     xs = [x for points in series.values() for x, _ in points]
     ys = [y for points in series.values() for _, y in points if math.isfinite(y)]
-    x_lo, x_hi, x_ticks = nice_ticks(min(xs, default=0.0), max(xs, default=1.0), 6)
+    whole = all(float(x).is_integer() for x in xs)  # steps: no tick at step 2.5
+    x_lo, x_hi, x_ticks = nice_ticks(min(xs, default=0.0), max(xs, default=1.0), 6, integer=whole)
     y_lo, y_hi, y_ticks = nice_ticks(min(ys, default=0.0), max(ys, default=1.0), 4)
     sx = _Scale(x_lo, x_hi, left, right)
     sy = _Scale(y_lo, y_hi, bottom, top)
