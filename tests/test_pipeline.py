@@ -4,6 +4,7 @@ snapshot, SFT, reward model, DPO policy, evaluation, publication, generation of 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from app.orm import (
     SetStatus,
 )
 from app.training import service
-from tests.training_data import seed_rankings, tiny_model
+from tests.training_data import reset_artifacts, seed_rankings, tiny_model
 from worker import artifacts, store
 from worker.progress import Cancelled, ProgressReporter
 from worker.tasks import run_round_job
@@ -50,6 +51,13 @@ def tiny_overrides(model: Path, **extra: object) -> dict[str, object]:
         "heldout_fraction": 0.34,
         **extra,
     }
+
+
+@pytest.fixture(autouse=True)
+def fresh_artifacts() -> Iterator[None]:
+    reset_artifacts()
+    yield
+    reset_artifacts()
 
 
 @pytest.fixture(scope="module")

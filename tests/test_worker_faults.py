@@ -21,12 +21,19 @@ from app.config import get_settings
 from app.db import session_scope
 from app.orm import ModelVersion, Round, RoundStatus
 from app.training import service
-from tests.training_data import seed_rankings, tiny_model
+from tests.training_data import reset_artifacts, seed_rankings, tiny_model
 from worker import artifacts
 
 pytestmark = pytest.mark.slow
 
 RANKLOOP = str(Path(sys.executable).with_name("rankloop"))
+
+
+@pytest.fixture(autouse=True)
+def fresh_artifacts() -> Iterator[None]:
+    reset_artifacts()
+    yield
+    reset_artifacts()
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +60,7 @@ class Workers:
         env = {
             **os.environ,
             "RANKLOOP_WORKER_HEARTBEAT_SECONDS": "1",
-            "RANKLOOP_WORKER_STALLED_SECONDS": "3",
+            "RANKLOOP_WORKER_STALLED_SECONDS": "5",
             "RANKLOOP_PROGRESS_INTERVAL_SECONDS": "0.5",
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",

@@ -154,3 +154,12 @@ def seed_rankings(
 
 def all_prompts(session: Session) -> list[Prompt]:
     return session.query(Prompt).order_by(Prompt.id).all()
+
+
+def reset_artifacts() -> None:
+    """Version directories are files, not rows: clean_db leaves them; tests that count them reset them."""
+    import shutil
+
+    from app.config import get_settings
+
+    shutil.rmtree(get_settings().resolved_artifacts_dir, ignore_errors=True)

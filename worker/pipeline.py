@@ -41,7 +41,7 @@ from app.orm import ModelKind
 from worker import store
 from worker.config import ConfigError, RoundConfig
 from worker.progress import ProgressReporter
-from worker.rounds import Claim, merge_metrics
+from worker.rounds import Claim, merge_metrics, set_device
 
 
 @dataclass
@@ -130,6 +130,11 @@ def _context(
     # Checked again here: the code may have changed since the round was queued.
     cfg = RoundConfig.from_stored(claim.config, settings)
     _check_device(cfg)
+    from worker.models import pick_device
+
+    device = str(pick_device().device)
+    set_device(sessions, claim.round_id, device)
+    progress.log(f"attempt {claim.attempt} on {device}")
     scratch = settings.data_dir.resolve() / "work" / f"round{claim.round_id}-a{claim.attempt}"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)

@@ -50,7 +50,7 @@ def _append_log(row: Round, message: str) -> None:
 
 
 def claim(
-    sessions: sessionmaker[Session], round_id: int, job_id: int | None, device: str, settings: Settings
+    sessions: sessionmaker[Session], round_id: int, job_id: int | None, settings: Settings
 ) -> Claim | None:
     """Start (or restart after a crash) a round; None when there is nothing to run."""
     with sessions() as session, session.begin():
@@ -80,7 +80,6 @@ def claim(
         row.started_at = row.started_at or now()
         row.heartbeat_at = now()
         row.job_id = job_id if job_id is not None else row.job_id
-        row.device = device[:50]
         row.stage = "starting"
         row.step, row.total, row.eta_seconds = 0, 0, None
         row.error = None
@@ -148,6 +147,14 @@ def requeue(sessions: sessionmaker[Session], round_id: int) -> None:
         row.stage = "queued"
         row.eta_seconds = None
         _append_log(row, "worker shut down; the round will run again on the next worker")
+
+
+def set_device(sessions: sessionmaker[Session], round_id: int, device: str) -> None:
+    """Where this attempt runs (cpu, cuda:0, ...)."""
+    with sessions() as session, session.begin():
+        row = _lock(session, round_id)
+        if row is not None:
+            row.device = device[:50]
 
 
 def merge_metrics(sessions: sessionmaker[Session], round_id: int, metrics: dict[str, Any]) -> None:

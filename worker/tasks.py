@@ -54,12 +54,6 @@ def _abort_reason(context: JobContext) -> str | None:
     return "shutdown" if reason == AbortReason.SHUTDOWN else "user"
 
 
-def _device_name() -> str:
-    from worker.models import pick_device
-
-    return str(pick_device().device)
-
-
 def run_round_job(round_id: int, job_id: int | None, context: JobContext | None = None) -> str:
     """Claim the round, run its pipeline with live progress, and record how it ended."""
     from app.db import session_factory
@@ -69,7 +63,7 @@ def run_round_job(round_id: int, job_id: int | None, context: JobContext | None 
 
     settings = get_settings()
     sessions = session_factory()
-    claim = rounds.claim(sessions, round_id, job_id, _device_name(), settings)
+    claim = rounds.claim(sessions, round_id, job_id, settings)
     if claim is None:
         return "nothing to do"
     should_abort = (lambda: _abort_reason(context)) if context is not None else None
@@ -77,7 +71,6 @@ def run_round_job(round_id: int, job_id: int | None, context: JobContext | None 
         with ProgressReporter(
             round_id, sessions, interval=settings.progress_interval_seconds, should_abort=should_abort
         ) as progress:
-            progress.log(f"attempt {claim.attempt} on {_device_name()}")
             if claim.kind == "generate":
                 metrics = pipeline.run_generation_round(claim, progress, sessions, settings)
             else:
@@ -128,10 +121,9 @@ async def retry_stalled_jobs(timestamp: int) -> str:
     stalled = await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=settings.worker_stalled_seconds)
     retried = []
     for job in stalled:
-        if job.queue in DEVICE_QUEUES:
-            await app.job_manager.retry_job(job)
-            retried.append(job.id)
-            log.warning("job %s (%s) belonged to a dead worker; queued again", job.id, job.task_name)
+        await app.job_manager.retry_job(job)
+        retried.append(job.id)
+        log.warning("job %s (%s) belonged to a dead worker; queued again", job.id, job.task_name)
     from worker import scheduler
 
     closed = await asyncio.to_thread(scheduler.close_orphaned_rounds)
