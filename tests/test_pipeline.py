@@ -31,6 +31,9 @@ from worker import artifacts, store
 from worker.progress import Cancelled, ProgressReporter
 from worker.tasks import run_round_job
 
+# Each round trains a tiny model for a few seconds.
+pytestmark = pytest.mark.slow
+
 
 def tiny_overrides(model: Path, **extra: object) -> dict[str, object]:
     """Small enough for a CPU test: short texts, one epoch, a few prompts."""
