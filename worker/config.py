@@ -42,7 +42,7 @@ class RoundConfig:
         "other in the loss), 'consensus' merges them into one ranking by mean rank (Borda)",
         choices=("each", "consensus"),
     )
-    max_rankings: int = _opt(0, "use at most the newest N rankings; 0 = all", lo=0)
+    max_rankings: int = _opt(0, "use at most the newest N rankings; 0 = all", lo=0, hi=10_000_000)
     heldout_fraction: float = _opt(
         0.2, "share of prompts held out for evaluation (whole prompts, never single pairs)", lo=0.0, hi=0.9
     )
@@ -92,14 +92,16 @@ class RoundConfig:
     lora_alpha: int = _opt(16, "LoRA alpha (scale = alpha / r)", lo=1, hi=1024)
     max_prompt_length: int = _opt(256, "token cap on the prompt part when training", lo=8, hi=32768)
     synthetic_prompts: int = _opt(
-        16, "prompts without human rankings that get reward-model-labelled pairs; 0 = none", lo=0
+        16, "prompts without human rankings that get reward-model-labelled pairs; 0 = none", lo=0, hi=100_000
     )
     synthetic_samples: int = _opt(
         4, "fresh samples per such prompt; the best and worst by reward become a pair", lo=2, hi=16
     )
 
     # --- 4. evaluation
-    eval_prompts: int = _opt(16, "held-out prompts for the new-vs-previous policy win-rate; 0 = skip", lo=0)
+    eval_prompts: int = _opt(
+        16, "held-out prompts for the new-vs-previous policy win-rate; 0 = skip", lo=0, hi=100_000
+    )
 
     # --- 5. publish
     auto_promote: str = _opt(
@@ -117,7 +119,7 @@ class RoundConfig:
         lo=0.0,
         hi=1.0,
     )
-    generate_prompts: int = _opt(32, "prompts that get a new comparison set; 0 = none", lo=0)
+    generate_prompts: int = _opt(32, "prompts that get a new comparison set; 0 = none", lo=0, hi=100_000)
     max_new_tokens: int = _opt(128, "reply length cap when sampling", lo=1, hi=8192)
     temperature: float = _opt(0.8, "sampling temperature (0 = greedy)", lo=0.0, hi=5.0)
     top_p: float = _opt(0.95, "nucleus sampling mass", lo=0.01, hi=1.0)
@@ -191,15 +193,21 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _show(value: Any) -> str:
+    """The offending value for an error message, cut short (it is echoed back to the client)."""
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _check(f: dataclasses.Field, value: Any) -> Any:
     typed = _coerce(f, value)
     lo, hi, choices = f.metadata["lo"], f.metadata["hi"], f.metadata["choices"]
     if choices and typed not in choices:
-        raise ConfigError(f"{f.name} must be one of {', '.join(choices)}; got {value!r}")
+        raise ConfigError(f"{f.name} must be one of {', '.join(choices)}; got {_show(value)}")
     if lo is not None and typed < lo:
-        raise ConfigError(f"{f.name} must be at least {lo}; got {value!r}")
+        raise ConfigError(f"{f.name} must be at least {lo}; got {_show(value)}")
     if hi is not None and typed > hi:
-        raise ConfigError(f"{f.name} must be at most {hi}; got {value!r}")
+        raise ConfigError(f"{f.name} must be at most {hi}; got {_show(value)}")
     return typed
 
 
@@ -210,10 +218,10 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
             return value.lower() in ("true", "yes", "1", "on")
-        raise ConfigError(f"{f.name} must be true or false; got {value!r}")
+        raise ConfigError(f"{f.name} must be true or false; got {_show(value)}")
     if kind is int:
         if isinstance(value, bool):
-            raise ConfigError(f"{f.name} must be a whole number; got {json.dumps(value)}")
+            raise ConfigError(f"{f.name} must be a whole number; got {_show(value)}")
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
@@ -223,24 +231,24 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
                 return int(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{f.name} must be a whole number; got {value!r}")
+        raise ConfigError(f"{f.name} must be a whole number; got {_show(value)}")
     if kind is float:
         if isinstance(value, bool):
-            raise ConfigError(f"{f.name} must be a number; got {json.dumps(value)}")
+            raise ConfigError(f"{f.name} must be a number; got {_show(value)}")
         if isinstance(value, int | float):
             result = float(value)
         elif isinstance(value, str):
             try:
                 result = float(value)
             except ValueError:
-                raise ConfigError(f"{f.name} must be a number; got {value!r}") from None
+                raise ConfigError(f"{f.name} must be a number; got {_show(value)}") from None
         else:
-            raise ConfigError(f"{f.name} must be a number; got {value!r}")
+            raise ConfigError(f"{f.name} must be a number; got {_show(value)}")
         if result != result or result in (float("inf"), float("-inf")):
-            raise ConfigError(f"{f.name} must be a finite number; got {value!r}")
+            raise ConfigError(f"{f.name} must be a finite number; got {_show(value)}")
         return result
     if not isinstance(value, str):
-        raise ConfigError(f"{f.name} must be text; got {json.dumps(value)}")
+        raise ConfigError(f"{f.name} must be text; got {_show(value)}")
     if len(value) > 500:
         raise ConfigError(f"{f.name} is longer than 500 characters")
     return value
