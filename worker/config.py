@@ -32,7 +32,10 @@ class RoundConfig:
     base_model: str = _opt("", "HF id or local path of the base model; empty = the base_model setting")
     seed: int = _opt(0, "seeds the held-out split, training and sampling", lo=0, hi=2**31 - 1)
     device: str = _opt(
-        "auto", "where to train: auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda")
+        "auto",
+        "where to train: auto (CUDA when present), cuda (the round fails at once without a GPU) or cpu "
+        "(hides GPUs from this worker process from then on: the device is fixed once a process used it)",
+        choices=("auto", "cpu", "cuda"),
     )
 
     # --- 1. snapshot
