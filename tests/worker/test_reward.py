@@ -122,6 +122,7 @@ def test_reward_model_learns_a_clear_preference(
     assert m["heldout_accuracy"] > 0.8, m
     assert m["heldout_loss"] < m["initial_heldout_loss"]
     assert m["heldout_prompts"] == 12 and m["train_rankings"] == 48
+    assert 0 < m["train_seconds"] < m["seconds"]
     assert (
         m["heldout_pairs"] == len(result.heldout_pairs) == len(ranking_to_pairs(rankings)) - m["train_pairs"]
     )
