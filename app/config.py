@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     # Pool per process; the load benchmark runs several processes, so keep it modest.
     db_pool_size: int = 10
     db_max_overflow: int = 10
+    request_threads: int = Field(default=40, ge=1, description="threads serving sync endpoints, per process")
+    request_queue_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="a request waits this long for one of the pool's connections, then 503",
+    )
     # Mounts POST /api/v1/_bench/insert (one insert, no auth) for the load benchmark's baseline. Never in
     # production: it is unauthenticated.
     bench_endpoints: bool = False

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import quote
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -14,6 +17,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from app.config import get_settings
 from app.deps import csrf_protect
 from app.errors import AppError, LoginRequired
+from app.inflight import InFlightLimit
 from app.middleware import BODY_OVERHEAD, BodySizeLimit
 from app.web import ROOT, is_htmx, render
 
@@ -22,6 +26,13 @@ log = logging.getLogger(__name__)
 
 def _wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/") or request.url.path == "/healthz"
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Sync endpoints and dependencies run on this thread pool (anyio's default is 40 threads).
+    anyio.to_thread.current_default_thread_limiter().total_tokens = get_settings().request_threads
+    yield
 
 
 def create_app() -> FastAPI:
@@ -37,6 +48,7 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="Rank LLM completions, retrain the reward model and policy, serve new candidates.",
         dependencies=[Depends(csrf_protect)],
+        lifespan=_lifespan,
     )
     app.add_middleware(
         SessionMiddleware,
@@ -45,6 +57,12 @@ def create_app() -> FastAPI:
         max_age=settings.session_hours * 3600,
         same_site="lax",
         https_only=settings.cookie_secure,
+    )
+    # Never more requests in progress than pooled connections (see app/inflight.py).
+    app.add_middleware(
+        InFlightLimit,
+        limit=settings.db_pool_size + settings.db_max_overflow,
+        wait_seconds=settings.request_queue_seconds,
     )
     # Outermost: bounds every body before sessions, CSRF form parsing or uploads read it.
     app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes + BODY_OVERHEAD)

@@ -1,0 +1,57 @@
+"""A bound on requests in progress per process, so they can never outnumber the database connections.
+
+A request holds its pooled connection across several thread-pool hops (authentication, the endpoint, the
+commit). With more requests in progress than connections, every pool thread can end up blocked waiting
+for a connection while the requests holding the connections wait for a thread: nothing moves until the
+pool's checkout timeout fails them. Requests over the bound wait here instead, in the event loop, where
+waiting holds nothing; one that waits too long is answered 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+class InFlightLimit:
+    """Admit at most `limit` HTTP requests at once (static files excepted); the rest queue in order."""
+
+    def __init__(self, app: ASGIApp, limit: int, wait_seconds: float) -> None:
+        self.app = app
+        self.limit = limit
+        self.wait_seconds = wait_seconds
+        self._slots: asyncio.Semaphore | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/static/"):
+            await self.app(scope, receive, send)
+            return
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.limit)
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.wait_seconds)
+        except TimeoutError:
+            await _busy(send, self.wait_seconds)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._slots.release()
+
+
+async def _busy(send: Send, waited: float) -> None:
+    body = json.dumps({"detail": f"the server is busy (waited {waited:g} s for a slot); retry shortly"})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", b"1"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body.encode()})
