@@ -142,11 +142,17 @@ def test_training_round_publishes_versions_and_serves_new_candidates(clean_db, m
 def test_a_second_round_builds_on_the_previous_policy_and_compares_reward_models(clean_db, model_dir):
     with session_scope() as s:
         seed_rankings(s, prompts=4, annotators=1, unranked=2)
-    first = start(tiny_overrides(model_dir, generate_prompts=0, synthetic_prompts=0, auto_promote="yes"))
+    first = start(
+        tiny_overrides(model_dir, generate_prompts=0, synthetic_prompts=0, eval_prompts=0, auto_promote="yes")
+    )
     assert run_round_job(first, job_id=None) == "succeeded"
     with session_scope() as s:
         seed_rankings(s, prompts=4, annotators=1, unranked=2, seed=1)
-    second = start(tiny_overrides(model_dir, synthetic_prompts=0, multi_annotator="consensus"))
+    second = start(
+        tiny_overrides(
+            model_dir, synthetic_prompts=0, eval_prompts=1, generate_prompts=2, multi_annotator="consensus"
+        )
+    )
     assert run_round_job(second, job_id=None) == "succeeded"
 
     with session_scope() as s:
