@@ -74,6 +74,8 @@ def get_engine() -> Engine:
                 pool_size=settings.db_pool_size,
                 max_overflow=settings.db_max_overflow,
                 pool_pre_ping=True,
+                # A database host that does not answer fails a request in seconds instead of hanging it.
+                connect_args={"connect_timeout": 5},
             )
             _sessionmaker = sessionmaker(_engine, expire_on_commit=False)
         return _engine

@@ -11,7 +11,7 @@ import anyio.to_thread
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.middleware.sessions import SessionMiddleware
 
 from app.config import get_settings
@@ -91,14 +91,17 @@ def create_app() -> FastAPI:
         )
 
     @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
     async def db_unavailable(request: Request, exc: DBAPIError) -> Response:
         # The database is down or restarting: say so and let the client retry; the pool reconnects.
         log.warning("database unavailable: %s", exc.orig)
-        return JSONResponse(
-            {"detail": "the database is unavailable; retry shortly"},
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
+        message = "the database is unavailable; retry shortly"
+        headers = {"Retry-After": "5"}
+        if _wants_json(request):
+            return JSONResponse({"detail": message}, status_code=503, headers=headers)
+        response = render(request, "error.html", {"message": message, "status": 503}, status_code=503)
+        response.headers.update(headers)
+        return response
 
     app.include_router(health_router)
     app.include_router(auth_router)
