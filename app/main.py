@@ -11,7 +11,7 @@ import anyio.to_thread
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from starlette.middleware.sessions import SessionMiddleware
 
 from app.config import get_settings
@@ -89,6 +89,16 @@ def create_app() -> FastAPI:
             status_code=exc.status_code,
             block="content",
         )
+
+    @app.exception_handler(DataError)
+    async def data_rejected(request: Request, exc: DataError) -> Response:
+        # Postgres refused a value the request carried (an id beyond the integer range, a malformed
+        # string...): the client's input, so a 4xx; the transaction is rolled back, nothing is written.
+        reason = getattr(getattr(exc.orig, "diag", None), "message_primary", None) or "invalid value"
+        message = f"a value in the request is not acceptable: {reason}"
+        if _wants_json(request):
+            return JSONResponse({"detail": message}, status_code=422)
+        return render(request, "error.html", {"message": message, "status": 422}, status_code=422)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)

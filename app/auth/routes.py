@@ -44,12 +44,15 @@ def login_submit(
     except AppError as exc:
         # Failed attempts must be stored even though we answer with an error, so commit here.
         db.commit()
-        return render(
+        page = render(
             request,
             "login.html",
             {"next": _safe_next(next), "error": exc.message, "username": username},
             status_code=exc.status_code,
         )
+        if "retry_after" in exc.extra:
+            page.headers["Retry-After"] = str(exc.extra["retry_after"])
+        return page
     # A fresh cookie payload at login: nothing from the anonymous session (fixation) survives.
     request.session.clear()
     request.session["sid"] = result.session_id
