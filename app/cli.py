@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import enum
+import signal
+import subprocess
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +18,9 @@ from rich.table import Table
 from app.orm import Role
 from app.prompts.schemas import ImportKind
 from app.training import cli as training_cli
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 app = typer.Typer(help="rankloop: rank LLM completions and close the RLHF loop.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -157,8 +163,11 @@ def demo(
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to bind")] = 8000,
     serve_app: Annotated[bool, typer.Option("--serve/--no-serve", help="serve after seeding")] = True,
+    with_worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="run the training worker beside the app")
+    ] = True,
 ) -> None:
-    """Migrate, seed Open-Assistant prompts and demo logins (first run only), then serve the app."""
+    """Migrate, seed Open-Assistant prompts and demo logins (first run only), then serve app and worker."""
     from app.config import get_settings
     from app.db import session_scope
     from app.demo import seed as demo_seed
@@ -177,8 +186,6 @@ def demo(
     else:
         console.print(f"demo data already seeded (prompt set [bold]{demo_seed.DEMO_PROMPT_SET}[/bold])")
 
-    # The training worker joins the demo in a later issue: start it here, after seeding and before serving.
-
     address = f"http://{host}:{port}/"
     lines = [f"rankloop is at [bold]{escape(address)}[/bold]", ""]
     if result.credentials:
@@ -192,11 +199,83 @@ def demo(
         lines.append(f"Demo logins: see {escape(str(result.credentials_path))}")
     else:
         lines.append("Demo logins were printed on the first run; create more with `rankloop users add`.")
+    if with_worker:
+        lines += ["", f"Worker log: {escape(str(settings.data_dir.resolve() / 'worker.log'))}"]
     console.print(Panel("\n".join(lines), title="rankloop demo", expand=False))
-    if serve_app:
-        import uvicorn
+    if not serve_app:
+        return
+    worker_proc = _start_demo_worker(settings) if with_worker else None
+    try:
+        _serve_demo(host, port, first_round=_demo_generation() if with_worker else None)
+    finally:
+        if worker_proc is not None:
+            worker_proc.terminate()
+            try:
+                worker_proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker_proc.kill()
 
-        uvicorn.run("app.asgi:app", host=host, port=port, proxy_headers=True)
+
+def _demo_generation() -> int | None:
+    """On the first start, queue candidates from the default model for the demo's model prompts."""
+    from app.config import get_settings
+    from app.db import session_scope
+    from app.demo.seed import MODEL_PROMPTS
+    from app.orm import ACTIVE_ROUND_STATUSES, RoundKind
+    from app.training import service as training_service
+
+    with session_scope() as session:
+        earlier = [r for r in training_service.list_rounds(session, limit=1000) if r.trigger == "demo"]
+        if earlier:
+            # Follow it again if an earlier demo was stopped before the worker finished it.
+            active = [r.id for r in earlier if r.status in ACTIVE_ROUND_STATUSES]
+            return active[0] if active else None
+        row = training_service.start_round(
+            session,
+            get_settings(),
+            {"generate_prompts": MODEL_PROMPTS},
+            requested_by_id=None,
+            kind=RoundKind.generate,
+            trigger="demo",
+        )
+        return row.id
+
+
+def _start_demo_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    """The worker as a child process (its own interpreter: torch stays out of the web server)."""
+    log_path = settings.data_dir.resolve() / "worker.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed when we exit
+    return subprocess.Popen([sys.executable, "-m", "app", "worker"], stdout=log, stderr=subprocess.STDOUT)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _serve_demo(host: str, port: int, first_round: int | None) -> None:
+    """Serve in a thread so the main thread can draw the first generation's progress bar."""
+    import threading
+
+    import uvicorn
+
+    from app.training.cli import follow
+
+    server = uvicorn.Server(uvicorn.Config("app.asgi:app", host=host, port=port, proxy_headers=True))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    # SIGTERM (a service manager, `timeout`) takes the same path as Ctrl+C, so the worker is stopped too.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    thread.start()
+    try:
+        if first_round is not None:
+            console.print(
+                "Generating the first model candidates with the default model (worker log has details):"
+            )
+            follow(first_round)
+        while thread.is_alive():
+            thread.join(0.5)
+    except KeyboardInterrupt:
+        server.should_exit = True
+        thread.join(10)
 
 
 def main() -> None:

@@ -52,7 +52,10 @@ def test_first_run_seeds_open_sets_and_logins(db, tmp_path):
 
     prompt_set = db.scalars(select(PromptSet).where(PromptSet.name == "oasst-demo")).one()
     assert "Open-Assistant" in prompt_set.description
-    assert count(db, Prompt) == result.summary.prompts == 212
+    oasst_prompts = db.scalar(
+        select(func.count()).select_from(Prompt).where(Prompt.prompt_set_id == prompt_set.id)
+    )
+    assert oasst_prompts == result.summary.prompts == 212
     assert count(db, Candidate) == sum(sizes)
     sets = db.scalars(select(ComparisonSet)).all()
     assert len(sets) == 212
@@ -113,3 +116,41 @@ def test_credentials_file_is_private_even_if_it_existed(tmp_path):
     demo.write_credentials(path, [demo.Credential("a", "admin", "pw")])
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert "a (admin): pw" in path.read_text() and "old" not in path.read_text()
+
+
+def test_first_run_leaves_a_few_opening_prompts_for_the_default_model(db, tmp_path):
+    demo.seed(db, Settings(data_dir=tmp_path / "data"))
+    model_set = db.scalars(select(PromptSet).where(PromptSet.name == demo.MODEL_PROMPT_SET)).one()
+    # Annotators see the model's candidates first, once the worker has generated them.
+    assert model_set.priority == 1
+    prompts = db.scalars(select(Prompt).where(Prompt.prompt_set_id == model_set.id)).all()
+    assert len(prompts) == demo.MODEL_PROMPTS
+    assert all("Assistant:" not in p.text for p in prompts)
+    # No candidates and no sets yet: these are exactly the prompts the worker's generation picks up.
+    ids = [p.id for p in prompts]
+    assert count_where(db, Candidate, Candidate.prompt_id.in_(ids)) == 0
+    assert count_where(db, ComparisonSet, ComparisonSet.prompt_id.in_(ids)) == 0
+
+
+def count_where(session, model, condition) -> int:
+    return session.scalar(select(func.count()).select_from(model).where(condition)) or 0
+
+
+def test_demo_queues_one_first_generation_and_follows_it_until_done(clean_db):
+    from app.cli import _demo_generation
+    from app.db import session_scope
+    from app.orm import Round, RoundKind, RoundStatus
+
+    first = _demo_generation()
+    assert first is not None
+    # A restarted demo follows the same unfinished run instead of queueing another.
+    assert _demo_generation() == first
+    with session_scope() as s:
+        row = s.get(Round, first)
+        assert (row.kind, row.trigger, row.config["generate_prompts"]) == (
+            RoundKind.generate,
+            "demo",
+            demo.MODEL_PROMPTS,
+        )
+        row.status = RoundStatus.succeeded
+    assert _demo_generation() is None

@@ -23,6 +23,10 @@ from app.prompts import service as prompts_service
 from app.prompts.schemas import ImportKind, ImportSummary
 
 DEMO_PROMPT_SET = "oasst-demo"
+# A handful of Open-Assistant opening prompts the default model answers on first start, so the demo
+# shows model candidates next to human ones. Priority 1: annotators see them first.
+MODEL_PROMPT_SET = "demo-model"
+MODEL_PROMPTS = 8
 DATA_FILE = Path(__file__).resolve().parent / "data" / "oasst_en_100_trees.jsonl"
 DEMO_USERS = (("admin", Role.admin), ("annotator", Role.annotator))
 CREDENTIALS_FILE = "demo-credentials.txt"
@@ -64,6 +68,7 @@ def seed(session: Session, settings: Settings) -> SeedResult:
         description="Open-Assistant (LAION-AI, Apache-2.0): 100 English trees, every ranked reply group",
         origin=DATA_FILE.name,
     )
+    _seed_model_prompts(session, settings, records)
     credentials = []
     for username, role in DEMO_USERS:
         if auth_repo.get_user_by_name(session, username) is None:
@@ -73,6 +78,30 @@ def seed(session: Session, settings: Settings) -> SeedResult:
         # Written before the caller commits: if this fails nothing is seeded and the next run retries.
         write_credentials(path, credentials)
     return SeedResult(seeded=True, summary=summary, credentials=credentials, credentials_path=path)
+
+
+def _seed_model_prompts(session: Session, settings: Settings, records: list[importers.Record]) -> None:
+    """The first few distinct single-turn prompts, without candidates: the worker generates them."""
+    texts: list[str] = []
+    for record in records:
+        if "\n\nAssistant:" not in record.prompt and record.prompt not in texts:
+            texts.append(record.prompt)
+        if len(texts) == MODEL_PROMPTS:
+            break
+    prompt_records = [
+        importers.Record(line=i + 1, prompt=t, tags=["oasst", "demo-model"]) for i, t in enumerate(texts)
+    ]
+    prompts_service.import_records(
+        session,
+        settings,
+        prompt_records,
+        MODEL_PROMPT_SET,
+        description="Open-Assistant opening prompts answered by the default model on the demo's first start",
+        origin=DATA_FILE.name,
+    )
+    prompt_set = prompts_repo.get_prompt_set_by_name(session, MODEL_PROMPT_SET)
+    assert prompt_set is not None
+    prompt_set.priority = 1
 
 
 def write_credentials(path: Path, credentials: list[Credential]) -> None:

@@ -18,6 +18,8 @@ class ImportKind(enum.StrEnum):
     ranked_groups = "ranked-groups"
     # An alias of ranked-groups that insists on the Open-Assistant tree format.
     oasst = "oasst"
+    # {"prompt","completion"} lines: human-written answers for the supervised (SFT) stage.
+    demonstrations = "demonstrations"
 
 
 class _Line(BaseModel):

@@ -51,11 +51,31 @@ def import_file(
     filename: str = "",
 ) -> ImportSummary:
     """Check a whole file, then write it; on any malformed line raise Invalid and write nothing."""
+    if kind == ImportKind.demonstrations:
+        return _import_demonstrations(session, settings, data, prompt_set)
     name = _prompt_set_name(prompt_set)
     records = importers.parse(data, kind, filename)
     # The file name is only a label (stored in Prompt.source); keep it storable whatever the client sent.
     origin = filename.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")[:100]
     return import_records(session, settings, records, name, origin=origin)
+
+
+def _import_demonstrations(
+    session: Session, settings: Settings, data: bytes, prompt_set: str | None
+) -> ImportSummary:
+    # Demonstrations feed training, not annotation: the training feature owns how they are stored.
+    from app.training import service as training_service
+
+    done = training_service.import_demonstrations(session, settings, data, prompt_set)
+    return ImportSummary(
+        prompt_set=done.prompt_set,
+        records=done.lines,
+        prompts=done.prompts,
+        candidates=done.demonstrations,
+        sets=0,
+        rankings=0,
+        duplicates=done.duplicates,
+    )
 
 
 def import_records(
