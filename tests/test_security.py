@@ -120,3 +120,37 @@ def test_out_of_range_id_on_a_page_gets_the_error_page(app_client, make_user):
     token = csrf_from(app_client.get("/").text)
     r = app_client.post(f"/tasks/{BIG_ID}/skip", data={"reason": "x", "csrf_token": token})
     assert r.status_code in (404, 422) and "<html" in r.text.lower()
+
+
+def test_every_answer_carries_the_security_headers(app_client, make_user, api_token):
+    token = api_token("bot")
+    answers = {
+        "login page": app_client.get("/login"),
+        "redirect": app_client.get("/", follow_redirects=False),
+        "api": app_client.get("/api/v1/tasks/next", headers={"Authorization": f"Bearer {token}"}),
+        "api 401": app_client.get("/api/v1/tasks/next"),
+        "static": app_client.get("/static/js/rank.js"),
+        "not found": app_client.get("/no/such/page"),
+        "too large": app_client.post(
+            "/login", content=b"x", headers={"content-length": str(10**12), "content-type": "text/plain"}
+        ),
+    }
+    for what, r in answers.items():
+        csp = r.headers.get("content-security-policy", "")
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp, (what, r.status_code)
+        assert "unsafe-eval" not in csp and "script-src 'self' 'unsafe-inline'" not in csp
+        assert r.headers["x-content-type-options"] == "nosniff", what
+        assert r.headers["x-frame-options"] == "DENY", what
+        assert r.headers["referrer-policy"] == "same-origin", what
+    assert answers["too large"].status_code == 413
+
+
+def test_templates_have_no_inline_script_or_event_handler_the_policy_would_block():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "templates"
+    for path in root.rglob("*.html"):
+        text = path.read_text()
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", text), f"inline <script> in {path}"
+        assert not re.search(r"\son[a-z]+\s*=", text), f"inline event handler in {path}"
+        assert "hx-on" not in text and "javascript:" not in text, path
