@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.auth import service as auth_service
 from app.auth.security import tokens_equal
 from app.config import Settings, get_settings
-from app.db import session_factory
+from app.db import session_scope
 from app.errors import Forbidden, LoginRequired
 from app.orm import Role, User
 
@@ -31,15 +31,8 @@ CSRF_FIELD = "csrf_token"
 
 def get_db() -> Iterator[Session]:
     """One session per request, committed when the endpoint returns (before the response is sent)."""
-    session = session_factory()()
-    try:
+    with session_scope() as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # scope="function": commit before the response goes out, so a client never sees success for a lost write.
