@@ -1,10 +1,12 @@
-"""A bound on requests in progress per process, so they can never outnumber the database connections.
+"""A bound on requests in progress per process: never more than database connections, nor than threads.
 
-A request holds its pooled connection across several thread-pool hops (authentication, the endpoint, the
-commit). With more requests in progress than connections, every pool thread can end up blocked waiting
-for a connection while the requests holding the connections wait for a thread: nothing moves until the
-pool's checkout timeout fails them. Requests over the bound wait here instead, in the event loop, where
-waiting holds nothing; one that waits too long is answered 503 with Retry-After.
+A request holds its pooled connection, and its transaction's row locks, across several thread-pool hops
+(authentication, the endpoint, the commit). With more requests in progress than connections, every pool
+thread can end up blocked waiting for a connection while the requests holding the connections wait for a
+thread; with more than threads, every thread can end up waiting for a row lock held by a request that
+waits for a thread. Either way nothing moves (until the pool's checkout timeout, or forever for a row
+lock). Requests over the bound wait here instead, in the event loop, where waiting holds nothing; one that
+waits too long is answered 503 with Retry-After.
 """
 
 from __future__ import annotations

@@ -106,10 +106,11 @@ def create_app() -> FastAPI:
         same_site="lax",
         https_only=settings.cookie_secure,
     )
-    # Never more requests in progress than pooled connections (see app/inflight.py).
+    # Never more requests in progress than pooled connections, nor than threads: a request may wait in
+    # its thread for a row lock held by another request, which must then find a thread to finish on.
     app.add_middleware(
         InFlightLimit,
-        limit=settings.db_pool_size + settings.db_max_overflow,
+        limit=min(settings.db_pool_size + settings.db_max_overflow, settings.request_threads),
         wait_seconds=settings.request_queue_seconds,
     )
     # Bounds every body before sessions, CSRF form parsing or uploads read it.

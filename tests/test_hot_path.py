@@ -15,7 +15,7 @@ from sqlalchemy import event, select, update
 
 from app.annotation import repository as repo
 from app.db import get_engine, libpq_url, session_factory, session_scope
-from app.orm import ApiToken, Assignment
+from app.orm import ApiToken, Assignment, User
 from tests.factories import make_annotator, make_comparison_set
 
 # Steady state, API token already marked used this minute. Raise these only for a reason.
@@ -119,3 +119,28 @@ def test_clocks_are_read_after_the_row_locks_are_granted(clean_db):
         holder.join()
         # A clock read before waiting would be about half a second older than the release.
         assert now >= out["released"], (table, now, out["released"])
+
+
+def test_a_set_locked_for_a_moment_by_someone_else_is_waited_for_not_reported_as_nothing_left(clean_db):
+    from app.annotation import service
+    from app.config import get_settings
+
+    with session_scope() as s:
+        user = make_annotator(s)
+        only = make_comparison_set(s, overlap=2)
+        user_id, set_id = user.id, only.id
+    # Another annotator's hand-out (or submission) holds the only open set's row lock for a moment.
+    held, out = threading.Event(), {}
+    holder = threading.Thread(
+        target=_hold_row_lock, args=(clean_db, "comparison_sets", set_id, held, 0.5, out)
+    )
+    holder.start()
+    held.wait(10)
+    session = session_factory()()
+    try:
+        task = service.next_task(session, get_settings(), session.get(User, user_id))
+        session.commit()
+    finally:
+        session.close()
+    holder.join()
+    assert task is not None and task.assignment.set_id == set_id

@@ -69,6 +69,60 @@ def test_many_clients_on_two_connections_all_get_answers(tiny_pool, api_token):
     assert elapsed < 25, f"requests stalled for {elapsed:.1f} s"
 
 
+@pytest.fixture
+def few_threads(clean_db, monkeypatch):
+    # More connections than threads: the thread count must bound the requests in progress.
+    for key, value in {
+        "RANKLOOP_DB_POOL_SIZE": "8",
+        "RANKLOOP_DB_MAX_OVERFLOW": "0",
+        "RANKLOOP_REQUEST_THREADS": "2",
+    }.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    reset_engine()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    reset_engine()
+
+
+def test_submissions_queued_on_one_sets_row_lock_do_not_starve_each_other_of_threads(few_threads, api_token):
+    from app.main import create_app
+
+    tokens = [api_token(f"ann{i}") for i in range(CLIENTS)]
+    with session_scope() as s:
+        make_comparison_set(s, k=3, overlap=CLIENTS)  # everyone ranks the same set: one hot row lock
+    statuses: list[int] = []
+    errors: list[str] = []
+    with serve(create_app()) as url:
+        leased = threading.Barrier(CLIENTS)
+
+        def client(token: str) -> None:
+            headers = {"Authorization": f"Bearer {token}"}
+            try:
+                with httpx.Client(base_url=url, timeout=30) as c:
+                    task = c.get("/api/v1/tasks/next", headers=headers).json()
+                    leased.wait(20)
+                    body = {
+                        "assignment_id": task["assignment_id"],
+                        "tiers": [[x["id"]] for x in task["candidates"]],
+                    }
+                    statuses.append(c.post("/api/v1/rankings", headers=headers, json=body).status_code)
+            except Exception as exc:
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=client, args=(t,)) for t in tokens]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        elapsed = time.monotonic() - t0
+    assert not errors, errors[:3]
+    assert statuses == [201] * CLIENTS
+    assert elapsed < 25, f"submissions stalled for {elapsed:.1f} s"
+
+
 def test_a_request_that_waits_too_long_for_a_slot_gets_503():
     import asyncio
 

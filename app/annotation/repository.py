@@ -15,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     Integer,
     ScalarSelect,
+    Select,
     and_,
     bindparam,
     exists,
@@ -119,36 +120,42 @@ def _eligible(annotator_id: int | ColumnElement[int]) -> list[ColumnElement[bool
     ]
 
 
-_LOCK_NEXT_OPEN_SET = (
-    select(ComparisonSet, Prompt)
-    .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
-    .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
-    .where(
-        *_eligible(_ANNOTATOR),
-        _live_count_of_set(_NOW) < ComparisonSet.overlap,
-        ComparisonSet.id.not_in(bindparam("exclude", expanding=True)),
+def _lock_next_open_set(skip_locked: bool) -> Select[ComparisonSet, Prompt]:
+    return (
+        select(ComparisonSet, Prompt)
+        .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
+        .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
+        .where(
+            *_eligible(_ANNOTATOR),
+            _live_count_of_set(_NOW) < ComparisonSet.overlap,
+            ComparisonSet.id.not_in(bindparam("exclude", expanding=True)),
+        )
+        .order_by(
+            ComparisonSet.prompt_set_priority.desc(),
+            ComparisonSet.prompt_priority.desc(),
+            ComparisonSet.submitted_count.desc(),
+            ComparisonSet.created_at,
+            ComparisonSet.id,
+        )
+        .limit(1)
+        # NO KEY UPDATE still excludes every other hand-out/submission on this set, but lets inserts
+        # that only reference it (a ranking's foreign key) proceed.
+        .with_for_update(of=ComparisonSet, skip_locked=skip_locked, key_share=True)
+        # The set's items are not needed here; their eager "selectin" load would cost a query.
+        .options(lazyload(ComparisonSet.items))
+        .execution_options(populate_existing=True)
     )
-    .order_by(
-        ComparisonSet.prompt_set_priority.desc(),
-        ComparisonSet.prompt_priority.desc(),
-        ComparisonSet.submitted_count.desc(),
-        ComparisonSet.created_at,
-        ComparisonSet.id,
-    )
-    .limit(1)
-    # NO KEY UPDATE still excludes every other hand-out/submission on this set, but lets inserts
-    # that only reference it (a ranking's foreign key) proceed.
-    .with_for_update(of=ComparisonSet, skip_locked=True, key_share=True)
-    # The set's items are not needed here; their eager "selectin" load would cost a query.
-    .options(lazyload(ComparisonSet.items))
-    .execution_options(populate_existing=True)
-)
+
+
+_LOCK_NEXT_OPEN_SET = _lock_next_open_set(skip_locked=True)
+_WAIT_FOR_NEXT_OPEN_SET = _lock_next_open_set(skip_locked=False)
 
 
 def lock_next_open_set(
-    session: Session, annotator_id: int, now: dt.datetime, exclude: Sequence[int] = ()
+    session: Session, annotator_id: int, now: dt.datetime, exclude: Sequence[int] = (), wait: bool = False
 ) -> tuple[ComparisonSet, Prompt] | None:
-    """Lock (skipping rows others hold) the best open set this annotator may still take, with its prompt.
+    """Lock the best open set this annotator may still take, with its prompt, skipping sets others hold
+    locked (or, with `wait`, waiting for the best one to be released).
 
     Best: higher prompt-set priority, then prompt priority, then sets with more rankings (finish their
     overlap first), then the oldest. That order is ix_comparison_sets_handout, whose keys triggers keep
@@ -157,7 +164,7 @@ def lock_next_open_set(
     this statement's snapshot only; callers must re-count with count_live_slots() once the lock is held.
     """
     params = {"annotator_id": annotator_id, "now": now, "exclude": list(exclude)}
-    row = session.execute(_LOCK_NEXT_OPEN_SET, params).first()
+    row = session.execute(_WAIT_FOR_NEXT_OPEN_SET if wait else _LOCK_NEXT_OPEN_SET, params).first()
     return (row[0], row[1]) if row else None
 
 

@@ -130,6 +130,10 @@ def next_task(session: Session, settings: Settings, user: User) -> TaskView | No
     for _ in range(MAX_PICK_ATTEMPTS):
         picked = repo.lock_next_open_set(session, user.id, now, exclude=passed_over)
         if picked is None:
+            # What is left may only be locked for a moment by others' hand-outs or submissions: wait
+            # for the best such set rather than telling the annotator that nothing is left.
+            picked = repo.lock_next_open_set(session, user.id, now, exclude=passed_over, wait=True)
+        if picked is None:
             return None
         cset, prompt = picked
         # The locking SELECT may have read a snapshot older than the lock: count again, freshly.
