@@ -1,0 +1,81 @@
+"""Shared by the ML benchmarks: the repo on sys.path, the Open-Assistant rankings, machine facts."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+OASST_FILE = ROOT / "app" / "demo" / "data" / "oasst_en_100_trees.jsonl"
+
+
+def oasst_rankings() -> list[Any]:
+    """The 212 ranked groups of the demo file as `worker.data.Ranking`s, parsed by the app's importer."""
+    from app.prompts.importers import parse
+    from app.prompts.schemas import ImportKind
+    from worker.data import Ranking
+
+    records = parse(OASST_FILE.read_bytes(), ImportKind.oasst, OASST_FILE.name)
+    return [Ranking(r.prompt, list(r.completions), r.tiers or []) for r in records if r.tiers]
+
+
+def sample(items: list[Any], limit: int | None, seed: int) -> list[Any]:
+    """A seeded random subset of `limit` items (all of them when limit is None or larger), order kept."""
+    if limit is None or limit >= len(items):
+        return list(items)
+    keep = set(random.Random(seed).sample(range(len(items)), limit))
+    return [x for i, x in enumerate(items) if i in keep]
+
+
+def machine() -> dict[str, Any]:
+    """What the report needs to say about where and with what the figures were produced."""
+    import accelerate
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+        "peft": peft.__version__,
+        "accelerate": accelerate.__version__,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load() -> str:
+    """The 1/5/15-minute load averages: other people's work on the same cores slows every figure down."""
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def print_machine() -> None:
+    m = machine()
+    print(
+        f"{m['date']} | {m['cpu']}, {m['cores']} cores, torch threads {m['torch_threads']} | "
+        f"python {m['python']}, torch {m['torch']}, transformers {m['transformers']}, trl {m['trl']}, "
+        f"peft {m['peft']}, accelerate {m['accelerate']} | load {load()}"
+    )
