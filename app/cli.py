@@ -209,9 +209,10 @@ def demo(
         _serve_demo(host, port, first_round=_demo_generation() if with_worker else None)
     finally:
         if worker_proc is not None:
+            # A job cut short is requeued (SIGTERM) or retried by the stalled-job sweep (SIGKILL).
             worker_proc.terminate()
             try:
-                worker_proc.wait(timeout=30)
+                worker_proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 worker_proc.kill()
 
