@@ -148,6 +148,17 @@ document.body.addEventListener('htmx:afterSwap', () => {
 """
 
 
+def _wait_until(page, expression: str, timeout: float) -> None:
+    # Polls from the test side: Playwright's wait_for_function evals in the page, which our CSP forbids.
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {expression}")
+        page.wait_for_timeout(250)
+
+
 def test_admin_starts_a_round_follows_it_live_and_promotes_the_new_policy(
     server_url, make_user, worker, tmp_path: Path
 ):
@@ -182,10 +193,11 @@ def test_admin_starts_a_round_follows_it_live_and_promotes_the_new_policy(
         progress = page.locator("#round-progress")
         # The worker picks the round up and trains: the stage and the loss curve change in place.
         expect(progress).to_have_attribute("data-status", "running", timeout=60_000)
-        page.wait_for_function(
+        _wait_until(
+            page,
             "document.querySelector('#round-progress').dataset.status === 'running'"
             " && +(document.querySelector('#round-progress [data-points]')?.dataset.points || 0) >= 6",
-            timeout=120_000,
+            timeout=120,
         )
         page.screenshot(path=str(SCREENSHOTS / "round.png"), full_page=False)
         expect(progress).to_have_attribute("data-status", "succeeded", timeout=300_000)
