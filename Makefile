@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install browser clean-demo
+.PHONY: demo test lint install browser screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,3 +37,7 @@ lint: $(STAMP)
 # Every test, slow ones included, against a throwaway embedded PostgreSQL (or TEST_DATABASE_URL).
 test: $(STAMP) browser
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Refresh the README's screenshots from the browser tests.
+screenshots: $(STAMP) browser
+	RANKLOOP_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q tests/browser

@@ -23,11 +23,12 @@ from app.admin import stats
 from app.config import get_settings
 from app.db import session_scope
 from app.orm import ModelStatus, ModelVersion, Role, Round, RoundKind, RoundStatus
+from tests.browser.screens import screenshot_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+SCREENSHOTS = screenshot_dir()
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 

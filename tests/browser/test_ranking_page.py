@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from app.db import session_scope
 from app.orm import Assignment, AssignmentStatus, Ranking, Skip
+from tests.browser.screens import screenshot_dir
 from tests.factories import (
     make_candidates,
     make_comparison_set,
@@ -28,7 +29,7 @@ from tests.factories import (
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOT = ROOT / "docs" / "screenshots" / "ranking.png"
+SCREENSHOT = screenshot_dir() / "ranking.png"
 CHROMIUM = "/usr/bin/chromium"
 
 LONG_THREAD_ANSWER = "\n".join(
