@@ -226,6 +226,9 @@ def check_database(url: str, created_ids: list[int]) -> dict[str, Any]:
 # ---------------------------------------------------------------- server
 
 
+SERVER_LOG = Path(tempfile.gettempdir()) / "rankloop-bench-server.log"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -259,7 +262,9 @@ def running_server(url: str, workers: int, port: int, extra_env: dict[str, str])
         "--log-level",
         "warning",
     ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+    # The server's own log (warnings, tracebacks) goes to a file, printed in part if anything failed.
+    log = open(SERVER_LOG, "wb")  # noqa: SIM115 - closed in the finally below
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -285,6 +290,7 @@ def running_server(url: str, workers: int, port: int, extra_env: dict[str, str])
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        log.close()
 
 
 # ---------------------------------------------------------------- load
@@ -796,6 +802,10 @@ def main() -> int:
             )
         )
     ok = check["ok"] and not stats.errors and not yard.errors
+    if not ok:
+        lines = SERVER_LOG.read_text(errors="replace").splitlines()
+        print(f"server log ({SERVER_LOG}), first 40 of {len(lines)} lines:")
+        print("\n".join(lines[:40]))
     print("OK" if ok else "FAILED: see the errors and database check above")
     return 0 if ok else 1
 
