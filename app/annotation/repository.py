@@ -86,14 +86,16 @@ def _live_count_of_set(now: dt.datetime | ColumnElement[dt.datetime]) -> ScalarS
     )
 
 
-def _visible_count_of_set() -> ScalarSelect[int]:
-    return (
+def _rankable_size() -> ColumnElement[bool]:
+    # The page and API rank 2..9 candidates (one digit key each); other sets are not handed out. One
+    # aggregate with HAVING: a BETWEEN on a scalar subquery would run the count twice.
+    return exists(
         select(func.count())
         .select_from(ComparisonSetItem)
         .join(Candidate, Candidate.id == ComparisonSetItem.candidate_id)
         .where(ComparisonSetItem.set_id == ComparisonSet.id, Candidate.hidden.is_(False))
+        .having(func.count().between(MIN_CANDIDATES, MAX_CANDIDATES))
         .correlate(ComparisonSet)
-        .scalar_subquery()
     )
 
 
@@ -115,8 +117,7 @@ def _eligible(annotator_id: int | ColumnElement[int]) -> list[ColumnElement[bool
         _OPEN,
         PromptSet.paused.is_(False),
         ~_done_by(annotator_id),
-        # The page and API rank 2..9 candidates (one digit key each); other sets are not handed out.
-        _visible_count_of_set().between(MIN_CANDIDATES, MAX_CANDIDATES),
+        _rankable_size(),
     ]
 
 
