@@ -242,3 +242,50 @@ def test_stopping_the_worker_puts_the_round_back_in_the_queue(workers, model_dir
         ).scalar_one()
     assert job == "todo"
     assert_no_half_visible_versions()
+
+
+def test_killed_worker_during_generation_is_retried_and_stores_each_set_once(workers, model_dir):
+    from app.orm import ComparisonSet, RoundKind
+
+    overrides = {
+        "base_model": str(model_dir),
+        "device": "cpu",
+        "k": 2,
+        "generate_prompts": 10,
+        # Small batches of long replies: generation runs long enough to be killed in the middle.
+        "generation_batch_size": 2,
+        "max_new_tokens": 120,
+    }
+    with session_scope() as s:
+        seed_rankings(s, prompts=2, annotators=1, unranked=30)
+        round_id = service.start_round(
+            s, get_settings(), overrides, requested_by_id=None, kind=RoundKind.generate
+        ).id
+    first = workers.start()
+    wait_for(
+        lambda: (r := round_row(round_id)).stage == "generate" and r.step > 0, 180, "generation", workers
+    )
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    killed = round_row(round_id)
+    assert killed.status == RoundStatus.running and killed.attempts == 1
+    with session_scope() as s:
+        # Nothing of the interrupted attempt is visible: sets are stored only when generation is done.
+        assert s.scalars(select(ComparisonSet).where(ComparisonSet.source.like("%round%"))).all() == []
+
+    workers.start()
+    wait_for(
+        lambda: round_row(round_id).status not in (RoundStatus.queued, RoundStatus.running),
+        300,
+        "the retried generation to finish",
+        workers,
+    )
+    row = round_row(round_id)
+    assert row.status == RoundStatus.succeeded, f"{row.error}\n{workers.logs()}"
+    assert row.attempts == 2
+    with session_scope() as s:
+        per_prompt = s.execute(
+            text("SELECT prompt_id, count(*) FROM comparison_sets WHERE status = 'open' GROUP BY prompt_id")
+        ).all()
+    assert per_prompt, "the retried attempt stored no sets"
+    assert all(n == 1 for _, n in per_prompt), per_prompt
