@@ -7,6 +7,7 @@ import platform
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,29 @@ def oasst_rankings() -> list[Any]:
     return [Ranking(r.prompt, list(r.completions), r.tiers or []) for r in records if r.tiers]
 
 
-def sample(items: list[Any], limit: int | None, seed: int) -> list[Any]:
-    """A seeded random subset of `limit` items (all of them when limit is None or larger), order kept."""
+def sample(
+    items: list[Any], limit: int | None, seed: int, key: Callable[[Any], Any] | None = None
+) -> list[Any]:
+    """A seeded random subset of `limit` items (all of them when limit is None or larger), order kept.
+
+    With `key`, stratified: each key value (e.g. the group size K) gets its share of the subset, by largest
+    remainder, so a small subset has the same mix as the whole (a K=9 group by luck would skew it).
+    """
     if limit is None or limit >= len(items):
         return list(items)
-    keep = set(random.Random(seed).sample(range(len(items)), limit))
+    rng = random.Random(seed)
+    if key is None:
+        keep = set(rng.sample(range(len(items)), limit))
+    else:
+        strata: dict[Any, list[int]] = {}
+        for i, x in enumerate(items):
+            strata.setdefault(key(x), []).append(i)
+        quotas = {k: limit * len(ix) / len(items) for k, ix in strata.items()}
+        counts = {k: int(q) for k, q in quotas.items()}
+        by_remainder = sorted(quotas, key=lambda k: (quotas[k] - counts[k], len(strata[k])), reverse=True)
+        for k in by_remainder[: limit - sum(counts.values())]:
+            counts[k] += 1
+        keep = {i for k in sorted(strata) for i in rng.sample(strata[k], counts[k])}
     return [x for i, x in enumerate(items) if i in keep]
 
 

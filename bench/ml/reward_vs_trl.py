@@ -165,11 +165,8 @@ def step_durations(stamps: list[float], total: float) -> list[float]:
     return [total - sum(rest), *rest]
 
 
-def heldout_eval(model_dir: Path, heldout: list[Any], data_dir: Path) -> tuple[float, float, list[bool]]:
-    """Pairwise accuracy and loss on the held-out rankings' pairs, each candidate scored once."""
-    from worker.reward import load_reward_model
-
-    rm = load_reward_model(model_dir, data_dir=data_dir)
+def heldout_eval(rm: Any, heldout: list[Any]) -> tuple[float, float, list[bool]]:
+    """Pairwise accuracy and loss of a `RewardModel` on the held-out pairs, each candidate scored once."""
     correct: list[bool] = []
     losses: list[float] = []
     for r in heldout:
@@ -361,10 +358,11 @@ def main() -> None:
     import datasets
     import torch
     import transformers
+    from accelerate.utils import set_seed
 
     from worker.data import ranking_to_pairs, split_by_prompt
     from worker.models import load_tokenizer, resolve_model_path
-    from worker.reward import RewardConfig
+    from worker.reward import RewardConfig, RewardModel, build_reward_model, load_reward_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -375,12 +373,21 @@ def main() -> None:
 
     rankings = oasst_rankings() if args.data == "oasst" else fluency_rankings(args.seed)
     split = split_by_prompt(rankings, args.heldout_fraction, args.seed)
-    train = sample([r for r in split.train if r.pairs()], args.train_limit or None, args.seed)
-    heldout = sample([r for r in split.heldout if r.pairs()], args.heldout_limit or None, args.seed)
+    size = lambda r: len(r.candidates)  # noqa: E731 - strata of the subsets: the group size K
+    usable_train = [r for r in split.train if r.pairs()]
+    train = sample(usable_train, args.train_limit or None, args.seed, key=size)
+    heldout = sample([r for r in split.heldout if r.pairs()], args.heldout_limit or None, args.seed, key=size)
     if {r.prompt for r in train} & {r.prompt for r in heldout}:
         raise RuntimeError("a prompt is on both sides of the split")
     print(describe(f"{args.data} train", train))
     print(describe(f"{args.data} held-out", heldout) + " (other prompts)")
+    all_pairs = sum(len(r.pairs()) for r in usable_train)
+    all_candidates = sum(len(r.candidates) for r in usable_train)
+    print(
+        f"on all {len(usable_train)} training rankings TRL would run "
+        f"{2 * all_pairs / all_candidates:.2f}x the sequences ours runs "
+        f"({2 * all_pairs} vs {all_candidates}); the subsets keep their mix of K"
+    )
 
     path = resolve_model_path(args.model, args.data_dir)
     tokenizer = load_tokenizer(path, padding_side="right")
@@ -449,7 +456,13 @@ def main() -> None:
         # Training is deterministic (same seeds, same data order), so the last run's models stand for all.
         for side, model_dir in (("ours", tmp_dir / "ours"), ("trl", tmp_dir / "trl" / "model")):
             last = runs[side][-1]
-            last.accuracy, last.heldout_loss, last.correct = heldout_eval(model_dir, heldout, args.data_dir)
+            rm = load_reward_model(model_dir, data_dir=args.data_dir)
+            last.accuracy, last.heldout_loss, last.correct = heldout_eval(rm, heldout)
+    # The untrained model both sides start from (same seed, same construction): what training has to beat.
+    set_seed(args.seed)
+    untrained = build_reward_model(path, tokenizer, cfg)
+    untrained.eval()
+    base_accuracy, base_loss, _ = heldout_eval(RewardModel(untrained, tokenizer, args.max_length), heldout)
 
     ours, trl = runs["ours"][-1], runs["trl"][-1]
     n_train = len(train) * args.epochs
@@ -490,6 +503,7 @@ def main() -> None:
         f"{trl.counter.sequences / ours.counter.sequences:.2f}x"
     )
     print(f"throughput ratio by process CPU time: {cpu_ratio:.2f}x")
+    print(f"{'untrained (the common start)':28} held-out accuracy {base_accuracy:.1%}, loss {base_loss:.3f}")
     print(
         f"held-out accuracy ours - TRL: {gap:+.1f} points on {n_eval} pairs "
         f"(target >= -1: {'met' if gap >= -1 else 'NOT met'}); both right {both}, only ours {only_ours}, "
@@ -508,6 +522,8 @@ def main() -> None:
             "ratio_per_run": per_run,
             "cpu_ratio": cpu_ratio,
             "accuracy_gap_points": gap,
+            "untrained_heldout_accuracy": base_accuracy,
+            "untrained_heldout_loss": base_loss,
             "sides": {
                 side: {
                     "train_seconds_median": seconds[side],
