@@ -16,6 +16,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import get_settings
+from app.db import session_factory
 from app.deps import csrf_protect
 from app.errors import AppError, LoginRequired
 from app.inflight import InFlightLimit
@@ -80,6 +81,9 @@ def _wants_json(request: Request) -> bool:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Sync endpoints and dependencies run on this thread pool (anyio's default is 40 threads).
     anyio.to_thread.current_default_thread_limiter().total_tokens = get_settings().request_threads
+    # Create the engine (and start the embedded server, if that is the database) off the event loop,
+    # before the first request opens a session on it.
+    await anyio.to_thread.run_sync(session_factory)
     yield
 
 
