@@ -19,7 +19,7 @@ from app.orm import ApiToken, Assignment, User
 from tests.factories import make_annotator, make_comparison_set
 
 # Steady state, API token already marked used this minute. Raise these only for a reason.
-NEXT_TASK_STATEMENTS = 7
+NEXT_TASK_STATEMENTS = 6
 SUBMIT_STATEMENTS = 6
 
 

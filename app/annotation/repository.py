@@ -162,7 +162,7 @@ def lock_next_open_set(
     overlap first), then the oldest. That order is ix_comparison_sets_handout, whose keys triggers keep
     on the set row, so this walks the index from the top and checks the other conditions only for the
     few sets it passes: it does not grow with the number of open sets. The free-slot filter here reads
-    this statement's snapshot only; callers must re-count with count_live_slots() once the lock is held.
+    this statement's snapshot only; callers must re-count (candidates_and_live_slots) once it is locked.
     """
     params = {"annotator_id": annotator_id, "now": now, "exclude": list(exclude)}
     row = session.execute(_WAIT_FOR_NEXT_OPEN_SET if wait else _LOCK_NEXT_OPEN_SET, params).first()
@@ -189,18 +189,35 @@ def lock_set_of_assignment(session: Session, assignment_id: int, annotator_id: i
     return session.scalars(_LOCK_SET_OF_ASSIGNMENT, params).one_or_none()
 
 
-# statement_timestamp() is fixed for the statement: the count and the returned time agree.
-_COUNT_LIVE_SLOTS = (
-    select(func.count(), func.statement_timestamp())
-    .select_from(Assignment)
-    .where(Assignment.set_id == _SET, _live(func.statement_timestamp()))
+# A fresh statement once the set is locked: its visible candidates, plus its live slots (submitted or
+# leased and unexpired) and the clock they were counted at. statement_timestamp() is fixed for the
+# statement, so the count and the returned time agree; the count is an InitPlan, evaluated once.
+_CANDIDATES_AND_LIVE_SLOTS = (
+    select(
+        Candidate,
+        select(func.count())
+        .select_from(Assignment)
+        .where(Assignment.set_id == _SET, _live(func.statement_timestamp()))
+        .scalar_subquery(),
+        func.statement_timestamp(),
+    )
+    .join(ComparisonSetItem, ComparisonSetItem.candidate_id == Candidate.id)
+    .where(ComparisonSetItem.set_id == _SET, Candidate.hidden.is_(False))
+    .order_by(ComparisonSetItem.position, Candidate.id)
 )
 
 
-def count_live_slots(session: Session, set_id: int) -> tuple[int, dt.datetime]:
-    """Submitted plus unexpired leased assignments of a set, read in a fresh statement, and its clock."""
-    count, at = session.execute(_COUNT_LIVE_SLOTS, {"set_id": set_id}).one()
-    return int(count), at
+def candidates_and_live_slots(
+    session: Session, set_id: int
+) -> tuple[list[Candidate], int, dt.datetime | None]:
+    """A set's visible candidates in set order, its live slot count and the clock, in one fresh statement.
+
+    Without visible candidates there is no row to carry the count: ([], 0, None).
+    """
+    rows = session.execute(_CANDIDATES_AND_LIVE_SLOTS, {"set_id": set_id}).all()
+    if not rows:
+        return [], 0, None
+    return [row[0] for row in rows], int(rows[0][1]), rows[0][2]
 
 
 _CLOSE_IF_FULL = (

@@ -95,12 +95,14 @@ def _view(session: Session, assignment: Assignment) -> TaskView:
 
 
 def _lease(
-    session: Session, settings: Settings, cset: ComparisonSet, user: User, now: dt.datetime
+    session: Session,
+    settings: Settings,
+    cset: ComparisonSet,
+    user: User,
+    now: dt.datetime,
+    candidates: list[Candidate],
 ) -> tuple[Assignment, list[Candidate]] | None:
     """Lease a locked set to the user: insert their row, or renew their expired one in place."""
-    candidates = repo.visible_candidates(session, cset.id)
-    if not MIN_CANDIDATES <= len(candidates) <= MAX_CANDIDATES:
-        return None
     candidate_ids = [c.id for c in candidates]
     expires = now + dt.timedelta(minutes=settings.lease_minutes)
     order = random.sample(candidate_ids, len(candidate_ids))
@@ -137,11 +139,12 @@ def next_task(session: Session, settings: Settings, user: User) -> TaskView | No
             return None
         cset, prompt = picked
         # The locking SELECT may have read a snapshot older than the lock: count again, freshly.
-        live, now = repo.count_live_slots(session, cset.id)
-        if live >= cset.overlap:
+        candidates, live, at = repo.candidates_and_live_slots(session, cset.id)
+        if at is None or live >= cset.overlap or not MIN_CANDIDATES <= len(candidates) <= MAX_CANDIDATES:
             passed_over.append(cset.id)
             continue
-        leased = _lease(session, settings, cset, user, now)
+        now = at
+        leased = _lease(session, settings, cset, user, now, candidates)
         if leased is None:
             passed_over.append(cset.id)
             continue
