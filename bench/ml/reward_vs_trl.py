@@ -12,8 +12,12 @@ from `<data-dir>/models/`) on the same training rankings and are evaluated on th
   time spent in training steps (no model loading, evaluation or saving).
 - TRL: `trl.RewardTrainer` on the same rankings expanded into every pair they imply (C(K,2) for a strict
   ranking; pairs inside a tie are left out, as ours leaves them out). A step takes `--trl-batch-size` pairs
-  and runs chosen and rejected through one forward pass (2 x pairs sequences). Default batch size: half
-  ours' mean sequences per step, so both sides push about as many sequences through a forward pass. The
+  and runs chosen and rejected through one forward pass (2 x pairs sequences). Its batch size is matched to
+  ours by `--match`: `sequences` (default) takes half ours' mean sequences per step, so both sides push
+  about as many tokens through a forward pass; `pairs` takes ours' mean pairs per step, so both make the
+  same number of optimizer updates per epoch, each on about as many pairs (TRL's forward passes are then
+  bigger). With `sequences`, TRL makes (pairs / candidates) times more updates per epoch than ours, which
+  matters for accuracy after a fixed number of epochs. The
   time is from `on_train_begin` to `on_train_end` (after the Trainer's setup, before anything is saved).
   TRL gets the token ids ours would use (same chat template, same left truncation at `--max-length`), as a
   pre-tokenized dataset, so neither its filtering of long samples nor its own template handling changes
@@ -333,7 +337,13 @@ def main() -> None:
         "--max-length", type=int, help="tokens per prompt+reply, left cut (oasst 128, fluency 64)"
     )
     parser.add_argument("--batch-size", type=int, default=4, help="ours: rankings per step")
-    parser.add_argument("--trl-batch-size", type=int, default=0, help="TRL: pairs per step; 0: matched")
+    parser.add_argument(
+        "--match",
+        choices=("sequences", "pairs"),
+        default="sequences",
+        help="TRL batch size: same sequences per forward pass as ours, or same pairs per optimizer step",
+    )
+    parser.add_argument("--trl-batch-size", type=int, default=0, help="TRL pairs per step; 0: from --match")
     parser.add_argument("--lr", type=float, help="learning rate of both (oasst 1e-4, fluency 1e-3)")
     parser.add_argument("--heldout-fraction", type=float, default=0.2, help="share of PROMPTS held out")
     parser.add_argument(
@@ -403,12 +413,15 @@ def main() -> None:
         * args.epochs,
     }
     mean_seqs_per_step = args.batch_size * statistics.fmean(len(r.candidates) for r in train)
-    trl_batch = args.trl_batch_size or max(1, round(mean_seqs_per_step / 2))
+    mean_pairs_per_step = args.batch_size * statistics.fmean(len(r.pairs()) for r in train)
+    matched = mean_seqs_per_step / 2 if args.match == "sequences" else mean_pairs_per_step
+    trl_batch = args.trl_batch_size or max(1, round(matched))
     truncated = sum(n >= args.max_length for n in lengths.values()) / len(lengths)
     print(
         f"max_length {args.max_length} ({truncated:.0%} of training sequences cut to it), "
         f"epochs {args.epochs}, "
-        f"ours {args.batch_size} rankings/step (~{mean_seqs_per_step:.1f} sequences), "
+        f"ours {args.batch_size} rankings/step (~{mean_seqs_per_step:.1f} sequences, "
+        f"~{mean_pairs_per_step:.1f} pairs), "
         f"TRL {trl_batch} pairs/step ({2 * trl_batch} sequences), lr {args.lr}, seed {args.seed}"
     )
     print(
