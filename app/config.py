@@ -25,7 +25,9 @@ class Settings(BaseSettings):
     # Pool per process; the load benchmark runs several processes, so keep it modest.
     db_pool_size: int = 10
     db_max_overflow: int = 10
-    request_threads: int = Field(default=40, ge=1, description="threads serving sync endpoints, per process")
+    # Requests are short and mostly wait on Postgres; more threads only fight over the GIL. On the 2-core
+    # load benchmark 8 beat 4, 16 and 40 (bench/RESULTS.md). Also bounds the requests in progress.
+    request_threads: int = Field(default=8, ge=1, description="threads serving sync endpoints, per process")
     request_queue_seconds: float = Field(
         default=30.0,
         gt=0,

@@ -79,7 +79,7 @@ def _wants_json(request: Request) -> bool:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # Sync endpoints and dependencies run on this thread pool (anyio's default is 40 threads).
+    # Sync endpoints and dependencies run on this thread pool (RANKLOOP_REQUEST_THREADS, default 8).
     anyio.to_thread.current_default_thread_limiter().total_tokens = get_settings().request_threads
     # Create the engine (and start the embedded server, if that is the database) off the event loop,
     # before the first request opens a session on it.
