@@ -277,17 +277,19 @@ def get_assignment(session: Session, assignment_id: int) -> Assignment | None:
     return session.get(Assignment, assignment_id)
 
 
-_LOCKED_ASSIGNMENT = aliased(
-    Assignment, select(Assignment).where(Assignment.id == _ASSIGNMENT).with_for_update().subquery()
-)
-_LOCK_ASSIGNMENT = select(_LOCKED_ASSIGNMENT, func.clock_timestamp()).execution_options(
-    populate_existing=True
-)
+def _lock_assignment_statement() -> Select[Assignment, dt.datetime]:
+    # Built per call, unlike the other hot statements: an ORM alias of a subquery shared between
+    # threads was sometimes compiled wrongly when first used by several at once (NoSuchColumnError,
+    # about 1 new process in 25 with 16 threads; reproduced outside the app).
+    locked = aliased(
+        Assignment, select(Assignment).where(Assignment.id == _ASSIGNMENT).with_for_update().subquery()
+    )
+    return select(locked, func.clock_timestamp()).execution_options(populate_existing=True)
 
 
 def lock_assignment(session: Session, assignment_id: int) -> tuple[Assignment, dt.datetime] | None:
     """Lock an assignment row; its current state and the database clock read once the lock is held."""
-    row = session.execute(_LOCK_ASSIGNMENT, {"assignment_id": assignment_id}).one_or_none()
+    row = session.execute(_lock_assignment_statement(), {"assignment_id": assignment_id}).one_or_none()
     return (row[0], row[1]) if row else None
 
 

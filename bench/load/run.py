@@ -462,15 +462,15 @@ class RawClient:
         self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def _request(self, method: str, path: str, headers: dict[str, str], body: bytes) -> RawResponse:
-        if self._conn is None:
-            self._conn = await asyncio.open_connection(self.host, self.port)
-        reader, writer = self._conn
         head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
         head += [f"{k}: {v}" for k, v in headers.items()]
         if body or method == "POST":
             head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
         try:
+            if self._conn is None:
+                self._conn = await asyncio.open_connection(self.host, self.port)
+            reader, writer = self._conn
+            writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
             status_line = await reader.readline()
             if not status_line:
                 raise httpx.RemoteProtocolError("server closed the connection")
@@ -487,8 +487,12 @@ class RawClient:
                     raise httpx.RemoteProtocolError("chunked answers are not supported by the raw client")
             content = await reader.readexactly(length) if length else b""
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            # A broken connection is dropped; the next request opens a new one, as a browser would.
             self.close()
             raise httpx.ReadError(str(exc)) from exc
+        except BaseException:
+            self.close()
+            raise
         if close:
             self.close()
         return RawResponse(status, content)
