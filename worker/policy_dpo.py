@@ -7,7 +7,7 @@ Reference model = the previous policy, without a second copy of the weights:
 - later rounds: the previous adapter is loaded trainable and training continues from it. TRL copies it into a
   frozen second adapter named "ref" and computes the reference log-probabilities with that one, so the
   reference is base + previous adapter, i.e. the policy that produced the data. The LoRA shape (rank, alpha,
-  targets) is then the previous adapter's; the `lora_*` fields only apply to a fresh adapter.
+  dropout, targets) is then the previous adapter's; the `lora_*` fields only apply to a fresh adapter.
 We chose this over merging the previous adapter into the base weights because every version then stays a
 single adapter on the unchanged base model: loadable on its own, no chain of merged checkpoints.
 
@@ -25,9 +25,7 @@ main process writes the output directory and calls the progress callback.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -35,10 +33,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import EarlyStoppingCallback, PrinterCallback, TrainerCallback
+from transformers import PrinterCallback
 
 from worker.data import PreferencePair, ProgressCallback, Split, split_by_prompt
 from worker.generation import CandidateConfig, generate_candidates
+from worker.lora_policy import POLICY_CONFIG_FILE as POLICY_CONFIG_FILE  # re-exported for older callers
+from worker.lora_policy import (
+    cap_prompt,
+    early_stopping_args,
+    policy_model,
+    save_policy,
+    schedule_metrics,
+    trainer_callbacks,
+)
 from worker.models import (
     DEFAULT_MODEL_NAME,
     format_exchange,
@@ -48,8 +55,6 @@ from worker.models import (
     resolve_model_path,
 )
 from worker.reward import RewardModel
-
-POLICY_CONFIG_FILE = "policy_model.json"
 
 
 @dataclass
@@ -66,9 +71,8 @@ class DPOTrainConfig:
     lora_r: int = 16  # LoRA rank (fresh adapters only, see module docstring)
     lora_alpha: int = 32  # LoRA scaling numerator (effective scale alpha / r)
     lora_dropout: float = 0.05  # dropout on the LoRA branch input
-    lora_target_modules: list[str] | None = (
-        None  # None: PEFT's per-architecture default (e.g. q/v projections)
-    )
+    # Module names to adapt, or "all-linear"; None: PEFT's per-architecture default (e.g. q/v projections).
+    lora_target_modules: list[str] | str | None = None
     max_length: int = 1024  # prompt + reply tokens; TRL truncates the end of longer pairs
     max_prompt_length: int | None = None  # prompts longer than this lose their beginning first; None: no cap
     seed: int = 0  # seeds the held-out split, LoRA initialisation and data order
@@ -88,26 +92,6 @@ class DPOTrainResult:
     metrics: dict[str, Any]  # JSON-ready: held-out DPO loss/reward accuracy, steps, timing
     heldout_pairs: list[PreferencePair]
     log_history: list[dict[str, Any]]  # the Trainer's own log (train and eval entries)
-
-
-class _ProgressToCallback(TrainerCallback):
-    """Forwards the Trainer's training-loss logs to our (step, total, loss) callback."""
-
-    def __init__(self, progress: ProgressCallback) -> None:
-        self.progress = progress
-
-    def on_log(
-        self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any
-    ) -> None:
-        if state.is_world_process_zero and logs and "loss" in logs:
-            self.progress(int(state.global_step), int(state.max_steps), float(logs["loss"]))
-
-
-def _cap_prompt(tokenizer: Any, pair: PreferencePair, max_tokens: int) -> PreferencePair:
-    ids = tokenizer(pair.prompt, add_special_tokens=False)["input_ids"]
-    if len(ids) <= max_tokens:
-        return pair
-    return dataclasses.replace(pair, prompt=str(tokenizer.decode(ids[-max_tokens:])))
 
 
 def _to_records(pairs: Sequence[PreferencePair], conversational: bool) -> list[dict[str, Any]]:
@@ -135,8 +119,6 @@ def train_dpo(
     """DPO-train a LoRA policy on these pairs; the best held-out adapter is saved to `output_dir`."""
     from accelerate import PartialState
     from datasets import Dataset
-    from peft import LoraConfig, PeftModel, TaskType
-    from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
 
     started = time.perf_counter()
@@ -153,12 +135,10 @@ def train_dpo(
     conversational = bool(getattr(tokenizer, "chat_template", None))
     if cfg.max_prompt_length:
         # TRL only caps prompt + reply; cutting the prompt first keeps the replies, which carry the signal.
-        limit = cfg.max_prompt_length
-        split = Split(
-            [_cap_prompt(tokenizer, p, limit) for p in split.train],
-            [_cap_prompt(tokenizer, p, limit) for p in split.heldout],
-            split.heldout_prompts,
-        )
+        def cap(p: PreferencePair) -> PreferencePair:
+            return dataclasses.replace(p, prompt=cap_prompt(tokenizer, p.prompt, cfg.max_prompt_length))
+
+        split = Split([cap(p) for p in split.train], [cap(p) for p in split.heldout], split.heldout_prompts)
     train_ds = Dataset.from_list(_to_records(split.train, conversational))
     eval_ds = Dataset.from_list(_to_records(split.heldout, conversational)) if split.heldout else None
 
@@ -171,18 +151,14 @@ def train_dpo(
     eval_every = cfg.eval_every or max(1, total_updates // 5)
 
     # Model: the previous adapter (trainable; TRL keeps a frozen copy as the reference) or a fresh LoRA.
-    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    peft_config = None
-    if previous_adapter is not None:
-        model = PeftModel.from_pretrained(model, str(previous_adapter), is_trainable=True)
-    else:
-        peft_config = LoraConfig(
-            task_type=TaskType.CAUSAL_LM,
-            r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
-            target_modules=cfg.lora_target_modules,
-        )
+    model, peft_config = policy_model(
+        path,
+        previous_adapter,
+        r=cfg.lora_r,
+        alpha=cfg.lora_alpha,
+        dropout=cfg.lora_dropout,
+        target_modules=cfg.lora_target_modules,
+    )
 
     work_dir = output_dir / ".checkpoints"
     args = DPOConfig(
@@ -204,25 +180,11 @@ def train_dpo(
         bf16=spec.use_bf16,
         use_cpu=spec.device.type == "cpu",
         gradient_checkpointing=cfg.gradient_checkpointing,
-        eval_strategy="steps" if eval_ds is not None else "no",
-        eval_steps=eval_every,
-        save_strategy="steps" if eval_ds is not None else "no",
-        save_steps=eval_every,
-        save_total_limit=2,
-        save_only_model=True,
-        load_best_model_at_end=eval_ds is not None,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
         logging_steps=cfg.logging_steps,
         report_to="none",
         disable_tqdm=True,
+        **early_stopping_args(eval_ds is not None, eval_every, "eval_loss", greater_is_better=False),
     )
-    callbacks: list[TrainerCallback] = []
-    if progress is not None:
-        callbacks.append(_ProgressToCallback(progress))
-    if eval_ds is not None:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.patience))
-
     trainer = DPOTrainer(
         model=model,
         args=args,
@@ -230,7 +192,7 @@ def train_dpo(
         eval_dataset=eval_ds,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=callbacks,
+        callbacks=trainer_callbacks(progress, cfg.patience if eval_ds is not None else None),
     )
     # With tqdm off the Trainer prints every log dict to stdout; progress goes through our callback instead.
     trainer.remove_callback(PrinterCallback)
@@ -238,15 +200,12 @@ def train_dpo(
     # After load_best_model_at_end the model holds the best checkpoint; this evaluation reports it.
     final_eval = trainer.evaluate() if eval_ds is not None else {}
 
-    if trainer.is_world_process_zero():
-        policy = trainer.accelerator.unwrap_model(trainer.model)
-        # Only our adapter: TRL's frozen "ref" copy is the previous version, already stored.
-        policy.save_pretrained(str(output_dir), selected_adapters=["default"])
-        tokenizer.save_pretrained(str(output_dir))
-        meta = {"base_model": cfg.base_model, "kind": "policy", "parent_adapter": str(previous_adapter or "")}
-        (output_dir / POLICY_CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-        shutil.rmtree(work_dir, ignore_errors=True)
-    trainer.accelerator.wait_for_everyone()
+    save_policy(
+        trainer,
+        tokenizer,
+        output_dir,
+        {"base_model": cfg.base_model, "parent_adapter": str(previous_adapter or "")},
+    )
 
     metrics: dict[str, Any] = {
         "heldout_loss": final_eval.get("eval_loss"),
@@ -256,21 +215,10 @@ def train_dpo(
         "heldout_prompts": len(split.heldout_prompts),
         "train_pairs": len(split.train),
         "train_loss": train_output.training_loss,
-        "steps": trainer.state.global_step,
-        "total_steps": trainer.state.max_steps,
-        "best_step": _checkpoint_step(trainer.state.best_model_checkpoint),
-        "stopped_early": trainer.state.global_step < trainer.state.max_steps,
+        **schedule_metrics(trainer),
         "seconds": round(time.perf_counter() - started, 3),
-        "device": str(trainer.args.device),
     }
     return DPOTrainResult(metrics, split.heldout, list(trainer.state.log_history))
-
-
-def _checkpoint_step(checkpoint: str | None) -> int | None:
-    if not checkpoint:
-        return None
-    tail = Path(checkpoint).name.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else None
 
 
 @torch.inference_mode()

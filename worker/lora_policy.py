@@ -1,0 +1,157 @@
+"""What the three policy trainers (worker/sft.py, worker/policy_dpo.py, worker/policy_rloo.py) share.
+
+A policy is one LoRA adapter on the unchanged base model. A trainer either continues the previous policy's
+adapter, whose shape (rank, alpha, dropout, targets) then stays as it was, or starts a fresh one, which is a
+no-op until trained, so a first round starts exactly at the base model. Whichever trainer wrote it, a policy
+directory holds the adapter named "default", the tokenizer and POLICY_CONFIG_FILE; so each trainer can
+continue from any other's output, and generation loads them all alike.
+
+Every trainer also evaluates on held-out prompts every few updates, checkpoints at the same moments, stops
+after `patience` evaluations without a better held-out score and ends on the best checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import EarlyStoppingCallback, TrainerCallback
+
+from worker.data import ProgressCallback
+
+POLICY_CONFIG_FILE = "policy_model.json"
+
+
+@dataclass
+class PolicyTrainResult:
+    metrics: dict[str, Any]  # JSON-ready: held-out score, steps, best step, timing
+    log_history: list[dict[str, Any]]  # the Trainer's own log (train and eval entries)
+
+
+class ProgressToCallback(TrainerCallback):
+    """Forwards the Trainer's training logs to our (step, total, value) progress callback."""
+
+    def __init__(self, progress: ProgressCallback, keys: Sequence[str] = ("loss",)) -> None:
+        self.progress = progress
+        # The first of these in a log entry is reported: RLOO's loss can sit near 0 while its reward moves.
+        self.keys = tuple(keys)
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any
+    ) -> None:
+        if not (state.is_world_process_zero and logs):
+            return
+        for key in self.keys:
+            if logs.get(key) is not None:
+                self.progress(int(state.global_step), int(state.max_steps), float(logs[key]))
+                return
+
+
+def trainer_callbacks(
+    progress: ProgressCallback | None, patience: int | None, progress_keys: Sequence[str] = ("loss",)
+) -> list[TrainerCallback]:
+    """Progress forwarding (when asked for) and early stopping (when there is held-out data to watch)."""
+    callbacks: list[TrainerCallback] = []
+    if progress is not None:
+        callbacks.append(ProgressToCallback(progress, progress_keys))
+    if patience is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
+    return callbacks
+
+
+def policy_model(
+    path: str,
+    previous_adapter: Path | None,
+    *,
+    r: int,
+    alpha: int,
+    dropout: float,
+    target_modules: list[str] | str | None,
+) -> tuple[Any, Any]:
+    """(model, peft_config) for a TRL trainer: the previous adapter, trainable, and no config; or the base
+    model and a fresh LoRA config (TRL wraps the model itself)."""
+    from peft import LoraConfig, PeftModel, TaskType
+    from transformers import AutoModelForCausalLM
+
+    # fp32 master weights; on a GPU the Trainer's bf16 autocast does the fast part.
+    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    if previous_adapter is not None:
+        return PeftModel.from_pretrained(model, str(previous_adapter), is_trainable=True), None
+    lora = LoraConfig(
+        task_type=TaskType.CAUSAL_LM,
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=target_modules,
+    )
+    return model, lora
+
+
+def early_stopping_args(
+    heldout: bool, eval_every: int, metric: str, greater_is_better: bool
+) -> dict[str, Any]:
+    """Trainer arguments for "evaluate and checkpoint every `eval_every` updates, end on the best checkpoint";
+    all off without held-out data. Pair with transformers' EarlyStoppingCallback."""
+    return {
+        "eval_strategy": "steps" if heldout else "no",
+        "eval_steps": eval_every,
+        # Checkpoints at the evaluations, so the best one can be reloaded at the end.
+        "save_strategy": "steps" if heldout else "no",
+        "save_steps": eval_every,
+        # The newest and the best: the Trainer's rotation never deletes the best checkpoint.
+        "save_total_limit": 2,
+        "save_only_model": True,
+        "load_best_model_at_end": heldout,
+        "metric_for_best_model": metric,
+        "greater_is_better": greater_is_better,
+    }
+
+
+def schedule_metrics(trainer: Any) -> dict[str, Any]:
+    """How training went: updates done and planned, the kept checkpoint's step, whether patience ran out."""
+    state = trainer.state
+    return {
+        "steps": state.global_step,
+        "total_steps": state.max_steps,
+        # Without held-out data there is no checkpoint to choose: the last step is the one kept.
+        "best_step": _checkpoint_step(state.best_model_checkpoint)
+        if trainer.args.load_best_model_at_end
+        else state.global_step,
+        "stopped_early": state.global_step < state.max_steps,
+        "device": str(trainer.args.device),
+    }
+
+
+def _checkpoint_step(checkpoint: str | None) -> int | None:
+    if not checkpoint:
+        return None
+    tail = Path(checkpoint).name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def save_policy(trainer: Any, tokenizer: Any, output_dir: Path, meta: dict[str, Any]) -> None:
+    """Write the "default" adapter, the tokenizer and POLICY_CONFIG_FILE to `output_dir` (main process only),
+    and drop the Trainer's checkpoints."""
+    if trainer.is_world_process_zero():
+        policy = trainer.accelerator.unwrap_model(trainer.model)
+        # Only our adapter: DPO's frozen "ref" copy is the previous version, already stored.
+        policy.save_pretrained(str(output_dir), selected_adapters=["default"])
+        tokenizer.save_pretrained(str(output_dir))
+        (output_dir / POLICY_CONFIG_FILE).write_text(json.dumps({"kind": "policy", **meta}, indent=2))
+        shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+
+
+def cap_prompt(tokenizer: Any, prompt: str, max_tokens: int | None) -> str:
+    """The prompt's last `max_tokens` tokens: the end (the actual question) matters more than the start."""
+    if not max_tokens:
+        return prompt
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    if len(ids) <= max_tokens:
+        return prompt
+    return str(tokenizer.decode(ids[-max_tokens:]))
