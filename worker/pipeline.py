@@ -253,14 +253,20 @@ def stage_sft(ctx: RoundContext, rd: RoundData, parent: Parent) -> Path | None:
         lora_alpha=ctx.cfg.lora_alpha,
         max_length=ctx.cfg.max_length,
         seed=ctx.cfg.seed,
+        heldout_fraction=ctx.cfg.policy_heldout_fraction,
     )
-    metrics = train_sft(
+    result = train_sft(
         cfg,
         [Demonstration(p, c) for p, c in demos],
         out,
         previous_adapter=parent.adapter,
         data_dir=ctx.data_dir,
         progress=ctx.progress.callback(),
+    )
+    metrics = {k: _num(v) if isinstance(v, float) else v for k, v in result.metrics.items()}
+    ctx.progress.log(
+        f"SFT on {metrics['train_demonstrations']} demonstrations: held-out loss {metrics['heldout_loss']} "
+        f"on {metrics['heldout_demonstrations']}"
     )
     ctx.record(sft=metrics)
     _free_memory()

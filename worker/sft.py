@@ -3,27 +3,35 @@
 Data: demonstrations (a prompt with the reply a person wrote for it) and human-written candidates that an
 annotator ranked first. Loss only on the reply tokens (TRL's prompt-completion format), through the chat
 template like generation. When a previous policy adapter exists, training continues from it, so SFT moves
-the current policy rather than restarting from the base model. The saved directory has the same layout as
-a DPO policy (worker/policy_dpo.py), so DPO can continue from it.
+the current policy rather than restarting from the base model. The saved directory has the policy layout
+(worker/lora_policy.py), so DPO or RLOO continue from it.
+
+Whole prompts are held out; the held-out reply loss is evaluated a few times per run, training stops when
+it stops improving (small demonstration sets are memorised within a few epochs) and the best adapter is the
+one saved.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import PrinterCallback, TrainerCallback
+from transformers import PrinterCallback
 
-from worker.data import ProgressCallback
+from worker.data import ProgressCallback, split_by_prompt
+from worker.lora_policy import (
+    PolicyTrainResult,
+    early_stopping_args,
+    policy_model,
+    save_policy,
+    schedule_metrics,
+    trainer_callbacks,
+)
 from worker.models import load_tokenizer, pick_device, resolve_model_path
-from worker.policy_dpo import POLICY_CONFIG_FILE
 
 
 @dataclass(frozen=True)
@@ -34,26 +42,36 @@ class Demonstration:
 
 @dataclass
 class SFTTrainConfig:
-    base_model: str
-    lr: float = 2e-4  # LoRA learning rate
-    epochs: int = 1  # passes over the demonstrations
-    batch_size: int = 4
-    lora_r: int = 16  # fresh adapters only; a continued adapter keeps its shape
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    max_length: int = 1024  # prompt + reply tokens
-    seed: int = 0
+    base_model: str  # the default name, an HF model id or a local path
+    lr: float = 2e-4  # AdamW learning rate; LoRA wants far more than full fine-tuning
+    epochs: int = 1  # passes over the training demonstrations (early stopping may end sooner)
+    batch_size: int = 4  # demonstrations per device per update
+    weight_decay: float = 0.0  # AdamW decoupled weight decay on the LoRA weights
+    lora_r: int = 16  # LoRA rank; fresh adapters only, a continued adapter keeps its shape
+    lora_alpha: int = 32  # LoRA scaling numerator (effective scale alpha / r)
+    lora_dropout: float = 0.05  # dropout on the LoRA branch input
+    # Module names to adapt, or "all-linear"; None: PEFT's per-architecture default (e.g. q/v projections).
+    lora_target_modules: list[str] | str | None = None
+    max_length: int = 1024  # prompt + reply tokens; TRL truncates the end of longer ones
+    seed: int = 0  # seeds the held-out split, LoRA initialisation and data order
+    heldout_fraction: float = 0.1  # share of PROMPTS kept out of training; fewer than 2 prompts: none
+    patience: int = 2  # evaluations without held-out loss improvement before stopping
+    eval_every: int | None = None  # updates between evaluations; None: about 5 evaluations per run
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-class _Progress(TrainerCallback):
-    def __init__(self, progress: ProgressCallback) -> None:
-        self.progress = progress
-
-    def on_log(
-        self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any
-    ) -> None:
-        if state.is_world_process_zero and logs and "loss" in logs:
-            self.progress(int(state.global_step), int(state.max_steps), float(logs["loss"]))
+def _to_records(demonstrations: Sequence[Demonstration], conversational: bool) -> list[dict[str, Any]]:
+    if conversational:
+        return [
+            {
+                "prompt": [{"role": "user", "content": d.prompt}],
+                "completion": [{"role": "assistant", "content": d.completion}],
+            }
+            for d in demonstrations
+        ]
+    return [{"prompt": d.prompt, "completion": d.completion} for d in demonstrations]
 
 
 def train_sft(
@@ -64,11 +82,10 @@ def train_sft(
     previous_adapter: Path | None = None,
     data_dir: Path | None = None,
     progress: ProgressCallback | None = None,
-) -> dict[str, Any]:
-    """Train (or continue) a LoRA adapter on the demonstrations; save it to `output_dir`; return metrics."""
+) -> PolicyTrainResult:
+    """Train (or continue) a LoRA adapter on the demonstrations; the best held-out adapter is saved."""
+    from accelerate import PartialState
     from datasets import Dataset
-    from peft import LoraConfig, PeftModel, TaskType
-    from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     if not demonstrations:
@@ -76,69 +93,72 @@ def train_sft(
     started = time.perf_counter()
     spec = pick_device()
     output_dir = Path(output_dir)
+
+    # Data: whole prompts held out, so the held-out loss measures replies to prompts never trained on.
+    split = split_by_prompt(list(demonstrations), cfg.heldout_fraction, cfg.seed)
     path = resolve_model_path(cfg.base_model, data_dir)
     tokenizer = load_tokenizer(path, padding_side="right")
-    if getattr(tokenizer, "chat_template", None):
-        records: list[dict[str, Any]] = [
-            {
-                "prompt": [{"role": "user", "content": d.prompt}],
-                "completion": [{"role": "assistant", "content": d.completion}],
-            }
-            for d in demonstrations
-        ]
-    else:
-        records = [{"prompt": d.prompt, "completion": d.completion} for d in demonstrations]
-    dataset = Dataset.from_list(records)
+    conversational = bool(getattr(tokenizer, "chat_template", None))
+    train_ds = Dataset.from_list(_to_records(split.train, conversational))
+    eval_ds = Dataset.from_list(_to_records(split.heldout, conversational)) if split.heldout else None
 
-    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    peft_config = None
-    if previous_adapter is not None:
-        model = PeftModel.from_pretrained(model, str(previous_adapter), is_trainable=True)
-    else:
-        peft_config = LoraConfig(
-            task_type=TaskType.CAUSAL_LM,
-            r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
-        )
-    work_dir = output_dir / ".checkpoints"
+    # Schedule: evaluate (and checkpoint) a handful of times so early stopping has something to act on.
+    world = PartialState().num_processes
+    updates_per_epoch = max(1, math.ceil(len(split.train) / (cfg.batch_size * world)))
+    eval_every = cfg.eval_every or max(1, updates_per_epoch * cfg.epochs // 5)
+
+    # Model: the previous policy's adapter, trainable, or a fresh LoRA.
+    model, peft_config = policy_model(
+        path,
+        previous_adapter,
+        r=cfg.lora_r,
+        alpha=cfg.lora_alpha,
+        dropout=cfg.lora_dropout,
+        target_modules=cfg.lora_target_modules,
+    )
     args = SFTConfig(
-        output_dir=str(work_dir),
+        output_dir=str(output_dir / ".checkpoints"),
         learning_rate=cfg.lr,
         num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        weight_decay=cfg.weight_decay,
         max_length=cfg.max_length,
         seed=cfg.seed,
         data_seed=cfg.seed,
+        # bf16 only where the GPU supports it; TRL would otherwise turn it on and fail on CPU.
         bf16=spec.use_bf16,
         use_cpu=spec.device.type == "cpu",
-        save_strategy="no",
         logging_steps=1,
         report_to="none",
         disable_tqdm=True,
+        **early_stopping_args(eval_ds is not None, eval_every, "eval_loss", greater_is_better=False),
     )
     trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=dataset,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[_Progress(progress)] if progress is not None else [],
+        callbacks=trainer_callbacks(progress, cfg.patience if eval_ds is not None else None),
     )
+    # With tqdm off the Trainer prints every log dict to stdout; progress goes through our callback instead.
     trainer.remove_callback(PrinterCallback)
     result = trainer.train()
-    if trainer.is_world_process_zero():
-        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(output_dir))
-        tokenizer.save_pretrained(str(output_dir))
-        meta = {"base_model": cfg.base_model, "kind": "policy", "stage": "sft"}
-        (output_dir / POLICY_CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-        shutil.rmtree(work_dir, ignore_errors=True)
-    trainer.accelerator.wait_for_everyone()
+    save_policy(trainer, tokenizer, output_dir, {"base_model": cfg.base_model, "stage": "sft"})
+
     loss = result.training_loss
-    return {
+    metrics: dict[str, Any] = {
         "demonstrations": len(demonstrations),
-        "steps": trainer.state.global_step,
+        "train_demonstrations": len(split.train),
+        "heldout_demonstrations": len(split.heldout),
+        "heldout_prompts": len(split.heldout_prompts),
+        # The best evaluation's loss: the adapter saved is that checkpoint.
+        "heldout_loss": trainer.state.best_metric if eval_ds is not None else None,
         "train_loss": None if loss is None or math.isnan(loss) else loss,
+        **schedule_metrics(trainer),
         "seconds": round(time.perf_counter() - started, 3),
         "continued_from_previous_policy": previous_adapter is not None,
     }
+    return PolicyTrainResult(metrics, list(trainer.state.log_history))
