@@ -520,7 +520,8 @@ def main() -> None:
     print(
         f"held-out accuracy ours - TRL: {gap:+.1f} points on {n_eval} pairs "
         f"(target >= -1: {'met' if gap >= -1 else 'NOT met'}); both right {both}, only ours {only_ours}, "
-        f"only TRL {only_trl}, both wrong {n_eval - both - only_ours - only_trl}"
+        f"only TRL {only_trl}, both wrong {n_eval - both - only_ours - only_trl}; "
+        f"McNemar exact p = {mcnemar_p(only_ours, only_trl):.2f} (a difference this size by chance)"
     )
     if args.json:
         report = {
@@ -535,6 +536,8 @@ def main() -> None:
             "ratio_per_run": per_run,
             "cpu_ratio": cpu_ratio,
             "accuracy_gap_points": gap,
+            "accuracy_discordant": {"only_ours": only_ours, "only_trl": only_trl},
+            "mcnemar_p": mcnemar_p(only_ours, only_trl),
             "untrained_heldout_accuracy": base_accuracy,
             "untrained_heldout_loss": base_loss,
             "sides": {
@@ -564,6 +567,15 @@ def main() -> None:
             },
         }
         args.json.write_text(json.dumps(report, indent=2))
+
+
+def mcnemar_p(b: int, c: int) -> float:
+    """Two-sided exact McNemar test on the discordant pairs: both models judged the same held-out pairs."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
+    return min(1.0, 2 * tail)
 
 
 def _se(p: float, n: int) -> float:
