@@ -285,8 +285,12 @@ def test_rloo_policy_method_trains_online_against_the_new_reward_model(clean_db,
         row = s.get(Round, round_id)
         policy = s.get(ModelVersion, row.policy_version_id)
         assert policy.metrics["method"] == "rloo" and policy.metrics["steps"] >= 1
-        # Training prompts (4 minus the held-out ones) plus the two nobody ranked.
+        # Training prompts (4 minus the held-out ones) plus the two nobody ranked; RLOO keeps one of them
+        # aside and samples it only to measure the mean reward its early stopping watches.
         assert policy.metrics["prompts"] == 5 and policy.config["num_generations"] == 2
+        assert policy.metrics["train_prompts"] == 4 and policy.metrics["heldout_prompts"] == 1
+        assert policy.metrics["heldout_reward"] is not None and policy.metrics["best_step"] >= 1
+        assert policy.config["patience"] == 2 and policy.config["max_prompt_length"] == 32
         assert artifacts.verify_version(Path(policy.adapter_path)) == []
         assert any(p[0] == "policy" for p in row.loss_curve)
 

@@ -414,10 +414,11 @@ def stage_policy_rloo(
         lora_r=ctx.cfg.lora_r,
         lora_alpha=ctx.cfg.lora_alpha,
         seed=ctx.cfg.seed,
+        heldout_fraction=ctx.cfg.policy_heldout_fraction,
     )
     rm = load_reward_model(reward.dir, data_dir=ctx.data_dir)
     out = ctx.scratch / "policy"
-    metrics = train_rloo(
+    result = train_rloo(
         cfg,
         prompts,
         rm,
@@ -426,7 +427,7 @@ def stage_policy_rloo(
         data_dir=ctx.data_dir,
         progress=ctx.progress.callback(),
     )
-    metrics = {k: _num(v) if isinstance(v, float) else v for k, v in metrics.items()}
+    metrics = {k: _num(v) if isinstance(v, float) else v for k, v in result.metrics.items()}
     ctx.record(policy=metrics)
     del rm
     _free_memory()

@@ -4,64 +4,72 @@ Online, unlike DPO: for each training prompt the policy samples `num_generations
 reward model scores them, and each reply's advantage is its reward minus the mean reward of the other
 replies to the same prompt. A KL penalty (`beta`) keeps the policy near its starting point.
 
-The policy is a LoRA adapter like the DPO one (same directory layout, worker/policy_dpo.py), continued from
+The policy is a LoRA adapter like the DPO one (same directory layout, worker/lora_policy.py), continued from
 the previous policy's adapter when there is one. With a PEFT model TRL computes the KL reference by
 disabling the adapter, so the anchor is the base model rather than the previous policy; `beta` is small
 for that reason.
+
+Whole prompts are held out. Evaluating means what TRL's RLOOTrainer does with an eval set: sample replies
+to the held-out prompts with the current policy and average their reward (`eval_reward`). Training stops
+when that stops rising and ends on the best checkpoint. The replies are sampled, so the held-out reward is
+noisy; `patience` is what absorbs it.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import PrinterCallback, TrainerCallback
+from transformers import PrinterCallback
 
-from worker.data import ProgressCallback
+from worker.data import ProgressCallback, split_by_prompt
+from worker.lora_policy import (
+    PolicyTrainResult,
+    cap_prompt,
+    early_stopping_args,
+    policy_model,
+    save_policy,
+    schedule_metrics,
+    trainer_callbacks,
+)
 from worker.models import load_tokenizer, pick_device, resolve_model_path
-from worker.policy_dpo import POLICY_CONFIG_FILE
 from worker.reward import RewardModel
 
 
 @dataclass
 class RLOOTrainConfig:
-    base_model: str
-    lr: float = 1e-5
-    epochs: int = 1  # passes over the prompts
+    base_model: str  # the default name, an HF model id or a local path
+    lr: float = 1e-5  # AdamW learning rate
+    epochs: int = 1  # passes over the training prompts (early stopping may end sooner)
     prompts_per_step: int = 2  # distinct prompts per optimiser step
     num_generations: int = 4  # sampled replies per prompt; the leave-one-out baseline needs >= 2
     beta: float = 0.05  # KL penalty towards the reference
-    max_prompt_length: int = 256
-    max_completion_length: int = 128
-    temperature: float = 0.8
-    top_p: float = 0.95
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    seed: int = 0
+    weight_decay: float = 0.0  # AdamW decoupled weight decay on the LoRA weights
+    max_prompt_length: int | None = 256  # prompts longer than this lose their beginning; None: no cap
+    max_completion_length: int = 128  # tokens sampled per reply
+    temperature: float = 0.8  # sampling temperature, in training and in evaluation
+    top_p: float = 0.95  # nucleus sampling mass
+    lora_r: int = 16  # LoRA rank; fresh adapters only, a continued adapter keeps its shape
+    lora_alpha: int = 32  # LoRA scaling numerator (effective scale alpha / r)
+    lora_dropout: float = 0.05  # dropout on the LoRA branch input
+    # Module names to adapt, or "all-linear"; None: PEFT's per-architecture default (e.g. q/v projections).
+    lora_target_modules: list[str] | str | None = None
+    seed: int = 0  # seeds the held-out split, LoRA initialisation, prompt order and sampling
+    heldout_fraction: float = 0.1  # share of prompts kept out of training; fewer than 2 prompts: none
+    patience: int = 2  # evaluations without a higher held-out mean reward before stopping
+    eval_every: int | None = None  # updates between evaluations; None: about 5 evaluations per run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-class _Progress(TrainerCallback):
-    def __init__(self, progress: ProgressCallback) -> None:
-        self.progress = progress
-
-    def on_log(
-        self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any
-    ) -> None:
-        if state.is_world_process_zero and logs:
-            value = logs.get("loss", logs.get("reward"))
-            if value is not None:
-                self.progress(int(state.global_step), int(state.max_steps), float(value))
+@dataclass(frozen=True)
+class _Prompt:
+    prompt: str  # split_by_prompt groups by this attribute
 
 
 def _content(message: Any) -> str:
@@ -80,11 +88,10 @@ def train_rloo(
     previous_adapter: Path | None = None,
     data_dir: Path | None = None,
     progress: ProgressCallback | None = None,
-) -> dict[str, Any]:
-    """Train (or continue) a LoRA policy with RLOO against the reward model; save it; return metrics."""
+) -> PolicyTrainResult:
+    """Train (or continue) a LoRA policy by RLOO against the reward model; the best held-out one is saved."""
+    from accelerate import PartialState
     from datasets import Dataset
-    from peft import LoraConfig, PeftModel, TaskType
-    from transformers import AutoModelForCausalLM
     from trl import RLOOConfig, RLOOTrainer
 
     if not prompts:
@@ -92,78 +99,100 @@ def train_rloo(
     started = time.perf_counter()
     spec = pick_device()
     output_dir = Path(output_dir)
+
+    # Data: held-out prompts are only ever sampled for evaluation, never trained on.
+    split = split_by_prompt([_Prompt(p) for p in dict.fromkeys(prompts)], cfg.heldout_fraction, cfg.seed)
     path = resolve_model_path(cfg.base_model, data_dir)
     tokenizer = load_tokenizer(path, padding_side="left")
     conversational = bool(getattr(tokenizer, "chat_template", None))
-    records = [{"prompt": [{"role": "user", "content": p}] if conversational else p} for p in prompts]
-    dataset = Dataset.from_list(records)
+
+    def records(items: Sequence[_Prompt]) -> list[dict[str, Any]]:
+        # TRL's RLOO does not truncate prompts; cutting the beginning keeps the question at the end.
+        texts = [cap_prompt(tokenizer, p.prompt, cfg.max_prompt_length) for p in items]
+        return [{"prompt": [{"role": "user", "content": t}] if conversational else t} for t in texts]
+
+    train_ds = Dataset.from_list(records(split.train))
+    eval_ds = Dataset.from_list(records(split.heldout)) if split.heldout else None
 
     def reward(prompts: list[Any], completions: list[Any], **_: Any) -> list[float | None]:
         exchanges = [(_content(p), _content(c)) for p, c in zip(prompts, completions, strict=True)]
         return list(reward_model.score_exchanges(exchanges))
 
+    # TRL names the logged reward columns after the function.
     reward.__name__ = "reward_model"
 
-    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    peft_config = None
-    if previous_adapter is not None:
-        model = PeftModel.from_pretrained(model, str(previous_adapter), is_trainable=True)
-    else:
-        peft_config = LoraConfig(
-            task_type=TaskType.CAUSAL_LM,
-            r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
-        )
-    work_dir = output_dir / ".checkpoints"
+    # Schedule: TRL drops an epoch's last incomplete group of prompts; evaluate a handful of times.
+    world = PartialState().num_processes
+    updates_per_epoch = max(1, len(split.train) // (cfg.prompts_per_step * world))
+    eval_every = cfg.eval_every or max(1, updates_per_epoch * cfg.epochs // 5)
+
+    # Model: the previous policy's adapter, trainable, or a fresh LoRA.
+    model, peft_config = policy_model(
+        path,
+        previous_adapter,
+        r=cfg.lora_r,
+        alpha=cfg.lora_alpha,
+        dropout=cfg.lora_dropout,
+        target_modules=cfg.lora_target_modules,
+    )
+    batch = cfg.prompts_per_step * cfg.num_generations
     args = RLOOConfig(
-        output_dir=str(work_dir),
+        output_dir=str(output_dir / ".checkpoints"),
         learning_rate=cfg.lr,
         num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
+        per_device_train_batch_size=batch,
+        # Whole groups of one prompt's replies per evaluation batch, as TRL requires.
+        per_device_eval_batch_size=batch,
         num_generations=cfg.num_generations,
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
         top_p=cfg.top_p,
         beta=cfg.beta,
+        weight_decay=cfg.weight_decay,
         seed=cfg.seed,
         data_seed=cfg.seed,
+        # bf16 only where the GPU supports it; TRL would otherwise turn it on and fail on CPU.
         bf16=spec.use_bf16,
         use_cpu=spec.device.type == "cpu",
-        save_strategy="no",
         logging_steps=1,
         report_to="none",
         disable_tqdm=True,
+        # RLOOTrainer.log adds its averaged eval metrics (eval_reward among them) to the dict that the
+        # Trainer then hands to the early-stopping callback and the best-checkpoint choice.
+        **early_stopping_args(eval_ds is not None, eval_every, "eval_reward", greater_is_better=True),
     )
     trainer = RLOOTrainer(
         model=model,
         reward_funcs=[reward],
         args=args,
-        train_dataset=dataset,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[_Progress(progress)] if progress is not None else [],
+        callbacks=trainer_callbacks(
+            progress, cfg.patience if eval_ds is not None else None, progress_keys=("loss", "reward")
+        ),
     )
+    # With tqdm off the Trainer prints every log dict to stdout; progress goes through our callback instead.
     trainer.remove_callback(PrinterCallback)
     result = trainer.train()
-    rewards = [e["reward"] for e in trainer.state.log_history if "reward" in e]
-    if trainer.is_world_process_zero():
-        policy = trainer.accelerator.unwrap_model(trainer.model)
-        policy.save_pretrained(str(output_dir), selected_adapters=["default"])
-        tokenizer.save_pretrained(str(output_dir))
-        meta = {"base_model": cfg.base_model, "kind": "policy", "method": "rloo"}
-        (output_dir / POLICY_CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-        shutil.rmtree(work_dir, ignore_errors=True)
-    trainer.accelerator.wait_for_everyone()
+    save_policy(trainer, tokenizer, output_dir, {"base_model": cfg.base_model, "method": "rloo"})
+
+    rewards = [e["reward"] for e in trainer.state.log_history if e.get("reward") is not None]
     loss = result.training_loss
-    return {
-        "method": "rloo",
-        "prompts": len(prompts),
-        "steps": trainer.state.global_step,
-        "total_steps": trainer.state.max_steps,
-        "train_loss": None if loss is None or math.isnan(loss) else loss,
-        "first_mean_reward": rewards[0] if rewards else None,
-        "last_mean_reward": rewards[-1] if rewards else None,
-        "seconds": round(time.perf_counter() - started, 3),
-        "device": str(trainer.args.device),
-    }
+    return PolicyTrainResult(
+        {
+            "method": "rloo",
+            "prompts": len(split.train) + len(split.heldout),
+            "train_prompts": len(split.train),
+            "heldout_prompts": len(split.heldout),
+            # The best evaluation's mean reward: the adapter saved is that checkpoint.
+            "heldout_reward": trainer.state.best_metric if eval_ds is not None else None,
+            "train_loss": None if loss is None or math.isnan(loss) else loss,
+            "first_mean_reward": rewards[0] if rewards else None,
+            "last_mean_reward": rewards[-1] if rewards else None,
+            **schedule_metrics(trainer),
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+        list(trainer.state.log_history),
+    )
