@@ -295,6 +295,49 @@ def test_rloo_policy_method_trains_online_against_the_new_reward_model(clean_db,
         assert any(p[0] == "policy" for p in row.loss_curve)
 
 
+def test_round_config_knobs_reach_sft_reward_and_policy_training(clean_db, model_dir):
+    with session_scope() as s:
+        # First-ranked human replies: six demonstrations, so SFT runs and can hold one prompt out.
+        seed_rankings(s, prompts=6, annotators=1, unranked=0, human_first=True)
+    knobs = {
+        "policy_weight_decay": 0.01,
+        "reward_weight_decay": 0.02,
+        "reward_margin_scale": 0.5,
+        "lora_dropout": 0.1,
+        "lora_target_modules": "q_proj,v_proj,o_proj",
+        "policy_patience": 3,
+        "policy_heldout_fraction": 0.2,
+    }
+    round_id = start(
+        tiny_overrides(model_dir, generate_prompts=0, eval_prompts=0, synthetic_prompts=0, **knobs)
+    )
+    assert run_round_job(round_id, job_id=None) == "succeeded"
+
+    targets = ["q_proj", "v_proj", "o_proj"]
+    with session_scope() as s:
+        row = s.get(Round, round_id)
+        sft = row.metrics["sft"]
+        assert sft["demonstrations"] == 6 and sft["heldout_demonstrations"] == 1
+        assert sft["heldout_loss"] is not None and 1 <= sft["best_step"] <= sft["steps"]
+        assert sft["stopped_early"] == (sft["steps"] < sft["total_steps"])
+
+        reward = s.get(ModelVersion, row.reward_version_id)
+        assert reward.config["round_config"] == row.config
+        assert row.config["lora_target_modules"] == "q_proj,v_proj,o_proj"
+        assert (reward.config["weight_decay"], reward.config["margin_scale"]) == (0.02, 0.5)
+        assert (reward.config["lora_dropout"], reward.config["lora_target_modules"]) == (0.1, targets)
+
+        policy = s.get(ModelVersion, row.policy_version_id)
+        assert (policy.config["weight_decay"], policy.config["patience"]) == (0.01, 3)
+        assert (policy.config["lora_dropout"], policy.config["lora_target_modules"]) == (0.1, targets)
+        assert policy.config["max_prompt_length"] == 32 and policy.config["heldout_fraction"] == 0.2
+
+        # The adapters themselves: SFT made the policy's fresh adapter, DPO continued it.
+        for version in (reward, policy):
+            adapter = json.loads((Path(version.adapter_path) / "adapter_config.json").read_text())
+            assert adapter["lora_dropout"] == 0.1 and sorted(adapter["target_modules"]) == sorted(targets)
+
+
 def test_cli_round_queues_and_follows_and_eval_rm_scores_pairs(clean_db, model_dir, tmp_path):
     import subprocess
     import sys

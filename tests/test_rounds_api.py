@@ -95,6 +95,18 @@ def test_top_level_overrides_and_an_empty_body_are_accepted(app_client, admin):
         ({"policy_method": "ppo"}, "policy_method must be one of dpo, rloo"),
         ({"rloo_generations": 1}, "rloo_generations must be at least 2"),
         ({"new_policy_share": 1.5}, "new_policy_share must be at most 1.0"),
+        (
+            {"lora_target_modules": "q_proj,,v_proj"},
+            "lora_target_modules must be comma-separated module names",
+        ),
+        ({"lora_target_modules": "q_proj;v_proj"}, "'q_proj;v_proj' is not a module name"),
+        ({"lora_target_modules": "q_proj,all-linear"}, "lora_target_modules: all-linear stands alone"),
+        ({"lora_target_modules": ["q_proj"]}, "lora_target_modules must be text"),
+        ({"lora_dropout": 1.0}, "lora_dropout must be at most 0.9"),
+        ({"policy_patience": 0}, "policy_patience must be at least 1"),
+        ({"policy_weight_decay": "lots"}, "policy_weight_decay must be a number"),
+        ({"reward_weight_decay": -0.1}, "reward_weight_decay must be at least 0.0"),
+        ({"reward_margin_scale": 11}, "reward_margin_scale must be at most 10.0"),
     ],
 )
 def test_bad_config_is_422_with_a_clear_message_and_nothing_queued(app_client, admin, config, message):
@@ -102,6 +114,19 @@ def test_bad_config_is_422_with_a_clear_message_and_nothing_queued(app_client, a
     assert resp.status_code == 422, resp.text
     assert message in resp.json()["detail"]
     assert round_count() == 0
+
+
+def test_lora_target_modules_are_stored_tidy_and_given_to_peft_as_it_takes_them(app_client, admin):
+    from worker.config import RoundConfig
+
+    resp = app_client.post("/api/v1/rounds", json={"lora_target_modules": " q_proj , v_proj "}, headers=admin)
+    assert resp.status_code == 202, resp.text
+    with session_scope() as s:
+        stored = s.get(Round, resp.json()["id"]).config
+    assert stored["lora_target_modules"] == "q_proj,v_proj"
+    assert RoundConfig.from_stored(stored).lora_targets() == ["q_proj", "v_proj"]
+    assert RoundConfig.resolve({"lora_target_modules": "all-linear"}).lora_targets() == "all-linear"
+    assert RoundConfig.resolve({}).lora_targets() is None
 
 
 def test_annotators_may_not_start_list_read_or_cancel_rounds_nor_promote(app_client, admin, api_token):

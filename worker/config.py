@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +24,39 @@ class ConfigError(ValueError):
     """A round config key or value is not acceptable; the message says which and why."""
 
 
-def _opt(default: Any, help: str, *, lo: float | None = None, hi: float | None = None, choices: tuple = ()):
-    return field(default=default, metadata={"help": help, "lo": lo, "hi": hi, "choices": choices})
+def _opt(
+    default: Any,
+    help: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: tuple = (),
+    check: Callable[[str, Any], Any] | None = None,
+):
+    # `check(name, value)` returns the value to store (normalised) or raises ConfigError naming the key.
+    return field(
+        default=default, metadata={"help": help, "lo": lo, "hi": hi, "choices": choices, "check": check}
+    )
+
+
+_MODULE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+def _module_names(name: str, value: str) -> str:
+    """A comma-separated list of module names, stored without spaces; "" is PEFT's default."""
+    if not value.strip():
+        return ""
+    names = [n.strip() for n in value.split(",")]
+    bad = [n for n in names if not _MODULE_NAME.fullmatch(n)]
+    if bad:
+        detail = "an empty name" if "" in bad else f"{bad[0]!r} is not a module name"
+        raise ConfigError(
+            f"{name} must be comma-separated module names such as q_proj,v_proj (or all-linear); "
+            f"got {_show(value)}: {detail}"
+        )
+    if "all-linear" in names and len(names) > 1:
+        raise ConfigError(f"{name}: all-linear stands alone, it already names every linear layer")
+    return ",".join(names)
 
 
 @dataclass(frozen=True)
@@ -59,6 +92,7 @@ class RoundConfig:
     )
     sft_epochs: int = _opt(1, "SFT passes over the demonstrations", lo=1, hi=100)
     sft_learning_rate: float = _opt(2e-4, "SFT LoRA learning rate", lo=0.0, hi=1.0)
+    # SFT's held-out share, patience and weight decay are the policy_* ones below.
 
     # --- 2. reward model
     reward_epochs: int = _opt(
@@ -69,6 +103,16 @@ class RoundConfig:
     )
     reward_learning_rate: float = _opt(5e-5, "reward model learning rate", lo=0.0, hi=1.0)
     reward_batch_size: int = _opt(4, "rankings per reward model step", lo=1, hi=1024)
+    reward_weight_decay: float = _opt(
+        0.0, "reward model AdamW weight decay (LoRA and score head)", lo=0.0, hi=1.0
+    )
+    reward_margin_scale: float = _opt(
+        0.0,
+        "reward model margin per tier of distance: the loss asks a reply k tiers better to score k times "
+        "this much higher; 0 = the plain InstructGPT loss",
+        lo=0.0,
+        hi=10.0,
+    )
     max_length: int = _opt(512, "token cap on prompt + reply when training", lo=16, hi=32768)
 
     # --- 3. policy
@@ -79,20 +123,47 @@ class RoundConfig:
         choices=("dpo", "rloo"),
     )
     policy_epochs: int = _opt(
-        1, "DPO passes over the preference pairs (early stopping may end sooner)", lo=1, hi=1000
+        1,
+        "DPO passes over the preference pairs, RLOO over the prompts (early stopping may end sooner)",
+        lo=1,
+        hi=1000,
     )
     policy_heldout_fraction: float = _opt(
-        0.1, "share of the training prompts DPO keeps aside for early stopping", lo=0.0, hi=0.9
+        0.1,
+        "share of the training prompts SFT, DPO and RLOO each keep aside for early stopping (none with "
+        "fewer than 2 prompts)",
+        lo=0.0,
+        hi=0.9,
     )
-    policy_learning_rate: float = _opt(5e-5, "DPO LoRA learning rate", lo=0.0, hi=1.0)
-    policy_batch_size: int = _opt(4, "preference pairs per DPO step", lo=1, hi=1024)
+    policy_patience: int = _opt(
+        2,
+        "held-out evaluations without improvement before SFT, DPO or RLOO stops (held-out loss; mean "
+        "reward of sampled replies for RLOO)",
+        lo=1,
+        hi=100,
+    )
+    policy_learning_rate: float = _opt(5e-5, "DPO and RLOO LoRA learning rate", lo=0.0, hi=1.0)
+    policy_batch_size: int = _opt(
+        4, "preference pairs per DPO step, demonstrations per SFT step, samples per RLOO step", lo=1, hi=1024
+    )
+    policy_weight_decay: float = _opt(
+        0.0, "AdamW weight decay of the policy's LoRA weights (SFT, DPO and RLOO)", lo=0.0, hi=1.0
+    )
     dpo_beta: float = _opt(0.1, "DPO beta: how far the policy may move from the reference", lo=0.0, hi=10.0)
     rloo_generations: int = _opt(
         4, "rloo: replies sampled per prompt for the leave-one-out baseline", lo=2, hi=16
     )
     rloo_beta: float = _opt(0.05, "rloo: KL penalty towards the reference", lo=0.0, hi=10.0)
-    lora_r: int = _opt(8, "LoRA rank", lo=1, hi=512)
+    lora_r: int = _opt(8, "LoRA rank of fresh adapters (reward model and first policy)", lo=1, hi=512)
     lora_alpha: int = _opt(16, "LoRA alpha (scale = alpha / r)", lo=1, hi=1024)
+    lora_dropout: float = _opt(0.05, "dropout on the LoRA branch input", lo=0.0, hi=0.9)
+    lora_target_modules: str = _opt(
+        "",
+        "comma-separated names of the modules that get LoRA (e.g. q_proj,k_proj,v_proj,o_proj), or "
+        "all-linear; empty = PEFT's default for the architecture. A policy continued from an earlier "
+        "round keeps its adapter's shape (rank, alpha, dropout, targets)",
+        check=_module_names,
+    )
     max_prompt_length: int = _opt(256, "token cap on the prompt part when training", lo=8, hi=32768)
     synthetic_prompts: int = _opt(
         16, "prompts without human rankings that get reward-model-labelled pairs; 0 = none", lo=0, hi=100_000
@@ -171,6 +242,14 @@ class RoundConfig:
             cfg = dataclasses.replace(cfg, max_attempts=settings.round_max_attempts)
         return cfg
 
+    def lora_targets(self) -> list[str] | str | None:
+        """lora_target_modules as PEFT takes it: None (its default), "all-linear" or a list of names."""
+        if not self.lora_target_modules:
+            return None
+        if self.lora_target_modules == "all-linear":
+            return "all-linear"
+        return self.lora_target_modules.split(",")
+
     def promote(self, settings: Settings) -> bool:
         if self.auto_promote == "setting":
             return settings.auto_promote
@@ -211,6 +290,8 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
         raise ConfigError(f"{f.name} must be at least {lo}; got {_show(value)}")
     if hi is not None and typed > hi:
         raise ConfigError(f"{f.name} must be at most {hi}; got {_show(value)}")
+    if f.metadata["check"] is not None:
+        typed = f.metadata["check"](f.name, typed)
     return typed
 
 

@@ -64,9 +64,8 @@ class RewardConfig:
     lora_r: int = 8  # LoRA rank
     lora_alpha: int = 16  # LoRA scaling numerator (effective scale alpha / r)
     lora_dropout: float = 0.05  # dropout on the LoRA branch input
-    lora_target_modules: list[str] | None = (
-        None  # None: PEFT's per-architecture default (e.g. q/v projections)
-    )
+    # Module names to adapt, or "all-linear"; None: PEFT's per-architecture default (e.g. q/v projections).
+    lora_target_modules: list[str] | str | None = None
     max_length: int = (
         512  # tokens per prompt+reply; longer ones lose their beginning (the score reads the end)
     )
