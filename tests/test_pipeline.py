@@ -96,7 +96,10 @@ def test_training_round_publishes_versions_and_serves_new_candidates(clean_db, m
         # first-ranked human replies.
         stages = {p[0] for p in row.loss_curve}
         assert {"sft", "reward", "policy"} <= stages
-        assert row.metrics["sft"]["demonstrations"] == 6
+        # ... except those of the round's held-out prompts, which judge the new policy.
+        heldout = row.metrics["reward"]["heldout_prompts"]
+        assert heldout >= 1 and row.metrics["sft"]["withheld_heldout_prompt_demonstrations"] == heldout
+        assert row.metrics["sft"]["demonstrations"] == 6 - heldout
         assert any("stage generate" in line for line in row.log_tail)
 
         # 2.-5. Both versions published: complete, verified directories, then rows pointing at them.
@@ -317,7 +320,10 @@ def test_round_config_knobs_reach_sft_reward_and_policy_training(clean_db, model
     with session_scope() as s:
         row = s.get(Round, round_id)
         sft = row.metrics["sft"]
-        assert sft["demonstrations"] == 6 and sft["heldout_demonstrations"] == 1
+        # Six demonstrations minus those of the round's held-out prompts; SFT holds one more prompt out.
+        withheld = row.metrics["reward"]["heldout_prompts"]
+        assert sft["withheld_heldout_prompt_demonstrations"] == withheld == 2
+        assert sft["demonstrations"] == 6 - withheld and sft["heldout_demonstrations"] == 1
         assert sft["heldout_loss"] is not None and 1 <= sft["best_step"] <= sft["steps"]
         assert sft["stopped_early"] == (sft["steps"] < sft["total_steps"])
 

@@ -235,11 +235,18 @@ def previous_policy(ctx: RoundContext) -> Parent:
 
 def stage_sft(ctx: RoundContext, rd: RoundData, parent: Parent) -> Path | None:
     """LoRA SFT on demonstrations; returns the adapter DPO continues from (else the parent's)."""
-    demos = rd.data.demonstrations
+    # The round's held-out prompts judge the reward model and the new policy (win-rate): a policy
+    # fine-tuned on their first-ranked replies would be judged on answers it was shown.
+    heldout = set(rd.heldout_prompts)
+    demos = [(p, c) for p, c in rd.data.demonstrations if p not in heldout]
+    withheld = len(rd.data.demonstrations) - len(demos)
     if ctx.cfg.sft == "off" or (ctx.cfg.sft == "auto" and not demos):
         return parent.adapter
     if not demos:
-        raise ConfigError("sft is 'on' but there are no demonstrations or first-ranked human replies")
+        raise ConfigError(
+            "sft is 'on' but there are no demonstrations or first-ranked human replies"
+            + (f" outside the round's held-out prompts ({withheld} withheld)" if withheld else "")
+        )
     from worker.sft import Demonstration, SFTTrainConfig, train_sft
 
     ctx.progress.stage("sft")
@@ -268,6 +275,7 @@ def stage_sft(ctx: RoundContext, rd: RoundData, parent: Parent) -> Path | None:
         progress=ctx.progress.callback(),
     )
     metrics = {k: _num(v) if isinstance(v, float) else v for k, v in result.metrics.items()}
+    metrics["withheld_heldout_prompt_demonstrations"] = withheld
     ctx.progress.log(
         f"SFT on {metrics['train_demonstrations']} demonstrations: held-out loss {metrics['heldout_loss']} "
         f"on {metrics['heldout_demonstrations']}"
