@@ -121,9 +121,13 @@ def train_rloo(
     # TRL names the logged reward columns after the function.
     reward.__name__ = "reward_model"
 
-    # Schedule: TRL drops an epoch's last incomplete group of prompts; evaluate a handful of times.
+    # Schedule: TRL drops an epoch's last incomplete group of prompts, so fewer training prompts than a
+    # step takes would train nothing at all: the step shrinks to what there is. Evaluate a handful of times.
     world = PartialState().num_processes
-    updates_per_epoch = max(1, len(split.train) // (cfg.prompts_per_step * world))
+    if len(split.train) < world:
+        raise ValueError(f"RLOO needs at least {world} training prompt(s), has {len(split.train)}")
+    per_step = min(cfg.prompts_per_step, len(split.train) // world)
+    updates_per_epoch = max(1, len(split.train) // (per_step * world))
     eval_every = cfg.eval_every or max(1, updates_per_epoch * cfg.epochs // 5)
 
     # Model: the previous policy's adapter, trainable, or a fresh LoRA.
@@ -135,7 +139,7 @@ def train_rloo(
         dropout=cfg.lora_dropout,
         target_modules=cfg.lora_target_modules,
     )
-    batch = cfg.prompts_per_step * cfg.num_generations
+    batch = per_step * cfg.num_generations
     args = RLOOConfig(
         output_dir=str(output_dir / ".checkpoints"),
         learning_rate=cfg.lr,
@@ -185,6 +189,7 @@ def train_rloo(
             "method": "rloo",
             "prompts": len(split.train) + len(split.heldout),
             "train_prompts": len(split.train),
+            "prompts_per_step": per_step,
             "heldout_prompts": len(split.heldout),
             # The best evaluation's mean reward: the adapter saved is that checkpoint.
             "heldout_reward": trainer.state.best_metric if eval_ds is not None else None,

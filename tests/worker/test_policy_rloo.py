@@ -91,6 +91,17 @@ def test_rloo_without_heldout_prompts_trains_without_evaluating(
     assert [c[0] for c in calls] == [1, 2]
 
 
+def test_fewer_prompts_than_a_step_takes_still_train(
+    tiny_llama: Path, tmp_path: Path, scorer: reward.RewardModel
+) -> None:
+    # TRL drops an epoch's incomplete last group: with 3 prompts and 4 per step it would make no step.
+    result = train_rloo(
+        _cfg(tiny_llama, prompts_per_step=4, heldout_fraction=0.0), random_prompts(3, 2), scorer, tmp_path
+    )
+    m = result.metrics
+    assert m["prompts_per_step"] == 3 and m["steps"] == m["total_steps"] == 1
+
+
 def test_prompts_lose_their_beginning_first(tiny_llama: Path) -> None:
     tokenizer = models.load_tokenizer(str(tiny_llama))
     assert lora_policy.cap_prompt(tokenizer, "tell me about the red sun", 2) == "red sun"
