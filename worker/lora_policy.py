@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from transformers import EarlyStoppingCallback, TrainerCallback
@@ -64,15 +64,16 @@ def trainer_callbacks(
     return callbacks
 
 
-def policy_model(
-    path: str,
-    previous_adapter: Path | None,
-    *,
-    r: int,
-    alpha: int,
-    dropout: float,
-    target_modules: list[str] | str | None,
-) -> tuple[Any, Any]:
+class LoraShape(Protocol):
+    """The adapter fields every policy trainer's config has."""
+
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    lora_target_modules: list[str] | str | None
+
+
+def policy_model(path: str, previous_adapter: Path | None, shape: LoraShape) -> tuple[Any, Any]:
     """(model, peft_config) for a TRL trainer: the previous adapter, trainable, and no config; or the base
     model and a fresh LoRA config (TRL wraps the model itself)."""
     from peft import LoraConfig, PeftModel, TaskType
@@ -84,10 +85,10 @@ def policy_model(
         return PeftModel.from_pretrained(model, str(previous_adapter), is_trainable=True), None
     lora = LoraConfig(
         task_type=TaskType.CAUSAL_LM,
-        r=r,
-        lora_alpha=alpha,
-        lora_dropout=dropout,
-        target_modules=target_modules,
+        r=shape.lora_r,
+        lora_alpha=shape.lora_alpha,
+        lora_dropout=shape.lora_dropout,
+        target_modules=shape.lora_target_modules,
     )
     return model, lora
 

@@ -151,14 +151,7 @@ def train_dpo(
     eval_every = cfg.eval_every or max(1, total_updates // 5)
 
     # Model: the previous adapter (trainable; TRL keeps a frozen copy as the reference) or a fresh LoRA.
-    model, peft_config = policy_model(
-        path,
-        previous_adapter,
-        r=cfg.lora_r,
-        alpha=cfg.lora_alpha,
-        dropout=cfg.lora_dropout,
-        target_modules=cfg.lora_target_modules,
-    )
+    model, peft_config = policy_model(path, previous_adapter, cfg)
 
     work_dir = output_dir / ".checkpoints"
     args = DPOConfig(

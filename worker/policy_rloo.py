@@ -131,14 +131,7 @@ def train_rloo(
     eval_every = cfg.eval_every or max(1, updates_per_epoch * cfg.epochs // 5)
 
     # Model: the previous policy's adapter, trainable, or a fresh LoRA.
-    model, peft_config = policy_model(
-        path,
-        previous_adapter,
-        r=cfg.lora_r,
-        alpha=cfg.lora_alpha,
-        dropout=cfg.lora_dropout,
-        target_modules=cfg.lora_target_modules,
-    )
+    model, peft_config = policy_model(path, previous_adapter, cfg)
     batch = per_step * cfg.num_generations
     args = RLOOConfig(
         output_dir=str(output_dir / ".checkpoints"),
