@@ -227,9 +227,11 @@ def test_cancelling_a_running_round_stops_the_worker_job(workers, model_dir):
 
 
 def test_stopping_the_worker_puts_the_round_back_in_the_queue(workers, model_dir):
-    round_id = start_round(model_dir, reward_epochs=400)
+    # Long enough that the reward stage outlasts the worker's 10 s grace period on a fast, quiet machine.
+    round_id = start_round(model_dir, reward_epochs=1000)
     proc = workers.start()
     wait_for(training_mid_stage(round_id), 180, "training to start", workers)
+    assert round_row(round_id).stage == "reward"
     proc.send_signal(signal.SIGTERM)
     # The worker waits a grace period for the job, then asks it to stop; it stops at its next step.
     assert proc.wait(timeout=90) == 0, workers.logs()

@@ -204,8 +204,9 @@ def test_admin_starts_a_round_follows_it_live_and_promotes_the_new_policy(
         expect(progress).to_have_attribute("data-status", "succeeded", timeout=300_000)
         seen = page.evaluate("window.__seen")
         assert page.evaluate("window.__samePage") is True, "the page reloaded instead of swapping in progress"
-        stages = {stage for _, stage, _, _ in seen}
-        assert {"reward", "policy"} <= stages, seen
+        # Several stages arrived in place; which ones depends on the poll interval against the machine's
+        # speed (the tiny reward stage can fall between two polls), so the full list is checked below.
+        assert len({stage for status, stage, _, _ in seen if status == "running"}) >= 2, seen
         assert len({(stage, step) for _, stage, step, _ in seen}) >= 4, seen
         points = [n for _, _, _, n in seen]
         assert points[-1] > points[0] and points == sorted(points), seen
@@ -218,6 +219,7 @@ def test_admin_starts_a_round_follows_it_live_and_promotes_the_new_policy(
             row = s.get(Round, round_id)
             assert row.config["policy_epochs"] == 30 and row.config["lora_r"] == 4
             assert row.config["multi_annotator"] == "consensus"
+            assert {"reward", "policy"} <= {point[0] for point in row.loss_curve}
             new_policy = s.get(ModelVersion, row.policy_version_id)
             assert new_policy.status == ModelStatus.candidate
             new_name, parent_id = new_policy.name, new_policy.parent_id
