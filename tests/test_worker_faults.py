@@ -154,7 +154,7 @@ def assert_no_half_visible_versions() -> None:
 
 
 def test_killed_worker_round_is_retried_and_finishes(workers, model_dir):
-    round_id = start_round(model_dir, reward_epochs=40)
+    round_id = start_round(model_dir, reward_epochs=100)
     first = workers.start()
     wait_for(training_mid_stage(round_id), 180, "training to start", workers)
     first.send_signal(signal.SIGKILL)
@@ -252,14 +252,15 @@ def test_killed_worker_during_generation_is_retried_and_stores_each_set_once(wor
     overrides = {
         "base_model": str(model_dir),
         "device": "cpu",
-        "k": 2,
-        "generate_prompts": 10,
-        # Small batches of long replies: generation runs long enough to be killed in the middle.
-        "generation_batch_size": 2,
-        "max_new_tokens": 120,
+        "k": 3,
+        "generate_prompts": 40,
+        # One row per call and long replies: generation outlasts several progress writes (every 2 s) even
+        # on a fast, quiet machine, so it can be killed in the middle.
+        "generation_batch_size": 1,
+        "max_new_tokens": 300,
     }
     with session_scope() as s:
-        seed_rankings(s, prompts=2, annotators=1, unranked=30)
+        seed_rankings(s, prompts=2, annotators=1, unranked=40)
         round_id = service.start_round(
             s, get_settings(), overrides, requested_by_id=None, kind=RoundKind.generate
         ).id
