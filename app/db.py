@@ -103,10 +103,22 @@ def session_scope() -> Iterator[Session]:
     session = session_factory()()
     try:
         yield session
-        session.commit()
     except BaseException:
-        session.rollback()
+        end_session(session, commit=False)
         raise
+    end_session(session, commit=True)
+
+
+def end_session(session: Session, commit: bool) -> None:
+    """The one rule for ending a unit of work: commit (or roll back), then always close.
+
+    A failed commit leaves nothing behind: closing returns the connection with its transaction rolled back.
+    """
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
     finally:
         session.close()
 

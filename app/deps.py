@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.auth import service as auth_service
 from app.auth.security import tokens_equal
 from app.config import Settings, get_settings
-from app.db import session_factory
+from app.db import end_session, session_factory
 from app.errors import Forbidden, LoginRequired
 from app.orm import Role, User
 
@@ -38,19 +38,9 @@ async def get_db() -> AsyncIterator[Session]:
     try:
         yield session
     except BaseException:
-        await run_in_threadpool(_end, session, False)
+        await run_in_threadpool(end_session, session, False)
         raise
-    await run_in_threadpool(_end, session, True)
-
-
-def _end(session: Session, commit: bool) -> None:
-    try:
-        if commit:
-            session.commit()
-        else:
-            session.rollback()
-    finally:
-        session.close()
+    await run_in_threadpool(end_session, session, True)
 
 
 # scope="function": commit before the response goes out, so a client never sees success for a lost write.
