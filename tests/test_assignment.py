@@ -6,11 +6,10 @@ import datetime as dt
 
 from sqlalchemy import func, select, update
 
-from app.annotation import repository as repo
 from app.annotation import service
 from app.annotation.schemas import RankingIn
 from app.config import get_settings
-from app.orm import Assignment, AssignmentStatus, ComparisonSet, SetStatus
+from app.orm import Assignment, AssignmentStatus, Candidate, ComparisonSet, SetStatus
 from tests.factories import (
     make_annotator,
     make_comparison_set,
@@ -183,7 +182,8 @@ def test_hidden_candidates_are_not_shown_and_sets_with_one_visible_are_skipped(d
     ann = make_annotator(db)
     task = service.next_task(db, settings(), ann)
     assert task is not None and task.assignment.set_id == partly.id
-    visible = [c.id for c in repo.visible_candidates(db, partly.id)]
+    shown = db.scalars(select(Candidate).where(Candidate.id.in_([i.candidate_id for i in partly.items])))
+    visible = [c.id for c in shown if not c.hidden]
     assert len(visible) == 2 and sorted(task.assignment.display_order) == sorted(visible)
     assert all(not c.hidden for c in task.candidates)
     rank_all(db, ann, task)

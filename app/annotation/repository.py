@@ -243,19 +243,6 @@ def close_if_full(session: Session, set_id: int) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-_VISIBLE_CANDIDATES = (
-    select(Candidate)
-    .join(ComparisonSetItem, ComparisonSetItem.candidate_id == Candidate.id)
-    .where(ComparisonSetItem.set_id == _SET, Candidate.hidden.is_(False))
-    .order_by(ComparisonSetItem.position, Candidate.id)
-)
-
-
-def visible_candidates(session: Session, set_id: int) -> list[Candidate]:
-    """The set's candidates that are not hidden, in set order."""
-    return list(session.scalars(_VISIBLE_CANDIDATES, {"set_id": set_id}))
-
-
 def candidates_by_id(session: Session, ids: Sequence[int]) -> dict[int, Candidate]:
     """Candidates with these ids, keyed by id."""
     if not ids:
