@@ -274,7 +274,7 @@ def stage_sft(ctx: RoundContext, rd: RoundData, parent: Parent) -> Path | None:
         data_dir=ctx.data_dir,
         progress=ctx.progress.callback(),
     )
-    metrics = {k: _num(v) if isinstance(v, float) else v for k, v in result.metrics.items()}
+    metrics = _json_ready(result.metrics)
     metrics["withheld_heldout_prompt_demonstrations"] = withheld
     ctx.progress.log(
         f"SFT on {metrics['train_demonstrations']} demonstrations: held-out loss {metrics['heldout_loss']} "
@@ -333,7 +333,7 @@ def stage_reward(ctx: RoundContext, rd: RoundData) -> RewardStage:
         metrics["previous_version_id"] = previous.id
         metrics["previous_heldout_accuracy"] = _num(before.accuracy)
         metrics["previous_heldout_loss"] = _num(before.loss)
-    metrics = {k: _num(v) if isinstance(v, float) else v for k, v in metrics.items()}
+    metrics = _json_ready(metrics)
     ctx.progress.log(
         f"reward model: held-out accuracy {metrics.get('heldout_accuracy')} on "
         f"{metrics.get('heldout_pairs')} pairs (previous: {metrics.get('previous_heldout_accuracy', 'none')})"
@@ -343,6 +343,11 @@ def stage_reward(ctx: RoundContext, rd: RoundData) -> RewardStage:
     return RewardStage(
         out, cfg.to_dict(), metrics, list(result.heldout_pairs), previous.id if previous else None
     )
+
+
+def _json_ready(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A trainer's metrics with NaN scores as null, ready for a JSON column."""
+    return {k: _num(v) if isinstance(v, float) else v for k, v in metrics.items()}
 
 
 def _num(value: float | None) -> float | None:
@@ -402,7 +407,7 @@ def stage_policy(
         data_dir=ctx.data_dir,
         progress=ctx.progress.callback(),
     )
-    metrics = {k: _num(v) if isinstance(v, float) else v for k, v in result.metrics.items()}
+    metrics = _json_ready(result.metrics)
     metrics.update(human_pairs=len(human_pairs), synthetic_pairs=len(synthetic))
     ctx.record(policy=metrics)
     _free_memory()
@@ -452,7 +457,7 @@ def stage_policy_rloo(
         data_dir=ctx.data_dir,
         progress=ctx.progress.callback(),
     )
-    metrics = {k: _num(v) if isinstance(v, float) else v for k, v in result.metrics.items()}
+    metrics = _json_ready(result.metrics)
     ctx.record(policy=metrics)
     del rm
     _free_memory()
