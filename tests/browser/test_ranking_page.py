@@ -28,7 +28,6 @@ from tests.factories import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = screenshot_dir() / "ranking.png"
 CHROMIUM = "/usr/bin/chromium"
 
