@@ -13,27 +13,11 @@ from app.config import get_settings
 from app.db import session_scope
 from app.orm import ModelVersion, Round, RoundStatus
 from app.training import service
-from tests.training_data import reset_artifacts, seed_rankings, tiny_model
+from tests.training_data import reset_artifacts, seed_rankings, tiny_model, tiny_overrides
 from worker import artifacts
 from worker.tasks import run_round_job
 
 pytestmark = pytest.mark.slow
-
-TINY = {
-    "device": "cpu",
-    "max_length": 64,
-    "max_prompt_length": 32,
-    "max_new_tokens": 8,
-    "k": 3,
-    "generate_prompts": 2,
-    "eval_prompts": 2,
-    "synthetic_prompts": 2,
-    "synthetic_samples": 2,
-    "reward_batch_size": 2,
-    "policy_batch_size": 2,
-    "generation_batch_size": 8,
-    "heldout_fraction": 0.34,
-}
 
 
 def test_disk_full_while_writing_the_policy_publishes_no_model_version(clean_db, tmp_path, monkeypatch):
@@ -42,7 +26,7 @@ def test_disk_full_while_writing_the_policy_publishes_no_model_version(clean_db,
     with session_scope() as s:
         seed_rankings(s, prompts=4, annotators=1, unranked=1)
         round_id = service.start_round(
-            s, get_settings(), {**TINY, "base_model": str(model)}, requested_by_id=None
+            s, get_settings(), tiny_overrides(model, generate_prompts=2), requested_by_id=None
         ).id
 
     real_write_json = artifacts._write_json

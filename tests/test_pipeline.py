@@ -26,34 +26,13 @@ from app.orm import (
     SetStatus,
 )
 from app.training import service
-from tests.training_data import reset_artifacts, seed_rankings, tiny_model
+from tests.training_data import reset_artifacts, seed_rankings, tiny_model, tiny_overrides
 from worker import artifacts, store
 from worker.progress import Cancelled, ProgressReporter
 from worker.tasks import run_round_job
 
 # Each round trains a tiny model for a few seconds.
 pytestmark = pytest.mark.slow
-
-
-def tiny_overrides(model: Path, **extra: object) -> dict[str, object]:
-    """Small enough for a CPU test: short texts, one epoch, a few prompts."""
-    return {
-        "base_model": str(model),
-        "device": "cpu",
-        "max_length": 64,
-        "max_prompt_length": 32,
-        "max_new_tokens": 8,
-        "k": 3,
-        "generate_prompts": 5,
-        "eval_prompts": 2,
-        "synthetic_prompts": 2,
-        "synthetic_samples": 2,
-        "reward_batch_size": 2,
-        "policy_batch_size": 2,
-        "generation_batch_size": 8,
-        "heldout_fraction": 0.34,
-        **extra,
-    }
 
 
 @pytest.fixture(autouse=True)

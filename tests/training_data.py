@@ -68,6 +68,27 @@ def tiny_model(path: Path) -> Path:
     return save_tiny_model("llama", path)
 
 
+def tiny_overrides(model: Path, **extra: object) -> dict[str, object]:
+    """Small enough for a CPU test: short texts, one epoch, a few prompts."""
+    return {
+        "base_model": str(model),
+        "device": "cpu",
+        "max_length": 64,
+        "max_prompt_length": 32,
+        "max_new_tokens": 8,
+        "k": 3,
+        "generate_prompts": 5,
+        "eval_prompts": 2,
+        "synthetic_prompts": 2,
+        "synthetic_samples": 2,
+        "reward_batch_size": 2,
+        "policy_batch_size": 2,
+        "generation_batch_size": 8,
+        "heldout_fraction": 0.34,
+        **extra,
+    }
+
+
 def rank(session: Session, cset: ComparisonSet, annotator: User, tiers: list[list[int]]) -> Ranking:
     """A submitted ranking of `cset` by `annotator` (tiers of candidate ids, best first)."""
     now = dt.datetime.now(dt.UTC)

@@ -33,23 +33,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 # What the tiny model can do in seconds on a CPU; the epochs and patience keep each training stage running
 # for a few seconds, so the page has something to follow.
-TINY_ROUND = {
-    "device": "cpu",
-    "max_length": 64,
-    "max_prompt_length": 32,
-    "max_new_tokens": 8,
-    "k": 3,
-    "generate_prompts": 4,
-    "eval_prompts": 2,
-    "synthetic_prompts": 2,
-    "synthetic_samples": 2,
-    "reward_batch_size": 2,
-    "policy_batch_size": 2,
-    "generation_batch_size": 8,
-    "heldout_fraction": 0.34,
-    "reward_epochs": 40,
-    "reward_patience": 100,
-}
 
 
 def _free_port() -> int:
@@ -164,13 +147,15 @@ def test_admin_starts_a_round_follows_it_live_and_promotes_the_new_policy(
 ):
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.training_data import seed_rankings, tiny_model
+    from tests.training_data import seed_rankings, tiny_model, tiny_overrides
 
     model = tiny_model(tmp_path / "tiny-llama")
     with session_scope() as s:
         seed_rankings(s, prompts=6, annotators=2, unranked=3, human_first=True)
     name, pw = make_user("root", Role.admin)
-    extra = "\n".join([f"base_model={model}", *(f"{k}={v}" for k, v in TINY_ROUND.items())])
+    # A longer reward stage than the pipeline tests', with early stopping out of reach: progress to watch.
+    tiny = tiny_overrides(model, generate_prompts=4, reward_epochs=40, reward_patience=100)
+    extra = "\n".join(f"{k}={v}" for k, v in tiny.items())
 
     with sync_playwright() as p:
         browser = _browser(p)
