@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -16,15 +17,9 @@ from tests.live import serve
 CLIENTS = 24
 
 
-@pytest.fixture
-def tiny_pool(clean_db, monkeypatch):
-    # Two connections, two threads, a short checkout timeout: a deadlock would show as timeouts at once.
-    for key, value in {
-        "RANKLOOP_DB_POOL_SIZE": "2",
-        "RANKLOOP_DB_MAX_OVERFLOW": "0",
-        "RANKLOOP_REQUEST_THREADS": "2",
-        "RANKLOOP_REQUEST_QUEUE_SECONDS": "60",
-    }.items():
+def _settings_env(monkeypatch, values: dict[str, str]) -> Iterator[None]:
+    """These settings for the app under test (a fresh engine with its pool), the old ones afterwards."""
+    for key, value in values.items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
     reset_engine()
@@ -32,6 +27,20 @@ def tiny_pool(clean_db, monkeypatch):
     monkeypatch.undo()
     get_settings.cache_clear()
     reset_engine()
+
+
+@pytest.fixture
+def tiny_pool(clean_db, monkeypatch):
+    # Two connections, two threads, a short checkout timeout: a deadlock would show as timeouts at once.
+    yield from _settings_env(
+        monkeypatch,
+        {
+            "RANKLOOP_DB_POOL_SIZE": "2",
+            "RANKLOOP_DB_MAX_OVERFLOW": "0",
+            "RANKLOOP_REQUEST_THREADS": "2",
+            "RANKLOOP_REQUEST_QUEUE_SECONDS": "60",
+        },
+    )
 
 
 def test_many_clients_on_two_connections_all_get_answers(tiny_pool, api_token):
@@ -72,18 +81,10 @@ def test_many_clients_on_two_connections_all_get_answers(tiny_pool, api_token):
 @pytest.fixture
 def few_threads(clean_db, monkeypatch):
     # More connections than threads: the thread count must bound the requests in progress.
-    for key, value in {
-        "RANKLOOP_DB_POOL_SIZE": "8",
-        "RANKLOOP_DB_MAX_OVERFLOW": "0",
-        "RANKLOOP_REQUEST_THREADS": "2",
-    }.items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    reset_engine()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
-    reset_engine()
+    yield from _settings_env(
+        monkeypatch,
+        {"RANKLOOP_DB_POOL_SIZE": "8", "RANKLOOP_DB_MAX_OVERFLOW": "0", "RANKLOOP_REQUEST_THREADS": "2"},
+    )
 
 
 def test_submissions_queued_on_one_sets_row_lock_do_not_starve_each_other_of_threads(few_threads, api_token):
