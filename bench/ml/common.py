@@ -91,8 +91,24 @@ def load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def print_machine() -> None:
+def start_run(threads: int) -> dict[str, Any]:
+    """Common start of an ML benchmark: torch threads (0: torch's default), libraries quiet, and the machine
+    line printed; returns those machine facts as of the start, for the JSON report."""
+    import datasets
+    import torch
+    import transformers
+
+    if threads:
+        torch.set_num_threads(threads)
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
     m = machine()
+    print_machine(m)
+    return m
+
+
+def print_machine(m: dict[str, Any]) -> None:
     print(
         f"{m['date']} | {m['cpu']}, {m['cores']} cores, torch threads {m['torch_threads']} | "
         f"python {m['python']}, torch {m['torch']}, transformers {m['transformers']}, trl {m['trl']}, "

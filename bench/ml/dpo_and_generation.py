@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import load, machine, oasst_rankings, print_machine, sample
+from common import load, oasst_rankings, sample, start_run
 
 
 def dpo_pairs(n: int, seed: int) -> list[Any]:
@@ -206,17 +206,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args()
 
-    import datasets
-    import torch
-    import transformers
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    print_machine()
-    report: dict[str, Any] = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}}
+    report: dict[str, Any] = {
+        "machine": start_run(args.threads),
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
     if not args.skip_dpo:
         report["dpo"] = bench_dpo(args)
     if not args.skip_generation:

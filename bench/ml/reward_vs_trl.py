@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import load, machine, oasst_rankings, print_machine, sample
+from common import load, oasst_rankings, sample, start_run
 
 DATA_CHOICES = ("oasst", "fluency")
 
@@ -365,7 +365,6 @@ def main() -> None:
         if getattr(args, key) is None:
             setattr(args, key, value)
 
-    import datasets
     import torch
     import transformers
     from accelerate.utils import set_seed
@@ -374,12 +373,7 @@ def main() -> None:
     from worker.models import load_tokenizer, resolve_model_path
     from worker.reward import RewardConfig, RewardModel, build_reward_model, load_reward_model
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    print_machine()
+    started = start_run(args.threads)
 
     rankings = oasst_rankings() if args.data == "oasst" else fluency_rankings(args.seed)
     split = split_by_prompt(rankings, args.heldout_fraction, args.seed)
@@ -525,7 +519,7 @@ def main() -> None:
     )
     if args.json:
         report = {
-            "machine": machine(),
+            "machine": started,
             "args": {k: str(v) for k, v in vars(args).items()},
             "train_rankings": len(train),
             "train_pairs": len(pairs),
