@@ -1,4 +1,4 @@
-"""The `rankloop` command line."""
+"""The `rankloop` command line: the composition root, the one place in app/ that imports worker/."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from rich.table import Table
 from app.orm import Role
 from app.prompts.schemas import ImportKind
 from app.training import cli as training_cli
+from worker import cli as worker_cli
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -27,7 +28,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 users_app = typer.Typer(help="Accounts and API tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
-training_cli.register(app)  # worker, round, generate, eval-rm
+training_cli.register(app)  # round, generate, import-demonstrations
+worker_cli.register(app)  # worker, eval-rm
 console = Console()
 err_console = Console(stderr=True)
 
@@ -223,6 +225,7 @@ def _demo_generation() -> int | None:
     from app.db import session_scope
     from app.demo.seed import MODEL_PROMPTS
     from app.orm import ACTIVE_ROUND_STATUSES, RoundKind
+    from app.training import rounds
     from app.training import service as training_service
 
     with session_scope() as session:
@@ -231,7 +234,7 @@ def _demo_generation() -> int | None:
             # Follow it again if an earlier demo was stopped before the worker finished it.
             active = [r.id for r in earlier if r.status in ACTIVE_ROUND_STATUSES]
             return active[0] if active else None
-        row = training_service.start_round(
+        row = rounds.start_round(
             session,
             get_settings(),
             {"generate_prompts": MODEL_PROMPTS},

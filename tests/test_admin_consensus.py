@@ -8,7 +8,7 @@ import pytest
 
 from app.quality.stats import mean_tier_consensus
 from tests.admin_data import random_tiers
-from worker.store import RankedSet, consensus
+from worker.snapshot import RankedSet, consensus
 
 
 def _ranked_set(ranking_id: int, ids: list[int], tiers: list[list[int]], all_bad: bool) -> RankedSet:

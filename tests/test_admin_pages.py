@@ -119,7 +119,7 @@ def test_overview_counts_activity_open_work_and_models(admin):
 
 def test_overview_shows_the_running_round(admin):
     from app.config import get_settings
-    from app.training import service as training
+    from app.training import rounds as training
 
     with session_scope() as s:
         row = training.start_round(s, get_settings(), {}, requested_by_id=None)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from app.config import get_settings
 from app.db import session_scope
 from app.orm import ModelVersion, Round, RoundStatus
-from app.training import service
+from app.training import rounds
 from tests.training_data import reset_artifacts, seed_rankings, tiny_model, tiny_overrides
 from worker import artifacts
 from worker.tasks import run_round_job
@@ -25,7 +25,7 @@ def test_disk_full_while_writing_the_policy_publishes_no_model_version(clean_db,
     model = tiny_model(tmp_path / "tiny-llama")
     with session_scope() as s:
         seed_rankings(s, prompts=4, annotators=1, unranked=1)
-        round_id = service.start_round(
+        round_id = rounds.start_round(
             s, get_settings(), tiny_overrides(model, generate_prompts=2), requested_by_id=None
         ).id
 

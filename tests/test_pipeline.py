@@ -25,9 +25,9 @@ from app.orm import (
     RoundStatus,
     SetStatus,
 )
-from app.training import service
+from app.training import rounds, service
 from tests.training_data import reset_artifacts, seed_rankings, tiny_model, tiny_overrides
-from worker import artifacts, store
+from worker import artifacts, snapshot, versions
 from worker.progress import Cancelled, ProgressReporter
 from worker.tasks import run_round_job
 
@@ -49,7 +49,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def start(overrides: dict[str, object], kind: RoundKind = RoundKind.train) -> int:
     with session_scope() as s:
-        return service.start_round(s, get_settings(), overrides, requested_by_id=None, kind=kind).id
+        return rounds.start_round(s, get_settings(), overrides, requested_by_id=None, kind=kind).id
 
 
 def test_training_round_publishes_versions_and_serves_new_candidates(clean_db, model_dir):
@@ -69,7 +69,7 @@ def test_training_round_publishes_versions_and_serves_new_candidates(clean_db, m
         snap = s.get(DataSnapshot, row.data_snapshot_id)
         assert sorted(snap.ranking_ids) == sorted(seeded["rankings"]) and snap.ranking_count == 12
         rows = s.execute(select(Ranking.id, Ranking.tiers, Ranking.all_bad)).all()
-        assert snap.sha256 == store.snapshot_digest([(i, t, b) for i, t, b in rows])
+        assert snap.sha256 == snapshot.snapshot_digest([(i, t, b) for i, t, b in rows])
 
         # Every stage reported progress: the loss curve has reward and policy points, SFT ran on the
         # first-ranked human replies.
@@ -157,7 +157,7 @@ def test_a_second_round_builds_on_the_previous_policy_and_compares_reward_models
 
 def test_a_round_without_rankings_fails_with_a_clear_reason(clean_db, model_dir):
     round_id = start(tiny_overrides(model_dir))
-    with pytest.raises(store.NoTrainingData):
+    with pytest.raises(snapshot.NoTrainingData):
         run_round_job(round_id, job_id=None)
     with session_scope() as s:
         row = s.get(Round, round_id)
@@ -187,7 +187,7 @@ def test_generation_round_uses_the_active_policy(clean_db, model_dir):
     with session_scope() as s:
         sets = s.scalars(select(ComparisonSet).where(ComparisonSet.source == f"round:{round_id}")).all()
         assert len(sets) == 2
-        active = store.active_policy(s)
+        active = versions.active_policy(s)
         assert active is not None and active.adapter_path is None  # the base model serves at first
         assert {s.get(Candidate, i.candidate_id).model_version_id for c in sets for i in c.items} == {
             active.id

@@ -117,7 +117,7 @@ def test_bad_config_is_422_with_a_clear_message_and_nothing_queued(app_client, a
 
 
 def test_lora_target_modules_are_stored_tidy_and_given_to_peft_as_it_takes_them(app_client, admin):
-    from worker.config import RoundConfig
+    from app.training.config import RoundConfig
 
     resp = app_client.post("/api/v1/rounds", json={"lora_target_modules": " q_proj , v_proj "}, headers=admin)
     assert resp.status_code == 202, resp.text

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from app.annotation.tiers import Pair, pairs_from_tiers, validate_tiers
+from app.annotation.tiers import validate_tiers
 from app.errors import Invalid
+from app.training.pairs import Pair, pairs_from_tiers
 
 
 def test_valid_tiers_are_normalised():

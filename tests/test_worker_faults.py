@@ -20,7 +20,7 @@ from sqlalchemy import select, text
 from app.config import get_settings
 from app.db import session_scope
 from app.orm import ModelVersion, Round, RoundStatus
-from app.training import service
+from app.training import rounds, service
 from tests.training_data import reset_artifacts, seed_rankings, tiny_model
 from worker import artifacts
 
@@ -134,7 +134,7 @@ def start_round(model: Path, **extra: object) -> int:
     }
     with session_scope() as s:
         seed_rankings(s, prompts=4, annotators=1, unranked=2)
-        return service.start_round(s, get_settings(), overrides, requested_by_id=None).id
+        return rounds.start_round(s, get_settings(), overrides, requested_by_id=None).id
 
 
 def assert_no_half_visible_versions() -> None:
@@ -220,7 +220,7 @@ def test_cancelling_a_running_round_stops_the_worker_job(workers, model_dir):
     assert_no_half_visible_versions()
     # The worker is free again: a new round can start and be picked up.
     with session_scope() as s:
-        again = service.start_round(
+        again = rounds.start_round(
             s, get_settings(), {**row.config, "reward_epochs": 1}, requested_by_id=None
         ).id
     wait_for(lambda: round_row(again).status == RoundStatus.succeeded, 180, "the next round", workers)
@@ -261,7 +261,7 @@ def test_killed_worker_during_generation_is_retried_and_stores_each_set_once(wor
     }
     with session_scope() as s:
         seed_rankings(s, prompts=2, annotators=1, unranked=40)
-        round_id = service.start_round(
+        round_id = rounds.start_round(
             s, get_settings(), overrides, requested_by_id=None, kind=RoundKind.generate
         ).id
     first = workers.start()

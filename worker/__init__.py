@@ -1,9 +1,15 @@
-"""Background worker: the ML core (candidate generation, reward model, DPO policy, model artifacts).
+"""Background worker: procrastinate jobs -> round stages -> immutable model versions -> new candidates.
 
-Entry points for the orchestrator (typed, no database access):
-- `worker.models`: `resolve_model_path`, `load_causal_lm`, `format_prompt`, `pick_device`
-- `worker.generation`: `generate_candidates`, `generate_for_prompts`, `sample`
-- `worker.reward`: `train_reward_model`, `evaluate_reward_model`, `load_reward_model`, `ranking_loss`
-- `worker.policy_dpo`: `train_dpo`, `reward_labelled_pairs`
-- `worker.artifacts`: `write_version`, `read_manifest`, `verify_version`
+- `worker.tasks`: the jobs (queue and task names are the contract in app/training/queue.py), `run_worker`
+- `worker.pipeline`: one round, stage by stage; the stages in `worker.stages` (prepare, train, publish,
+  generate), each trainer's config built from the round config in `worker.stages.configs`
+- database reads and writes: `worker.snapshot` (snapshot, training data), `worker.versions` (model
+  versions, publication), `worker.candidates` (new comparison sets); `worker.rounds` (a round's row),
+  `worker.scheduler` (auto rounds, orphaned rounds)
+- the ML core, typed and without database access: `worker.models`, `worker.generation`, `worker.reward`,
+  `worker.sft`, `worker.policy_dpo`, `worker.policy_rloo`, `worker.artifacts`
+- `worker.cli`: `rankloop worker` and `rankloop eval-rm`, registered by app/cli.py
+
+From `app` the worker imports only config, db, orm, errors, quality (pure statistics) and the training
+contract (app.training: config, queue, rounds, pairs, repository); import-linter checks it (`make lint`).
 """

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from app.annotation.tiers import Pair, pairs_from_tiers
+from app.training.pairs import Pair, pairs_from_tiers
 
 # Called regularly during training with (step, total steps, latest training loss).
 ProgressCallback = Callable[[int, int, float], None]

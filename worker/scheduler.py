@@ -8,10 +8,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.errors import Conflict
 from app.orm import ACTIVE_ROUND_STATUSES, Ranking, Round, RoundKind
+from app.training import rounds as training_rounds
+from app.training.queue import job_status
 from worker import rounds
-from worker.config import RoundConfig
-from worker.queue import enqueue_round, job_status, lock_round_start
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +36,22 @@ def maybe_start_auto_round(session: Session, settings: Settings) -> int | None:
     threshold = settings.auto_round_min_rankings
     if threshold <= 0:
         return None
-    lock_round_start(session)
-    active = session.execute(
-        select(Round.id)
-        .where(Round.kind == RoundKind.train, Round.status.in_(ACTIVE_ROUND_STATUSES))
-        .limit(1)
-    ).scalar_one_or_none()
-    if active is not None:
-        return None
+    # Held to the commit (re-entrant): the count below and the start are one decision.
+    training_rounds.lock_round_start(session)
     fresh = new_rankings_since_last_round(session)
     if fresh < threshold:
         return None
-    cfg = RoundConfig.resolve({}, settings)
-    round_ = Round(kind=RoundKind.train, trigger="auto", config=cfg.as_dict(), stage="queued")
-    round_.log_tail = [f"started automatically: {fresh} new rankings (threshold {threshold})"]
-    enqueue_round(session, round_)
+    try:
+        round_ = training_rounds.start_round(
+            session,
+            settings,
+            {},
+            requested_by_id=None,
+            trigger="auto",
+            note=f"started automatically: {fresh} new rankings (threshold {threshold})",
+        )
+    except Conflict:
+        return None  # a round is queued or running; the next tick looks again
     log.info("auto round %s queued after %d new rankings", round_.id, fresh)
     return round_.id
 

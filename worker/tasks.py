@@ -23,9 +23,7 @@ from procrastinate.jobs import Job
 from procrastinate.retry import BaseRetryStrategy
 
 from app.config import get_settings
-from worker import rounds
-from worker.progress import Cancelled, Interrupted
-from worker.queue import (
+from app.training.queue import (
     DEVICE_QUEUES,
     GENERATE_QUEUE,
     GENERATE_TASK,
@@ -34,6 +32,8 @@ from worker.queue import (
     TRAIN_QUEUE,
     app,
 )
+from worker import rounds
+from worker.progress import Cancelled, Interrupted
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,8 @@ def _abort_reason(context: JobContext) -> str | None:
 def run_round_job(round_id: int, job_id: int | None, context: JobContext | None = None) -> str:
     """Claim the round, run its pipeline with live progress, and record how it ended."""
     from app.db import session_factory
+    from app.training.config import ConfigError
     from worker import pipeline
-    from worker.config import ConfigError
     from worker.progress import ProgressReporter
 
     settings = get_settings()

@@ -1,23 +1,17 @@
 """Rankings as ordered tiers of candidate ids (best first; several ids in one tier are a tie).
 
-Pure functions shared by web submissions, imports, exports and training data.
+Pure checks shared by web submissions and imports; the pairs a ranking implies are
+app/training/pairs.py (the worker trains on them too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
 
 from app.errors import Invalid
 
 MIN_CANDIDATES = 2
 MAX_CANDIDATES = 9
-
-
-class Pair(NamedTuple):
-    chosen: int
-    rejected: int
-    margin: int  # tier distance: 1 for neighbours
 
 
 def validate_tiers(tiers: Sequence[Sequence[int]], candidate_ids: Iterable[int]) -> list[list[int]]:
@@ -44,14 +38,3 @@ def validate_tiers(tiers: Sequence[Sequence[int]], candidate_ids: Iterable[int])
     if missing:
         raise Invalid(f"candidates left unranked: {missing}")
     return normalised
-
-
-def pairs_from_tiers(tiers: Sequence[Sequence[int]]) -> list[Pair]:
-    """Every (better, worse) pair a ranking implies; tied candidates give no pair."""
-    pairs: list[Pair] = []
-    for i, upper in enumerate(tiers):
-        for j in range(i + 1, len(tiers)):
-            for chosen in upper:
-                for rejected in tiers[j]:
-                    pairs.append(Pair(chosen, rejected, j - i))
-    return pairs

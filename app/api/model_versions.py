@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 
 from app.deps import DB, AdminUser
 from app.orm import ModelKind, ModelStatus
-from app.training import service
+from app.training import rounds, service
 from app.training.schemas import ModelVersionList, ModelVersionOut
 
 router = APIRouter(tags=["model versions"])
@@ -33,4 +33,4 @@ def list_versions(
     summary="Make a policy the active one; the previous active policy is retired (admin)",
 )
 def promote(version_id: int, db: DB, user: AdminUser) -> ModelVersionOut:
-    return ModelVersionOut.model_validate(service.promote(db, version_id))
+    return ModelVersionOut.model_validate(rounds.promote_policy(db, version_id))

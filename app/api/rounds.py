@@ -6,7 +6,8 @@ from fastapi import APIRouter, Body, Query
 
 from app.deps import DB, AdminUser, SettingsDep
 from app.orm import Round, RoundStatus
-from app.training import service
+from app.training import rounds, service
+from app.training.config import RoundConfig
 from app.training.schemas import (
     ConfigKey,
     RoundCreated,
@@ -16,7 +17,6 @@ from app.training.schemas import (
     RoundProgress,
     RoundRequest,
 )
-from worker.config import RoundConfig
 
 router = APIRouter(tags=["rounds"])
 
@@ -65,7 +65,7 @@ def start_round(
     db: DB, settings: SettingsDep, user: AdminUser, body: RoundRequest | None = Body(default=None)
 ) -> RoundCreated:
     overrides = body.overrides() if body is not None else {}
-    row = service.start_round(db, settings, overrides, requested_by_id=user.id)
+    row = rounds.start_round(db, settings, overrides, requested_by_id=user.id)
     return RoundCreated(id=row.id, status=row.status.value, job_id=row.job_id)
 
 

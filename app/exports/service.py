@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.annotation.tiers import pairs_from_tiers
 from app.db import session_factory
 from app.errors import Invalid, NotFound
 from app.exports import repository as repo
@@ -25,6 +24,7 @@ from app.exports.schemas import (
     RankingRecord,
 )
 from app.prompts.repository import get_prompt_set_by_name
+from app.training.pairs import pairs_from_tiers
 
 BATCH_SIZE = 500
 Render = Callable[[RankingRow, list[SetMember]], Iterator[str]]

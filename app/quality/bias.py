@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from app.annotation.tiers import pairs_from_tiers
 from app.quality.intervals import DEFAULT_BOOTSTRAP_ROUNDS, CIMethod, Proportion, proportion
 from app.quality.records import RankingRecord
+from app.training.pairs import pairs_from_tiers
 
 
 def first_shown_win_rate(

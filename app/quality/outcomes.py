@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Literal
 
-from app.annotation.tiers import pairs_from_tiers
 from app.quality.records import RankingRecord
+from app.training.pairs import pairs_from_tiers
 
 AllBadPolicy = Literal["tie", "keep", "drop"]
 

@@ -1,4 +1,7 @@
-"""CLI commands for the worker and training rounds: `rankloop worker|round|generate|eval-rm`."""
+"""CLI commands for training rounds, the app's side: `rankloop round|generate|import-demonstrations`.
+
+The worker's own commands (`rankloop worker|eval-rm`) are in worker/cli.py; app/cli.py registers both.
+"""
 
 from __future__ import annotations
 
@@ -17,54 +20,19 @@ FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 
 def register(app: typer.Typer) -> None:
     """Add the training commands to the main `rankloop` app."""
-    app.command("worker")(worker)
     app.command("round")(round_)
     app.command("generate")(generate)
-    app.command("eval-rm")(eval_rm)
     app.command("import-demonstrations")(import_demonstrations)
-
-
-def worker(
-    queues: Annotated[str, typer.Option(help="comma-separated device queues")] = "train,generate",
-    concurrency: Annotated[int, typer.Option(min=1, help="device jobs at a time")] = 1,
-    maintenance: Annotated[
-        bool, typer.Option(help="also run periodic jobs: auto rounds, retrying dead workers' jobs")
-    ] = True,
-    once: Annotated[bool, typer.Option(help="stop when the queues are empty instead of waiting")] = False,
-) -> None:
-    """Run the background worker: training rounds, generation, and periodic maintenance."""
-    import logging
-
-    from worker.tasks import run_worker
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_not_routine)
-    names = [q.strip() for q in queues.split(",") if q.strip()]
-    console.print(f"worker on queues {', '.join(names)} (concurrency {concurrency})")
-    run_worker(queues=names, concurrency=concurrency, maintenance=maintenance, wait=not once)
-
-
-def _not_routine(record: object) -> bool:
-    """Drop the info lines of the maintenance jobs, which run every few seconds and would drown the rest."""
-    import logging
-
-    assert isinstance(record, logging.LogRecord)
-    if record.levelno >= logging.WARNING:
-        return True
-    return "maintenance" not in record.name and not any(
-        task in record.getMessage() for task in ("retry_stalled_jobs", "schedule_auto_round")
-    )
 
 
 def _start(kind: str, overrides: dict[str, object]) -> int:
     from app.config import get_settings
     from app.db import session_scope
     from app.orm import RoundKind
-    from app.training import service
+    from app.training import rounds
 
     with session_scope() as session:
-        row = service.start_round(
+        row = rounds.start_round(
             session, get_settings(), overrides, requested_by_id=None, kind=RoundKind(kind)
         )
         return row.id
@@ -72,7 +40,7 @@ def _start(kind: str, overrides: dict[str, object]) -> int:
 
 def _parse_sets(sets: list[str] | None) -> dict[str, object]:
     from app.errors import Invalid
-    from worker.config import ConfigError, parse_assignments
+    from app.training.config import ConfigError, parse_assignments
 
     try:
         return dict(parse_assignments(sets or []))
@@ -149,35 +117,6 @@ def follow(round_id: int, poll_seconds: float = 1.0) -> int:
         return 0
     console.print(f"[red]round {round_id} {status}[/red]: {error or ''}")
     return 1
-
-
-def eval_rm(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="TRL pairs JSONL")],
-    version: Annotated[int | None, typer.Option(help="reward model version id (default: newest)")] = None,
-) -> None:
-    """Score preference pairs with a reward model version: pairwise accuracy and pair count."""
-    from app.config import get_settings
-    from app.db import session_scope
-    from app.errors import Invalid, NotFound
-    from app.training import repository
-    from worker.evaluation import evaluate_pairs_file
-
-    with session_scope() as session:
-        row = (
-            repository.get_model_version(session, version)
-            if version is not None
-            else repository.newest_reward_version(session)
-        )
-        if row is None:
-            raise NotFound(f"no reward model version {version}" if version else "no reward model version yet")
-        if row.kind.value != "reward" or not row.adapter_path:
-            raise Invalid(f"model version {row.id} is not a reward model with files")
-        name, path, base_model = row.name, row.adapter_path, row.base_model
-    result = evaluate_pairs_file(file, Path(path), base_model, get_settings())
-    console.print(
-        f"reward model {name}: pairwise accuracy [bold]{result.accuracy:.4f}[/bold] on {result.pairs} pairs"
-    )
-    print(f"accuracy={result.accuracy:.6f} pairs={result.pairs}")
 
 
 def import_demonstrations(

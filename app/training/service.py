@@ -1,8 +1,9 @@
-"""Rules for training rounds and model versions: start, cancel, promote. Flushes, never commits.
+"""The web side of training rounds and model versions: follow, list, cancel; demonstrations. Flushes only.
 
-A round is a `rounds` row plus a queue job, created in the same transaction (worker/queue.py), so a round
-never waits for a job that was not queued, nor a job for a round that was rolled back. At most one training
-round is queued or running at a time: starting another answers 409.
+Starting a round and promoting a policy are rules the worker applies too: they live once in
+app/training/rounds.py. A round is a
+`rounds` row plus a queue job, created in the same transaction (app/training/queue.py), so a round never
+waits for a job that was not queued, nor a job for a round that was rolled back.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -24,52 +24,20 @@ from app.orm import (
     Prompt,
     PromptSet,
     Round,
-    RoundKind,
     RoundStatus,
 )
+from app.training import queue
 from app.training import repository as repo
+from app.training.rounds import (
+    DEMONSTRATION_SOURCE,
+    start_round,  # noqa: F401
+)
+
+# app/admin/rounds_view.py still calls these two through this module (re-pointed at rounds.py at merge).
+from app.training.rounds import promote_policy as promote  # noqa: F401
 from app.training.schemas import DemonstrationLine, DemonstrationSummary
-from worker import queue
-from worker.config import ConfigError, RoundConfig
-from worker.store import DEMONSTRATION_SOURCE
 
 MAX_LIST = 200
-
-
-def start_round(
-    session: Session,
-    settings: Settings,
-    overrides: dict[str, Any],
-    *,
-    requested_by_id: int | None,
-    trigger: str = "manual",
-    kind: RoundKind = RoundKind.train,
-) -> Round:
-    """Check the config, then queue a round and its job; 409 while another round of the kind is active."""
-    try:
-        cfg = RoundConfig.resolve(overrides, settings)
-    except ConfigError as exc:
-        raise Invalid(f"bad round config: {exc}") from exc
-    queue.lock_round_start(session)
-    active = repo.active_round(session, kind)
-    if active is not None:
-        raise Conflict(
-            f"round {active.id} is still {active.status.value}; wait for it or cancel it first",
-            round_id=active.id,
-        )
-    round_ = Round(
-        kind=kind,
-        status=RoundStatus.queued,
-        trigger=trigger,
-        requested_by_id=requested_by_id,
-        config=cfg.as_dict(),
-        stage="queued",
-        loss_curve=[],
-        log_tail=[],
-        metrics={},
-    )
-    queue.enqueue_round(session, round_)
-    return round_
 
 
 def get_round(session: Session, round_id: int) -> Round:
@@ -109,27 +77,6 @@ def list_model_versions(
 ) -> Sequence[ModelVersion]:
     """Newest model versions first."""
     return repo.list_model_versions(session, kind, status, max(1, min(limit, MAX_LIST)))
-
-
-def promote(session: Session, version_id: int) -> ModelVersion:
-    """Make a policy version the active one; the previously active policy is retired."""
-    repo.lock_promotions(session, queue.PROMOTION_LOCK_KEY)
-    version = repo.get_model_version(session, version_id)
-    if version is None:
-        raise NotFound(f"no model version {version_id}")
-    if version.kind != ModelKind.policy:
-        raise Conflict(
-            f"model version {version_id} is a {version.kind.value} model; only policies are promoted"
-        )
-    if version.status == ModelStatus.failed:
-        raise Conflict(f"model version {version_id} failed; it cannot be promoted")
-    for current in repo.lock_active_policies(session):
-        if current.id != version.id:
-            current.status = ModelStatus.retired
-    session.flush()
-    version.status = ModelStatus.active
-    session.flush()
-    return version
 
 
 DEMONSTRATIONS_VERSION = "demonstrations"

@@ -5,7 +5,8 @@ Overrides come from the API (`POST /api/v1/rounds` JSON body) or the CLI (`rankl
 `RoundConfig.resolve` checks every key and value before anything is queued, and the worker checks again
 when it starts the round, so a bad config fails at once with a message naming the key.
 
-Import-light on purpose: the web app imports this module to validate overrides.
+Part of the training contract (app/training), import-light on purpose: the web app validates overrides
+with it, the worker reads a round's stored config with it (once per round).
 """
 
 from __future__ import annotations

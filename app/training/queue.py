@@ -1,9 +1,10 @@
 """The job queue: procrastinate on the app's own Postgres (its schema comes with migration 0002).
 
-Import-light on purpose (no torch, no task code): the web app imports this module to queue and cancel
-jobs. Jobs are queued with `defer_in_transaction` on the caller's SQLAlchemy connection, so the `rounds`
-row and its job are committed together or not at all. The worker opens the app with its own async pool
-(`rankloop worker`, see worker/tasks.py).
+Part of the training contract (app/training): import-light on purpose (no torch, no task code), so the web
+app queues and cancels jobs with it and the worker registers its tasks on `app`. Jobs are queued with
+`defer_in_transaction` on the caller's SQLAlchemy connection, so the `rounds` row and its job are
+committed together or not at all. The worker opens the app with its own async pool (`rankloop worker`,
+see worker/tasks.py, named here only as the import path procrastinate loads).
 
 Queues: "train" (training rounds), "generate" (generation-only runs), "maintenance" (periodic: auto
 rounds, retrying jobs of dead workers). Every training job holds the lock TRAIN_LOCK, so however many
@@ -17,7 +18,6 @@ from typing import Any
 from procrastinate import App, PsycopgConnector, SyncPsycopgConnector
 from procrastinate import manager as pq_manager
 from procrastinate import tasks as pq_tasks
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.orm import Round, RoundKind
@@ -28,7 +28,8 @@ MAINTENANCE_QUEUE = "maintenance"
 DEVICE_QUEUES = (TRAIN_QUEUE, GENERATE_QUEUE)
 
 TRAIN_LOCK = "rankloop-train"
-# Serialises "is a round active? no: start one" between the API, the CLI and the auto-round scheduler.
+# Serialises "is a round active? no: start one" between the API, the CLI and the auto-round scheduler
+# (app/training/rounds.py takes it).
 ROUND_START_LOCK_KEY = 0x72616E6B  # "rank"
 # Serialises promotions (admin and auto-promote), so exactly one policy stays active.
 PROMOTION_LOCK_KEY = 0x70726F6D  # "prom"
@@ -83,11 +84,6 @@ def job_status(session: Session, job_id: int) -> str | None:
         return job_manager.get_job_status(job_id, connection=_raw_connection(session)).value
     except Exception:  # procrastinate raises NoResult for an unknown id
         return None
-
-
-def lock_round_start(session: Session) -> None:
-    """Transaction-scoped advisory lock: one round start decision at a time, across processes."""
-    session.execute(select(func.pg_advisory_xact_lock(ROUND_START_LOCK_KEY)))
 
 
 def enqueue_round(session: Session, round_: Round) -> int:

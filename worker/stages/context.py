@@ -1,0 +1,78 @@
+"""What every stage gets (RoundContext) and the small helpers the stages share."""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.training.config import RoundConfig
+from worker.progress import ProgressReporter
+from worker.rounds import Claim, merge_metrics
+
+
+@dataclass
+class RoundContext:
+    """What every stage needs: the round, its config, where to write, how to report."""
+
+    claim: Claim
+    cfg: RoundConfig
+    settings: Settings
+    sessions: sessionmaker[Session]
+    progress: ProgressReporter
+    scratch: Path  # this attempt's working directory; deleted when the round ends
+    started: float
+
+    @property
+    def round_id(self) -> int:
+        return self.claim.round_id
+
+    @property
+    def version_prefix(self) -> str:
+        return f"round{self.round_id}-"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.settings.resolved_artifacts_dir.resolve()
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir
+
+    def record(self, **metrics: Any) -> None:
+        merge_metrics(self.sessions, self.round_id, metrics)
+
+
+def timing(ctx: RoundContext) -> dict[str, Any]:
+    from worker.models import pick_device
+
+    return {"wall_seconds": round(time.monotonic() - ctx.started, 1), "device": str(pick_device().device)}
+
+
+def free_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def json_ready(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A trainer's metrics with NaN scores as null, ready for a JSON column."""
+    return {k: num(v) if isinstance(v, float) else v for k, v in metrics.items()}
+
+
+def num(value: float | None) -> float | None:
+    """JSON has no NaN: an undefined score is null."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value

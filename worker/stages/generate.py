@@ -1,0 +1,104 @@
+"""Stage 6: K new candidates for prompts that need work, the new and the active policy in each set."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+from typing import Any
+
+from worker import candidates, versions
+from worker.stages.configs import candidate_config
+from worker.stages.context import RoundContext, free_memory
+
+
+def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
+    """K candidates per prompt needing work, new and active policy mixed in each set; returns sets made."""
+    from worker.generation import generate_candidates, is_near_duplicate
+    from worker.models import load_causal_lm
+
+    cfg = ctx.cfg
+    with ctx.sessions() as session, session.begin():
+        prompts = candidates.prompts_needing_work(session, cfg.generate_prompts)
+        newest = versions.get_version(session, new_policy_id)
+        # Without any active policy the base model serves (and becomes the active version).
+        compare_with = versions.active_policy(session) or versions.base_policy(session, cfg.base_model)
+        if newest is not None and compare_with.id == newest.id:
+            # The new policy is already active (auto-promoted): compare it with the one it replaced.
+            compare_with = (
+                versions.get_version(session, versions.parent_id(session, newest.id)) or compare_with
+            )
+    if not prompts:
+        ctx.progress.log("no prompts need new candidates")
+        return 0
+    plan = _mix(cfg.k, cfg.new_policy_share, newest, compare_with)
+    ctx.progress.stage("generate", total=len(prompts) * cfg.k)
+    ctx.progress.log(
+        "generating for {} prompts: {}".format(len(prompts), ", ".join(f"{k} from {v.name}" for v, k in plan))
+    )
+    per_prompt: list[list[tuple[versions.VersionRef, Any]]] = [[] for _ in prompts]
+    done = 0
+    for offset, (version, k) in enumerate(plan):
+        model, tokenizer = load_causal_lm(
+            version.base_model or cfg.base_model,
+            data_dir=ctx.data_dir,
+            adapter_dir=Path(version.adapter_path) if version.adapter_path else None,
+        )
+        seed = random.Random(cfg.seed * 1000 + ctx.round_id * 10 + offset + ctx.claim.attempt).randrange(
+            2**31
+        )
+        cand_cfg = candidate_config(ctx.cfg, k, seed)
+        step = max(1, cfg.generation_batch_size // k)
+        for start in range(0, len(prompts), step):
+            chunk = prompts[start : start + step]
+            result = generate_candidates(
+                model, tokenizer, [p.text for p in chunk], dataclasses.replace(cand_cfg, seed=seed + start)
+            )
+            for i, cands in enumerate(result.candidates):
+                per_prompt[start + i].extend((version, c) for c in cands)
+            done += len(chunk) * k
+            ctx.progress.update(done, len(prompts) * cfg.k)
+        del model
+        free_memory()
+
+    sets: list[tuple[int, list[candidates.NewCandidate]]] = []
+    dropped = 0
+    for prompt, generated in zip(prompts, per_prompt, strict=True):
+        kept: list[candidates.NewCandidate] = []
+        for version, cand in generated:
+            if any(is_near_duplicate(cand.text, other.text, cfg.dedupe_threshold) for other in kept):
+                dropped += 1
+                continue
+            kept.append(
+                candidates.NewCandidate(
+                    model_version_id=version.id,
+                    text=cand.text,
+                    seed=cand.seed,
+                    params={
+                        **dataclasses.asdict(cand.params),
+                        "finish_reason": cand.finish_reason,
+                        "prompt_tokens": cand.prompt_tokens,
+                        "completion_tokens": cand.completion_tokens,
+                        "round_id": ctx.round_id,
+                        "model_version": version.name,
+                    },
+                )
+            )
+        random.Random(cfg.seed + prompt.id).shuffle(kept)
+        sets.append((prompt.id, kept))
+    with ctx.sessions() as session, session.begin():
+        made = candidates.store_sets(session, sets, ctx.settings.overlap, f"round:{ctx.round_id}")
+    ctx.progress.log(f"{made} new comparison sets; {dropped} near-duplicate candidates dropped")
+    ctx.record(generation={"sets": made, "prompts": len(prompts), "near_duplicates_dropped": dropped})
+    return made
+
+
+def _mix(
+    k: int, share: float, newest: versions.VersionRef | None, other: versions.VersionRef
+) -> list[tuple[versions.VersionRef, int]]:
+    """How many of each set's K candidates each version writes."""
+    if newest is None or newest.id == other.id:
+        return [(other, k)]
+    k_new = min(k, max(0, round(k * share)))
+    plan = [(newest, k_new), (other, k - k_new)]
+    return [(v, n) for v, n in plan if n > 0]

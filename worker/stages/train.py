@@ -1,0 +1,199 @@
+"""Stages 2-3, the training: optional SFT, the reward model, the policy (DPO or RLOO).
+
+Each stage builds its trainer's config from the round's (worker/stages/configs.py), trains into the
+attempt's scratch directory and records its metrics on the round at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.training.config import ConfigError
+from worker import snapshot as snapshot_db
+from worker import versions
+from worker.stages import configs
+from worker.stages.context import RoundContext, free_memory, json_ready, num
+from worker.stages.prepare import Parent, RoundData
+
+
+def stage_sft(ctx: RoundContext, rd: RoundData, parent: Parent) -> Path | None:
+    """LoRA SFT on demonstrations; returns the adapter DPO continues from (else the parent's)."""
+    # The round's held-out prompts judge the reward model and the new policy (win-rate): a policy
+    # fine-tuned on their first-ranked replies would be judged on answers it was shown.
+    heldout = set(rd.heldout_prompts)
+    demos = [(p, c) for p, c in rd.data.demonstrations if p not in heldout]
+    withheld = len(rd.data.demonstrations) - len(demos)
+    if ctx.cfg.sft == "off" or (ctx.cfg.sft == "auto" and not demos):
+        return parent.adapter
+    if not demos:
+        raise ConfigError(
+            "sft is 'on' but there are no demonstrations or first-ranked human replies"
+            + (f" outside the round's held-out prompts ({withheld} withheld)" if withheld else "")
+        )
+    from worker.sft import Demonstration, train_sft
+
+    ctx.progress.stage("sft")
+    out = ctx.scratch / "sft"
+    cfg = configs.sft_config(ctx.cfg)
+    result = train_sft(
+        cfg,
+        [Demonstration(p, c) for p, c in demos],
+        out,
+        previous_adapter=parent.adapter,
+        data_dir=ctx.data_dir,
+        progress=ctx.progress.callback(),
+    )
+    metrics = json_ready(result.metrics)
+    metrics["withheld_heldout_prompt_demonstrations"] = withheld
+    ctx.progress.log(
+        f"SFT on {metrics['train_demonstrations']} demonstrations: held-out loss {metrics['heldout_loss']} "
+        f"on {metrics['heldout_demonstrations']}"
+    )
+    ctx.record(sft=metrics)
+    free_memory()
+    return out
+
+
+@dataclass
+class RewardStage:
+    dir: Path
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    heldout_pairs: list[Any]
+    parent_id: int | None
+
+
+def stage_reward(ctx: RoundContext, rd: RoundData) -> RewardStage:
+    """Train the reward model; report held-out accuracy, and the previous reward model's on the same pairs."""
+    from worker.reward import evaluate_reward_model, train_reward_model
+
+    ctx.progress.stage("reward")
+    cfg = configs.reward_config(ctx.cfg)
+    out = ctx.scratch / "reward"
+    result = train_reward_model(
+        cfg, rd.data.rankings, out, data_dir=ctx.data_dir, progress=ctx.progress.callback()
+    )
+    metrics = dict(result.metrics)
+    with ctx.sessions() as session:
+        previous = versions.newest_reward(session, ctx.cfg.base_model)
+    if previous is not None and previous.adapter_path and result.heldout_pairs:
+        ctx.progress.log(f"scoring the previous reward model {previous.name} on the same held-out pairs")
+        before = evaluate_reward_model(
+            Path(previous.adapter_path), result.heldout_pairs, data_dir=ctx.data_dir
+        )
+        metrics["previous_version_id"] = previous.id
+        metrics["previous_heldout_accuracy"] = num(before.accuracy)
+        metrics["previous_heldout_loss"] = num(before.loss)
+    metrics = json_ready(metrics)
+    ctx.progress.log(
+        f"reward model: held-out accuracy {metrics.get('heldout_accuracy')} on "
+        f"{metrics.get('heldout_pairs')} pairs (previous: {metrics.get('previous_heldout_accuracy', 'none')})"
+    )
+    ctx.record(reward=metrics)
+    free_memory()
+    return RewardStage(
+        out, cfg.to_dict(), metrics, list(result.heldout_pairs), previous.id if previous else None
+    )
+
+
+@dataclass
+class PolicyStage:
+    dir: Path
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+
+
+def stage_policy(
+    ctx: RoundContext, rd: RoundData, reward: RewardStage, start_adapter: Path | None
+) -> PolicyStage:
+    """LoRA DPO from the previous policy on human pairs plus reward-model-labelled pairs (or RLOO)."""
+    if ctx.cfg.policy_method == "rloo":
+        return stage_policy_rloo(ctx, rd, reward, start_adapter)
+    from worker.data import ranking_to_pairs
+    from worker.policy_dpo import train_dpo
+
+    human_pairs = ranking_to_pairs(rd.train_rankings)
+    synthetic = synthetic_pairs(ctx, reward, start_adapter)
+    pairs = human_pairs + synthetic
+    ctx.progress.log(f"DPO on {len(human_pairs)} human + {len(synthetic)} reward-labelled pairs")
+    ctx.progress.stage("policy")
+    cfg = configs.dpo_config(ctx.cfg)
+    out = ctx.scratch / "policy"
+    result = train_dpo(
+        cfg,
+        pairs,
+        out,
+        previous_adapter=start_adapter,
+        data_dir=ctx.data_dir,
+        progress=ctx.progress.callback(),
+    )
+    metrics = json_ready(result.metrics)
+    metrics.update(human_pairs=len(human_pairs), synthetic_pairs=len(synthetic))
+    ctx.record(policy=metrics)
+    free_memory()
+    return PolicyStage(out, cfg.to_dict(), metrics)
+
+
+def stage_policy_rloo(
+    ctx: RoundContext, rd: RoundData, reward: RewardStage, start_adapter: Path | None
+) -> PolicyStage:
+    """Online RLOO on the training prompts and unranked ones, rewarded by the new reward model."""
+    from worker.policy_rloo import train_rloo
+    from worker.reward import load_reward_model
+
+    with ctx.sessions() as session:
+        unranked = snapshot_db.unlabelled_prompts(session, ctx.cfg.synthetic_prompts, ctx.cfg.seed)
+    prompts = list(dict.fromkeys([r.prompt for r in rd.train_rankings] + unranked))
+    ctx.progress.stage("policy")
+    ctx.progress.log(f"RLOO on {len(prompts)} prompts, {ctx.cfg.rloo_generations} samples each")
+    cfg = configs.rloo_config(ctx.cfg)
+    rm = load_reward_model(reward.dir, data_dir=ctx.data_dir)
+    out = ctx.scratch / "policy"
+    result = train_rloo(
+        cfg,
+        prompts,
+        rm,
+        out,
+        previous_adapter=start_adapter,
+        data_dir=ctx.data_dir,
+        progress=ctx.progress.callback(),
+    )
+    metrics = json_ready(result.metrics)
+    ctx.record(policy=metrics)
+    del rm
+    free_memory()
+    return PolicyStage(out, cfg.to_dict(), metrics)
+
+
+def synthetic_pairs(ctx: RoundContext, reward: RewardStage, start_adapter: Path | None) -> list[Any]:
+    """Best vs worst (by the new reward model) of N fresh samples, for prompts nobody ranked yet."""
+    if ctx.cfg.synthetic_prompts <= 0:
+        return []
+    with ctx.sessions() as session:
+        prompts = snapshot_db.unlabelled_prompts(session, ctx.cfg.synthetic_prompts, ctx.cfg.seed)
+    if not prompts:
+        return []
+    from worker.models import load_causal_lm
+    from worker.policy_dpo import reward_labelled_pairs
+    from worker.reward import load_reward_model
+
+    ctx.progress.stage("policy_samples", total=len(prompts))
+    ctx.progress.log(f"sampling {ctx.cfg.synthetic_samples} replies for {len(prompts)} unranked prompts")
+    policy, tokenizer = load_causal_lm(ctx.cfg.base_model, data_dir=ctx.data_dir, adapter_dir=start_adapter)
+    rm = load_reward_model(reward.dir, data_dir=ctx.data_dir)
+    seed = ctx.cfg.seed + 1
+    cand_cfg = configs.candidate_config(ctx.cfg, ctx.cfg.synthetic_samples, seed)
+    pairs: list[Any] = []
+    step = max(1, ctx.cfg.generation_batch_size // ctx.cfg.synthetic_samples)
+    for start in range(0, len(prompts), step):
+        chunk = prompts[start : start + step]
+        pairs += reward_labelled_pairs(
+            policy, tokenizer, rm, chunk, dataclasses.replace(cand_cfg, seed=seed + start)
+        )
+        ctx.progress.update(min(start + step, len(prompts)), len(prompts))
+    del policy, rm
+    free_memory()
+    return pairs

@@ -1,0 +1,162 @@
+"""Model versions as the worker reads and publishes them (rows only; files are worker/artifacts.py).
+
+A round builds on the newest policy of its base model (or the untrained base model, itself a version so
+its candidates have one), compares with the active one, and publishes its reward model and policy in one
+transaction, promoting the policy through app/training/rounds.py when the round's config says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.orm import ModelKind, ModelStatus, ModelVersion, Round
+from app.training import rounds
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    id: int
+    name: str
+    base_model: str
+    adapter_path: str | None
+    status: str
+
+
+def _ref(v: ModelVersion | None) -> VersionRef | None:
+    if v is None:
+        return None
+    return VersionRef(v.id, v.name, v.base_model, v.adapter_path, v.status.value)
+
+
+def get_version(session: Session, version_id: int | None) -> VersionRef | None:
+    return _ref(session.get(ModelVersion, version_id)) if version_id is not None else None
+
+
+def active_policy(session: Session) -> VersionRef | None:
+    """The policy annotators' new candidates come from (at most one is active)."""
+    return _ref(
+        session.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.kind == ModelKind.policy, ModelVersion.status == ModelStatus.active)
+            .order_by(ModelVersion.id.desc())
+            .limit(1)
+        ).first()
+    )
+
+
+def newest_policy(session: Session, base_model: str) -> VersionRef | None:
+    """The newest trained policy on this base model that nobody retired: the next round builds on it."""
+    return _ref(
+        session.scalars(
+            select(ModelVersion)
+            .where(
+                ModelVersion.kind == ModelKind.policy,
+                ModelVersion.adapter_path.is_not(None),
+                ModelVersion.base_model == base_model,
+                ModelVersion.status.in_([ModelStatus.candidate, ModelStatus.active]),
+            )
+            .order_by(ModelVersion.id.desc())
+            .limit(1)
+        ).first()
+    )
+
+
+def newest_reward(session: Session, base_model: str) -> VersionRef | None:
+    return _ref(
+        session.scalars(
+            select(ModelVersion)
+            .where(
+                ModelVersion.kind == ModelKind.reward,
+                ModelVersion.adapter_path.is_not(None),
+                ModelVersion.base_model == base_model,
+                ModelVersion.status != ModelStatus.failed,
+            )
+            .order_by(ModelVersion.id.desc())
+            .limit(1)
+        ).first()
+    )
+
+
+def base_policy(session: Session, base_model: str) -> VersionRef:
+    """The untrained base model as a policy version (candidates need a version); active if none is."""
+    name = f"base-{base_model}"[:200]
+    row = session.scalars(select(ModelVersion).where(ModelVersion.name == name)).first()
+    if row is None:
+        rounds.lock_promotions(session)
+        has_active = session.scalars(
+            select(ModelVersion.id).where(
+                ModelVersion.kind == ModelKind.policy, ModelVersion.status == ModelStatus.active
+            )
+        ).first()
+        row = ModelVersion(
+            name=name,
+            kind=ModelKind.policy,
+            base_model=base_model,
+            adapter_path=None,
+            status=ModelStatus.retired if has_active else ModelStatus.active,
+            config={"source": "base model, untrained"},
+            metrics={},
+        )
+        session.add(row)
+        session.flush()
+    ref = _ref(row)
+    assert ref is not None
+    return ref
+
+
+def parent_id(session: Session, version_id: int) -> int | None:
+    row = session.get(ModelVersion, version_id)
+    return row.parent_id if row is not None else None
+
+
+def version_names_of_round(session: Session, prefix: str) -> set[str]:
+    return set(session.scalars(select(ModelVersion.name).where(ModelVersion.name.startswith(prefix))).all())
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    name: str
+    kind: ModelKind
+    base_model: str
+    adapter_path: str
+    parent_id: int | None
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+
+
+def publish(
+    session: Session,
+    round_id: int,
+    snapshot_id: int,
+    reward: NewVersion,
+    policy: NewVersion,
+    promote: bool,
+) -> tuple[int, int]:
+    """Insert both versions (files already complete), link them to the round, optionally promote; one txn."""
+    rows = []
+    for v in (reward, policy):
+        row = ModelVersion(
+            name=v.name,
+            kind=v.kind,
+            base_model=v.base_model,
+            adapter_path=v.adapter_path,
+            parent_id=v.parent_id,
+            status=ModelStatus.candidate,
+            config=v.config,
+            metrics=v.metrics,
+            data_snapshot_id=snapshot_id,
+        )
+        session.add(row)
+        rows.append(row)
+    session.flush()
+    reward_row, policy_row = rows
+    if promote:
+        rounds.promote_policy(session, policy_row.id)
+    round_ = session.get(Round, round_id, with_for_update=True)
+    assert round_ is not None
+    round_.reward_version_id, round_.policy_version_id = reward_row.id, policy_row.id
+    return reward_row.id, policy_row.id
