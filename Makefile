@@ -29,10 +29,13 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
 
+# lint-imports checks [tool.importlinter] in pyproject.toml: app never imports worker (but app/cli.py),
+# worker imports only app's config, db, orm, errors, quality and the training contract (app/training).
 lint: $(STAMP)
 	$(BIN)/ruff format --check app worker tests bench migrations
 	$(BIN)/ruff check app worker tests bench migrations
 	$(BIN)/mypy
+	PYTHONPATH=. $(BIN)/lint-imports
 
 # Every test, slow ones included, against a throwaway embedded PostgreSQL (or TEST_DATABASE_URL).
 test: $(STAMP) browser
