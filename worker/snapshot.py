@@ -153,7 +153,7 @@ def load_training_data(session: Session, ranking_ids: Sequence[int], multi_annot
 
 def _is_human() -> Any:
     return (ModelVersion.kind == ModelKind.external) & (
-        ModelVersion.name.ilike(f"%{HUMAN_MARK}%") | (ModelVersion.config["human"].as_boolean().is_(True))
+        ModelVersion.name.ilike(f"%{HUMAN_MARK}%") | (ModelVersion.config[HUMAN_MARK].as_boolean().is_(True))
     )
 
 

@@ -24,7 +24,8 @@ from app.training import queue
 from app.training import repository as repo
 from app.training.config import ConfigError, RoundConfig
 
-# An external model version whose candidates a person wrote; its first-ranked replies feed SFT.
+# An external model version whose candidates a person wrote (its name holds this mark, or its config sets
+# this key true); its first-ranked replies feed SFT.
 HUMAN_MARK = "human"
 # `config["source"]` of the external version holding imported demonstrations (and of their candidates).
 DEMONSTRATION_SOURCE = "demonstration"

@@ -26,16 +26,15 @@ from app.orm import (
     Round,
     RoundStatus,
 )
-from app.training import queue
+from app.training import queue, rounds
 from app.training import repository as repo
-from app.training.rounds import (
-    DEMONSTRATION_SOURCE,
-    start_round,  # noqa: F401
-)
-
-# app/admin/rounds_view.py still calls these two through this module (re-pointed at rounds.py at merge).
-from app.training.rounds import promote_policy as promote  # noqa: F401
+from app.training.rounds import DEMONSTRATION_SOURCE, HUMAN_MARK
 from app.training.schemas import DemonstrationLine, DemonstrationSummary
+
+# The rules are app/training/rounds.py. app/admin/rounds_view.py (rewritten on another branch) still calls
+# them by these names through this module: at merge, point it at app.training.rounds and drop these two.
+start_round = rounds.start_round
+promote = rounds.promote_policy
 
 MAX_LIST = 200
 
@@ -126,7 +125,7 @@ def import_demonstrations(
             name=DEMONSTRATIONS_VERSION,
             kind=ModelKind.external,
             status=ModelStatus.active,
-            config={"source": DEMONSTRATION_SOURCE, "human": True},
+            config={"source": DEMONSTRATION_SOURCE, HUMAN_MARK: True},
         )
         session.add(version)
         session.flush()
