@@ -384,3 +384,13 @@ def count_available_sets(session: Session, annotator_id: int, now: dt.datetime) 
         .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
         .where(*_eligible(annotator_id), or_(_live_count_of_set(now) < ComparisonSet.overlap, own_lease))
     ).scalar_one()
+
+
+def get_candidate(session: Session, candidate_id: int) -> Candidate | None:
+    """One candidate by id."""
+    return session.get(Candidate, candidate_id)
+
+
+def get_ranking(session: Session, ranking_id: int) -> Ranking | None:
+    """One ranking by id."""
+    return session.get(Ranking, ranking_id)
