@@ -54,15 +54,15 @@ def ranking_views(session: Session, rows: Sequence[review.RankingRow]) -> list[R
     versions = review.candidate_versions(session, ids)
     views = []
     for r in rows:
-        letter = {c: letter(i) for i, c in enumerate(items.get(r.set_id, []))}
+        letters = {c: letter(i) for i, c in enumerate(items.get(r.set_id, []))}
 
-        def label(c: int, letter: dict[int, str] = letter) -> TierLabel:
+        def label(c: int, letters: dict[int, str] = letters) -> TierLabel:
             _, name, hidden, _text = versions.get(c, (0, "?", False, ""))
-            return TierLabel(letter.get(c, f"#{c}"), name, hidden)
+            return TierLabel(letters.get(c, f"#{c}"), name, hidden)
 
         tiers = [[label(int(c)) for c in tier] for tier in r.tiers]
         flags = [
-            (letter.get(int(c), f"#{c}"), str(value))
+            (letters.get(int(c), f"#{c}"), str(value))
             for c, values in sorted(r.flags.items())
             if str(c).isdigit()
             for value in values
