@@ -47,17 +47,17 @@ class RankingView:
 
 def ranking_views(session: Session, rows: Sequence[review.RankingRow]) -> list[RankingView]:
     """Tiers and flags of rankings with candidates named by their letter in the set and their version."""
-    items = review.set_items(session, sorted({r.set_id for r in rows}))
-    ids = sorted(
-        {c for r in rows for tier in r.tiers for c in tier} | {c for cs in items.values() for c in cs}
-    )
-    versions = review.candidate_versions(session, ids)
+    members = review.set_members(session, sorted({r.set_id for r in rows}))
     views = []
     for r in rows:
-        letters = {c: letter(i) for i, c in enumerate(items.get(r.set_id, []))}
+        shown = members.get(r.set_id, [])
+        letters = {m.candidate.id: letter(i) for i, m in enumerate(shown)}
+        versions = {m.candidate.id: (m.model_version, m.candidate.hidden) for m in shown}
 
-        def label(c: int, letters: dict[int, str] = letters) -> TierLabel:
-            _, name, hidden, _text = versions.get(c, (0, "?", False, ""))
+        def label(
+            c: int, letters: dict[int, str] = letters, versions: dict[int, tuple[str, bool]] = versions
+        ) -> TierLabel:
+            name, hidden = versions.get(c, ("?", False))
             return TierLabel(letters.get(c, f"#{c}"), name, hidden)
 
         tiers = [[label(int(c)) for c in tier] for tier in r.tiers]

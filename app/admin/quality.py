@@ -148,14 +148,13 @@ def consensus_page(session: Session, page: int) -> ConsensusPage:
     pager = Pager.of(page, 20, quality_repo.count_overlapped_sets(session))
     set_ids = quality_repo.newest_overlapped_sets(session, pager.per_page, pager.offset)
     rankings = quality_repo.live_rankings_of_sets(session, set_ids)
-    items = review.set_items(session, set_ids)
-    candidates = review.candidate_versions(session, sorted({c for ids in items.values() for c in ids}))
+    members = review.set_members(session, set_ids)
     prompts = review.prompts_of_sets(session, set_ids)
     names = auth_repo.usernames(session, sorted({r.annotator_id for r in rankings}))
     out = []
     for set_id in set_ids:
-        cands = items.get(set_id, [])
-        letters = {c: letter(i) for i, c in enumerate(cands)}
+        cands = members.get(set_id, [])
+        letters = {m.candidate.id: letter(i) for i, m in enumerate(cands)}
         mine = [r for r in rankings if r.set_id == set_id]
 
         def labels(tiers: Sequence[Sequence[int]], letters: dict[int, str] = letters) -> list[list[str]]:
@@ -169,9 +168,10 @@ def consensus_page(session: Session, page: int) -> ConsensusPage:
                 set_id=set_id,
                 prompt=prompts.get(set_id, ""),
                 candidates=[
-                    SetCandidate(letters[c], name, text, hidden)
-                    for c in cands
-                    for _, name, hidden, text in [candidates.get(c, (0, "?", False, ""))]
+                    SetCandidate(
+                        letters[m.candidate.id], m.model_version, m.candidate.text, m.candidate.hidden
+                    )
+                    for m in cands
                 ],
                 rankings=[(names.get(r.annotator_id, "?"), labels(r.tiers), bool(r.all_bad)) for r in mine],
                 consensus=labels(consensus_tiers([RankingRecord.of(r).tiers for r in mine])) if mine else [],

@@ -1,4 +1,7 @@
-"""Queries for comparison sets, assignments, rankings and skips (every annotation select lives here).
+"""Queries of the annotation task flow on comparison sets, assignments, rankings and skips.
+
+The admin pages' reads of the same tables are in review_repository.py (rankings browser, flagged
+candidates, candidates of sets) and activity_repository.py (counts of activity per day and annotator).
 
 The statements on the annotation hot path (next task, submit) are built once, at import, with bound
 parameters: building an expression tree and its cache key on every call cost about a third of a

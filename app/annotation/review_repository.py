@@ -1,5 +1,5 @@
 """Queries for reviewing stored annotations on the admin pages: the rankings browser, the flagged-candidate
-queue, and candidates labelled by their set position and model version.
+queue, and the candidates of sets in set order with their model version.
 
 The annotation task flow's queries (leases, submissions, skips) are in repository.py; counts of
 annotation activity (per day, per annotator, open work) in activity_repository.py.
@@ -224,33 +224,25 @@ def flags_raised_by(session: Session, annotator_id: int, limit: int) -> list[Ran
 # --- candidates of sets, labelled -----------------------------------------------------------------------
 
 
-def set_items(session: Session, set_ids: Sequence[int]) -> dict[int, list[int]]:
-    """Set id -> its candidate ids in set order."""
-    if not set_ids:
-        return {}
-    out: dict[int, list[int]] = {}
-    stmt = (
-        select(ComparisonSetItem.set_id, ComparisonSetItem.candidate_id)
-        .where(ComparisonSetItem.set_id.in_(list(set_ids)))
+@dataclass(frozen=True)
+class SetMember:
+    candidate: Candidate
+    model_version: str
+
+
+def set_members(session: Session, set_ids: Sequence[int]) -> dict[int, list[SetMember]]:
+    """The candidates of these comparison sets, in set order, with their model version names."""
+    rows = session.execute(
+        select(ComparisonSetItem.set_id, Candidate, ModelVersion.name)
+        .join(Candidate, Candidate.id == ComparisonSetItem.candidate_id)
+        .join(ModelVersion, ModelVersion.id == Candidate.model_version_id)
+        .where(ComparisonSetItem.set_id.in_(set_ids))
         .order_by(ComparisonSetItem.set_id, ComparisonSetItem.position)
     )
-    for set_id, cid in session.execute(stmt):
-        out.setdefault(int(set_id), []).append(int(cid))
-    return out
-
-
-def candidate_versions(
-    session: Session, candidate_ids: Sequence[int]
-) -> dict[int, tuple[int, str, bool, str]]:
-    """Candidate id -> (version id, version name, hidden, text)."""
-    if not candidate_ids:
-        return {}
-    stmt = (
-        select(Candidate.id, ModelVersion.id, ModelVersion.name, Candidate.hidden, Candidate.text)
-        .join(ModelVersion, ModelVersion.id == Candidate.model_version_id)
-        .where(Candidate.id.in_(list(candidate_ids)))
-    )
-    return {int(c): (int(v), str(n), bool(h), str(t)) for c, v, n, h, t in session.execute(stmt)}
+    members: dict[int, list[SetMember]] = {}
+    for set_id, candidate, version in rows:
+        members.setdefault(set_id, []).append(SetMember(candidate, version))
+    return members
 
 
 def prompts_of_sets(session: Session, set_ids: Sequence[int]) -> dict[int, str]:
