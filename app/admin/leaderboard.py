@@ -14,7 +14,7 @@ from app.admin import charts
 from app.admin.common import DataFormat, data_response, page_router
 from app.deps import DB, AdminUser
 from app.quality import version_stats
-from app.quality.bradley_terry import BASE_RATING
+from app.quality.stats import BASE_RATING
 from app.training import repository as training_repo
 from app.web import render
 
