@@ -380,10 +380,10 @@ def main() -> None:
                 figures = f"{times[0]:>8.0f} {warm:>8.0f} {changed:>10.0f} {size / 1024:>6.1f}"
                 print(f"{url_path:<40} {status:>6} {figures}")
             # Let background recomputations finish before the database goes away.
-            from app.admin import stats
+            from app.quality import cache
 
             deadline = time.monotonic() + 120
-            while stats.pending_refreshes() and time.monotonic() < deadline:
+            while cache.pending_refreshes() and time.monotonic() < deadline:
                 time.sleep(0.2)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import func, select, text
 
-from app.admin import stats
 from app.db import session_scope
 from app.orm import ModelStatus, ModelVersion, Ranking, Role, Round, RoundStatus
+from app.quality import cache
 from bench.dashboard import PAGES, seed
 from tests.conftest import login
 
@@ -36,7 +36,7 @@ def test_bulk_seed_and_every_benchmarked_page(app_client, make_user):
         active = s.scalars(select(ModelVersion.name).where(ModelVersion.status == ModelStatus.active)).all()
         assert sorted(active) == ["oasst-human", "policy-r3"]
         annotator = s.scalar(select(Ranking.annotator_id).limit(1))
-    stats.clear_cache()
+    cache.clear_cache()
     name, pw = make_user("bench-root", Role.admin)
     login(app_client, name, pw)
     for path in PAGES:
@@ -45,4 +45,4 @@ def test_bulk_seed_and_every_benchmarked_page(app_client, make_user):
     board = app_client.get("/admin/leaderboard.json").json()["rows"]
     # The seed's latent quality rises with each generation: the newest policy leads, the base trails.
     assert board[0]["name"] == "policy-r4" and board[-1]["name"] == "base-smollm2"
-    stats.clear_cache()
+    cache.clear_cache()

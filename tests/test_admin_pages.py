@@ -10,7 +10,6 @@ import re
 import pytest
 from sqlalchemy import select
 
-from app.admin import stats
 from app.db import session_scope
 from app.orm import (
     Candidate,
@@ -23,6 +22,7 @@ from app.orm import (
     Role,
     SetStatus,
 )
+from app.quality import annotator_stats, cache
 from app.quality.stats import RankingRecord, bradley_terry, version_outcomes, win_rate
 from tests.admin_data import random_loop, rank, skip
 from tests.conftest import csrf_from, login
@@ -38,9 +38,9 @@ from tests.factories import (
 
 @pytest.fixture(autouse=True)
 def _fresh_stats():
-    stats.clear_cache()
+    cache.clear_cache()
     yield
-    stats.clear_cache()
+    cache.clear_cache()
 
 
 @pytest.fixture
@@ -437,7 +437,7 @@ def test_quality_pages_show_agreement_bias_and_consensus(admin):
     html = admin.get("/admin/quality").text
     summary_rate = None
     with session_scope() as s:
-        summary_rate = stats.agreement_summary(s).overall.rate
+        summary_rate = annotator_stats.agreement_summary(s).overall.rate
     assert stat(html, "agreement") == f"{summary_rate * 100:.1f}%"
     assert 'data-bias="first_shown"' in html and 'data-bias="longer"' in html
     bias = admin.get("/admin/quality/bias.json").json()["rows"]

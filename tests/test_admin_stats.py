@@ -7,8 +7,8 @@ import math
 import pytest
 from sqlalchemy import select
 
-from app.admin import stats
 from app.orm import Candidate, Ranking
+from app.quality import annotator_stats, cache, version_stats
 from app.quality.stats import (
     RankingRecord,
     bradley_terry,
@@ -24,9 +24,9 @@ from tests.admin_data import random_loop
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    stats.clear_cache()
+    cache.clear_cache()
     yield
-    stats.clear_cache()
+    cache.clear_cache()
 
 
 def _live_records(db) -> list[RankingRecord]:
@@ -41,14 +41,14 @@ def _version_of(db) -> dict[int, int]:
 def test_human_win_rates_equal_app_quality(db):
     loop = random_loop(db, seed=1, versions=4, sets=40)
     outcomes = version_outcomes(_live_records(db), _version_of(db))
-    summary = stats.outcome_summary(db)
+    summary = version_stats.outcome_summary(db)
     met = 0
     for a in loop.versions:
         for b in loop.versions:
             if a.id == b.id:
                 continue
             expected = win_rate(outcomes, a.id, b.id)
-            got = stats.human_win_rate(summary, a.id, b.id)
+            got = version_stats.human_win_rate(summary, a.id, b.id)
             if expected.comparisons == 0:
                 assert got is None
                 continue
@@ -71,7 +71,7 @@ def test_bradley_terry_ratings_equal_app_quality(db):
     random_loop(db, seed=2, versions=4, sets=60, quality=[0.0, 0.6, 1.2, 1.8])
     outcomes = version_outcomes(_live_records(db), _version_of(db))
     expected = bradley_terry(outcomes, rounds=1000, seed=0)
-    got = stats.bradley_terry_ratings(stats.outcome_summary(db), rounds=1000, seed=0)
+    got = version_stats.bradley_terry_ratings(version_stats.outcome_summary(db), rounds=1000, seed=0)
     assert [r.version for r in got.ratings] == [r.version for r in expected]
     for g, e in zip(got.ratings, expected, strict=True):
         assert g.rating == pytest.approx(e.rating, abs=1e-6)
@@ -89,7 +89,7 @@ def test_pairwise_agreement_and_tau_equal_app_quality(db):
     loop = random_loop(db, seed=3, versions=3, sets=40, annotators=4)
     records = _live_records(db)
     expected = pairwise_agreement(records)
-    summary = stats.agreement_summary(db)
+    summary = annotator_stats.agreement_summary(db)
     assert (summary.overall.agreeing, summary.overall.compared) == (expected.agreeing, expected.compared)
     assert summary.overall.rate == pytest.approx(expected.rate)
     assert summary.overall.mean_tau_b == pytest.approx(expected.mean_tau_b)
@@ -120,7 +120,7 @@ def test_bias_rates_equal_app_quality(db):
         "earlier_shown": earlier_shown_preference(web),
         "longer": length_bias(records, lengths),
     }
-    got = {r.name: r for r in stats.bias_rates(db)}
+    got = {r.name: r for r in annotator_stats.bias_rates(db)}
     for name, e in expected.items():
         g = got[name]
         assert g.n == e.n and g.n > 0, name
@@ -131,19 +131,19 @@ def test_bias_rates_equal_app_quality(db):
 
 def test_the_cache_is_recomputed_when_a_ranking_is_dropped(db):
     loop = random_loop(db, seed=5, versions=2, sets=10, annotators=2)
-    first = stats.outcome_summary(db)
-    assert stats.outcome_summary(db) is first  # unchanged rankings: the cached object
+    first = version_stats.outcome_summary(db)
+    assert version_stats.outcome_summary(db) is first  # unchanged rankings: the cached object
     live = next(r for r in loop.rankings if not r.dropped and not r.all_bad)
     live.dropped = True
     db.flush()
-    second = stats.outcome_summary(db)
+    second = version_stats.outcome_summary(db)
     assert second is not first
     assert second.comparisons.sum() < first.comparisons.sum()
 
 
 def test_window_stats_run_app_quality_on_the_newest_sets(db):
     random_loop(db, seed=6, versions=2, sets=20, annotators=3)
-    window = stats.window_stats(db)
+    window = annotator_stats.window_stats(db)
     records = _live_records(db)
     from app.quality.stats import consensus_agreement, krippendorff_alpha_ordinal
 
@@ -163,21 +163,21 @@ def test_expensive_statistics_are_served_stale_while_one_thread_recomputes(clean
         loop = random_loop(s, seed=7, versions=2, sets=10, annotators=2)
         victim = next(r.id for r in loop.rankings if not r.dropped and not r.all_bad)
     # Pretend every statistic is expensive: none is recomputed while a request waits.
-    monkeypatch.setattr(stats, "SYNC_RECOMPUTE_SECONDS", 0.0)
+    monkeypatch.setattr(cache, "SYNC_RECOMPUTE_SECONDS", 0.0)
     with session_scope() as s:
-        first = stats.outcome_summary(s)
+        first = version_stats.outcome_summary(s)
         s.get(Ranking, victim).dropped = True
     with session_scope() as s:
-        assert stats.outcome_summary(s) is first  # the previous figures, at once
+        assert version_stats.outcome_summary(s) is first  # the previous figures, at once
     deadline = time.monotonic() + 30
     while True:
         with session_scope() as s:
-            latest = stats.outcome_summary(s)
+            latest = version_stats.outcome_summary(s)
         if latest is not first:
             break
         assert time.monotonic() < deadline, "the background refresh never landed"
         time.sleep(0.05)
     assert latest.comparisons.sum() < first.comparisons.sum()
-    assert stats.pending_refreshes() == 0
+    assert cache.pending_refreshes() == 0
     with session_scope() as s:
-        assert stats.outcome_summary(s) is latest  # up to date: served from the cache
+        assert version_stats.outcome_summary(s) is latest  # up to date: served from the cache

@@ -1,6 +1,6 @@
 """Chart geometry for server-side SVG, and the data behind every chart as CSV or JSON.
 
-The functions here only compute coordinates and plain-text labels; templates/admin/_charts.html draws the
+The functions here only compute coordinates and plain-text labels; templates/admin/_macros.html draws the
 SVG with Jinja's autoescaping, so no label (prompt set names, version names) ever reaches the page raw.
 """
 

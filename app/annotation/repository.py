@@ -1,4 +1,7 @@
-"""Queries for comparison sets, assignments, rankings and skips (every annotation select lives here).
+"""Queries of the annotation task flow on comparison sets, assignments, rankings and skips.
+
+The admin pages' reads of the same tables are in review_repository.py (rankings browser, flagged
+candidates, candidates of sets) and activity_repository.py (counts of activity per day and annotator).
 
 The statements on the annotation hot path (next task, submit) are built once, at import, with bound
 parameters: building an expression tree and its cache key on every call cost about a third of a
@@ -384,3 +387,13 @@ def count_available_sets(session: Session, annotator_id: int, now: dt.datetime) 
         .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
         .where(*_eligible(annotator_id), or_(_live_count_of_set(now) < ComparisonSet.overlap, own_lease))
     ).scalar_one()
+
+
+def get_candidate(session: Session, candidate_id: int) -> Candidate | None:
+    """One candidate by id."""
+    return session.get(Candidate, candidate_id)
+
+
+def get_ranking(session: Session, ranking_id: int) -> Ranking | None:
+    """One ranking by id."""
+    return session.get(Ranking, ranking_id)

@@ -1,4 +1,4 @@
-"""Rules for handing out ranking tasks, storing rankings and skips.
+"""Rules for handing out ranking tasks, storing rankings and skips, and moderating them (admins).
 
 Concurrency: every change that can add to a set's live slots (a new or renewed lease, a submission)
 holds that set's row lock, and re-counts the slots in a new statement after the lock is granted
@@ -313,3 +313,24 @@ def skip_then_next(
     """Skip a task from the page, then hand out the next task."""
     skip_task(session, user, assignment_id, reason)
     return task_page(session, settings, user, notice="Skipped.")
+
+
+# --- moderation by admins ---------------------------------------------------------------------------------
+
+
+def set_candidate_hidden(session: Session, candidate_id: int, hidden: bool) -> None:
+    """Hide a candidate from every future task and export (or show it again); 404 if unknown."""
+    candidate = repo.get_candidate(session, candidate_id)
+    if candidate is None:
+        raise NotFound(f"no candidate {candidate_id}")
+    candidate.hidden = hidden
+    session.flush()
+
+
+def set_ranking_dropped(session: Session, ranking_id: int, dropped: bool) -> None:
+    """Drop a ranking from statistics, exports and training (or restore it); 404 if unknown."""
+    ranking = repo.get_ranking(session, ranking_id)
+    if ranking is None:
+        raise NotFound(f"no ranking {ranking_id}")
+    ranking.dropped = dropped
+    session.flush()

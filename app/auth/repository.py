@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -123,3 +125,69 @@ def clear_login_failures(session: Session, keys: list[str]) -> None:
 def get_api_token(session: Session, token_id: int) -> ApiToken | None:
     """One API token by id."""
     return session.get(ApiToken, token_id)
+
+
+# --- the admin pages' user list ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserRow:
+    id: int
+    username: str
+    role: str
+    active: bool
+    can_log_in: bool
+    created_at: dt.datetime
+    last_login_at: dt.datetime | None
+    tokens: int  # unrevoked API tokens
+
+
+def count_users(session: Session) -> int:
+    """How many users there are."""
+    return int(session.scalar(select(func.count()).select_from(User)) or 0)
+
+
+def count_login_users(session: Session) -> int:
+    """How many users have a password (`imported` and other outside annotators have none)."""
+    stmt = select(func.count()).select_from(User).where(User.password_hash.is_not(None))
+    return int(session.scalar(stmt) or 0)
+
+
+def user_rows(session: Session, limit: int, offset: int) -> list[UserRow]:
+    """Users by name, with their number of live API tokens."""
+    tokens = (
+        select(ApiToken.user_id, func.count().label("n"))
+        .where(ApiToken.revoked_at.is_(None))
+        .group_by(ApiToken.user_id)
+        .subquery()
+    )
+    stmt = (
+        select(User, func.coalesce(tokens.c.n, 0))
+        .outerjoin(tokens, tokens.c.user_id == User.id)
+        .order_by(User.username)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [
+        UserRow(
+            u.id,
+            u.username,
+            u.role.value,
+            u.active,
+            u.password_hash is not None,
+            u.created_at,
+            u.last_login_at,
+            int(n),
+        )
+        for u, n in session.execute(stmt)
+    ]
+
+
+def usernames(session: Session, ids: Sequence[int]) -> dict[int, str]:
+    """User id -> username."""
+    if not ids:
+        return {}
+    return {
+        int(i): str(n)
+        for i, n in session.execute(select(User.id, User.username).where(User.id.in_(list(ids))))
+    }

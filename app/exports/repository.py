@@ -1,15 +1,15 @@
-"""Queries for exports: rankings page by page (keyset on id) and the candidates of their sets."""
+"""Queries for exports: rankings page by page (keyset on id); their sets' candidates come from
+app.annotation.review_repository.set_members."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.orm import Candidate, ComparisonSet, ComparisonSetItem, ModelVersion, Prompt, PromptSet, Ranking
+from app.orm import ComparisonSet, Prompt, PromptSet, Ranking
 
 
 @dataclass(frozen=True)
@@ -25,12 +25,6 @@ class RankingRow:
     ranking: Ranking
     prompt: Prompt
     prompt_set: str
-
-
-@dataclass(frozen=True)
-class SetMember:
-    candidate: Candidate
-    model_version: str
 
 
 def rankings_page(session: Session, filters: ExportFilter, after_id: int, limit: int) -> list[RankingRow]:
@@ -51,18 +45,3 @@ def rankings_page(session: Session, filters: ExportFilter, after_id: int, limit:
     if filters.exclude_all_bad:
         query = query.where(Ranking.all_bad.is_(False))
     return [RankingRow(r[0], r[1], r[2]) for r in session.execute(query)]
-
-
-def set_members(session: Session, set_ids: Sequence[int]) -> dict[int, list[SetMember]]:
-    """The candidates of these comparison sets, in set order, with their model version names."""
-    rows = session.execute(
-        select(ComparisonSetItem.set_id, Candidate, ModelVersion.name)
-        .join(Candidate, Candidate.id == ComparisonSetItem.candidate_id)
-        .join(ModelVersion, ModelVersion.id == Candidate.model_version_id)
-        .where(ComparisonSetItem.set_id.in_(set_ids))
-        .order_by(ComparisonSetItem.set_id, ComparisonSetItem.position)
-    )
-    members: dict[int, list[SetMember]] = {}
-    for set_id, candidate, version in rows:
-        members.setdefault(set_id, []).append(SetMember(candidate, version))
-    return members

@@ -13,10 +13,12 @@ from collections.abc import Callable, Iterator, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.annotation import review_repository as review
+from app.annotation.review_repository import SetMember
 from app.db import session_factory
 from app.errors import Invalid, NotFound
 from app.exports import repository as repo
-from app.exports.repository import ExportFilter, RankingRow, SetMember
+from app.exports.repository import ExportFilter, RankingRow
 from app.exports.schemas import (
     ExportedCandidate,
     ExportedPrompt,
@@ -101,7 +103,7 @@ def _stream(
             rows = repo.rankings_page(session, filters, after, batch_size)
             if not rows:
                 break
-            members = repo.set_members(session, sorted({r.ranking.set_id for r in rows}))
+            members = review.set_members(session, sorted({r.ranking.set_id for r in rows}))
             for row in rows:
                 yield from render(row, members.get(row.ranking.set_id, []))
             after = rows[-1].ranking.id

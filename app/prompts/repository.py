@@ -1,11 +1,16 @@
-"""Queries and inserts for prompt sets, prompts, candidates and imported comparison sets and rankings."""
+"""Queries and inserts for prompt sets, prompts, candidates and imported comparison sets and rankings.
+
+Imports use the first part; the admin pages read prompt sets (their sizes, tags, settings) and the
+prompts two versions both answered from the second.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,6 +24,8 @@ from app.orm import (
     ModelVersion,
     Prompt,
     PromptSet,
+    Ranking,
+    SetStatus,
 )
 
 # Bounds the size of one IN (...) list.
@@ -125,3 +132,171 @@ def add_all(session: Session, rows: Sequence[object]) -> None:
     """Insert rows in one flush (batched INSERT ... RETURNING), so they have ids."""
     session.add_all(rows)
     session.flush()
+
+
+# --- prompt sets and prompts on the admin pages ---------------------------------------------------------
+
+
+def count_prompt_sets(session: Session) -> int:
+    """How many prompt sets there are."""
+    return int(session.scalar(select(func.count()).select_from(PromptSet)) or 0)
+
+
+def count_prompts(session: Session) -> int:
+    """How many prompts there are, in all prompt sets."""
+    return int(session.scalar(select(func.count()).select_from(Prompt)) or 0)
+
+
+def all_prompt_sets(session: Session) -> list[tuple[int, str]]:
+    """(id, name) of every prompt set, by name."""
+    return [
+        (int(i), str(n))
+        for i, n in session.execute(select(PromptSet.id, PromptSet.name).order_by(PromptSet.name))
+    ]
+
+
+def get_prompt_set(session: Session, prompt_set_id: int) -> PromptSet | None:
+    """One prompt set by id."""
+    return session.get(PromptSet, prompt_set_id)
+
+
+@dataclass(frozen=True)
+class PromptSetRow:
+    id: int
+    name: str
+    description: str
+    priority: int
+    paused: bool
+    prompts: int
+    tags: list[str]
+    open_sets: int
+    sets: int
+    rankings: int  # live ones
+
+
+def prompt_set_rows(session: Session, limit: int, offset: int) -> list[PromptSetRow]:
+    """Prompt sets by priority then name, with prompt, set and ranking counts and their most common tags."""
+    page = (
+        select(PromptSet.id)
+        .order_by(PromptSet.priority.desc(), PromptSet.name)
+        .limit(limit)
+        .offset(offset)
+        .subquery()
+    )
+    prompts = (
+        select(Prompt.prompt_set_id, func.count().label("n"))
+        .where(Prompt.prompt_set_id.in_(select(page.c.id)))
+        .group_by(Prompt.prompt_set_id)
+        .subquery()
+    )
+    sets = (
+        select(
+            Prompt.prompt_set_id,
+            func.count().label("n"),
+            func.count().filter(ComparisonSet.status == SetStatus.open).label("open"),
+        )
+        .join(ComparisonSet, ComparisonSet.prompt_id == Prompt.id)
+        .where(Prompt.prompt_set_id.in_(select(page.c.id)))
+        .group_by(Prompt.prompt_set_id)
+        .subquery()
+    )
+    ranked = (
+        select(Prompt.prompt_set_id, func.count().label("n"))
+        .join(ComparisonSet, ComparisonSet.prompt_id == Prompt.id)
+        .join(Ranking, Ranking.set_id == ComparisonSet.id)
+        .where(Prompt.prompt_set_id.in_(select(page.c.id)), Ranking.dropped.is_(False))
+        .group_by(Prompt.prompt_set_id)
+        .subquery()
+    )
+    stmt = (
+        select(
+            PromptSet,
+            func.coalesce(prompts.c.n, 0),
+            func.coalesce(sets.c.open, 0),
+            func.coalesce(sets.c.n, 0),
+            func.coalesce(ranked.c.n, 0),
+        )
+        .join(page, page.c.id == PromptSet.id)
+        .outerjoin(prompts, prompts.c.prompt_set_id == PromptSet.id)
+        .outerjoin(sets, sets.c.prompt_set_id == PromptSet.id)
+        .outerjoin(ranked, ranked.c.prompt_set_id == PromptSet.id)
+        .order_by(PromptSet.priority.desc(), PromptSet.name)
+    )
+    rows = session.execute(stmt).all()
+    tags = top_tags(session, [ps.id for ps, *_ in rows], 6)
+    return [
+        PromptSetRow(
+            ps.id,
+            ps.name,
+            ps.description,
+            ps.priority,
+            ps.paused,
+            int(n),
+            tags.get(ps.id, []),
+            int(o),
+            int(s),
+            int(r),
+        )
+        for ps, n, o, s, r in rows
+    ]
+
+
+def top_tags(session: Session, prompt_set_ids: Sequence[int], per_set: int) -> dict[int, list[str]]:
+    """Prompt set id -> its most used tags (most prompts first)."""
+    if not prompt_set_ids:
+        return {}
+    tag = func.unnest(Prompt.tags).label("tag")
+    tagged = (
+        select(Prompt.prompt_set_id, tag).where(Prompt.prompt_set_id.in_(list(prompt_set_ids))).subquery()
+    )
+    counted = (
+        select(
+            tagged.c.prompt_set_id,
+            tagged.c.tag,
+            func.row_number()
+            .over(partition_by=tagged.c.prompt_set_id, order_by=(func.count().desc(), tagged.c.tag))
+            .label("rank"),
+        )
+        .group_by(tagged.c.prompt_set_id, tagged.c.tag)
+        .subquery()
+    )
+    stmt = (
+        select(counted.c.prompt_set_id, counted.c.tag)
+        .where(counted.c.rank <= per_set)
+        .order_by(counted.c.prompt_set_id, counted.c.rank)
+    )
+    out: dict[int, list[str]] = {}
+    for set_id, name in session.execute(stmt):
+        out.setdefault(int(set_id), []).append(str(name))
+    return out
+
+
+def _shared_prompts(version_a: int, version_b: int) -> Any:
+    """Prompts with candidates from both versions."""
+    has_a = select(Candidate.id).where(
+        Candidate.prompt_id == Prompt.id, Candidate.model_version_id == version_a
+    )
+    has_b = select(Candidate.id).where(
+        Candidate.prompt_id == Prompt.id, Candidate.model_version_id == version_b
+    )
+    return and_(has_a.exists(), has_b.exists())
+
+
+def count_shared_prompts(session: Session, version_a: int, version_b: int) -> int:
+    """How many prompts both versions answered."""
+    stmt = select(func.count()).select_from(Prompt).where(_shared_prompts(version_a, version_b))
+    return int(session.scalar(stmt) or 0)
+
+
+def shared_prompts(
+    session: Session, version_a: int, version_b: int, limit: int, offset: int
+) -> Sequence[Prompt]:
+    """Prompts both versions answered, newest first."""
+    stmt = (
+        select(Prompt)
+        .where(_shared_prompts(version_a, version_b))
+        .order_by(Prompt.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return session.scalars(stmt).all()

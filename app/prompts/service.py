@@ -4,6 +4,8 @@ An import is all or nothing: `importers.parse` checks every line before anything
 caller commits once. Re-importing is safe: a prompt is identified by its text within the prompt set, a
 candidate by (prompt, model version, text), and a set by its prompt and candidates, so a record whose set
 (or, for a ranked record, whose imported ranking) already exists is counted as a duplicate, not stored twice.
+
+A prompt set's hand-out settings (priority, pause) are set here too, from the admin Data page.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sqlalchemy.orm import Session
 from app.annotation.tiers import validate_tiers
 from app.auth.service import imported_annotator
 from app.config import Settings
-from app.errors import Invalid
+from app.errors import Invalid, NotFound
 from app.orm import (
     Assignment,
     AssignmentStatus,
@@ -40,6 +42,27 @@ DEFAULT_PROMPT_SET = "imported"
 RANKING_SOURCE = "import"
 # A comparison set's identity for re-imports: its prompt and the candidates in it.
 SetKey = tuple[int, frozenset[int]]
+MAX_PRIORITY = 1_000_000
+
+
+def set_prompt_set_priority(session: Session, prompt_set_id: int, priority: int) -> None:
+    """Higher-priority prompt sets are handed out first; 422 beyond +-MAX_PRIORITY, 404 if unknown."""
+    if abs(priority) > MAX_PRIORITY:
+        raise Invalid(f"priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}")
+    ps = repo.get_prompt_set(session, prompt_set_id)
+    if ps is None:
+        raise NotFound(f"no prompt set {prompt_set_id}")
+    ps.priority = priority
+    session.flush()
+
+
+def set_prompt_set_paused(session: Session, prompt_set_id: int, paused: bool) -> None:
+    """A paused prompt set hands out no tasks; its sets keep their rankings. 404 if unknown."""
+    ps = repo.get_prompt_set(session, prompt_set_id)
+    if ps is None:
+        raise NotFound(f"no prompt set {prompt_set_id}")
+    ps.paused = paused
+    session.flush()
 
 
 def import_file(

@@ -142,7 +142,7 @@ def bradley_terry(
     ).reshape(rounds, len(versions))
 
     comparisons = np.bincount(first, minlength=len(versions)) + np.bincount(second, minlength=len(versions))
-    components = _components(len(versions), first, second)
+    components = connected_components(len(versions), first, second)
     rows = []
     for i, version in enumerate(versions):
         low, high = percentile_interval(samples[:, i], confidence) if rounds else (ratings[i], ratings[i])
@@ -173,8 +173,9 @@ def _pair_table(first: IntArray, second: IntArray, n: int) -> tuple[IntArray, In
     return codes.astype(np.int64).reshape(-1), (unique // n).astype(np.int64), (unique % n).astype(np.int64)
 
 
-def _components(n: int, first: IntArray, second: IntArray) -> list[int]:
-    """Connected-component label per player (union-find over the pairs that met)."""
+def connected_components(n: int, first: IntArray, second: IntArray) -> list[int]:
+    """Connected-component label per player 0..n-1 (union-find over the pairs that met), numbered 0, 1, ...
+    in order of each component's lowest player index."""
     parent = list(range(n))
 
     def root(i: int) -> int:
@@ -185,6 +186,6 @@ def _components(n: int, first: IntArray, second: IntArray) -> list[int]:
 
     for a, b in zip(first.tolist(), second.tolist(), strict=True):
         parent[root(a)] = root(b)
-    # Number components 0, 1, ... in order of their lowest version id, so labels are stable.
+    # Numbered by lowest index (the lowest version id), so labels are stable.
     labels: dict[int, int] = {}
     return [labels.setdefault(root(i), len(labels)) for i in range(n)]

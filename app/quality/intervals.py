@@ -13,6 +13,8 @@ from scipy.stats import norm
 
 CIMethod = Literal["wilson", "bootstrap"]
 DEFAULT_BOOTSTRAP_ROUNDS = 1000
+# The level of every interval the dashboard shows.
+CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""The statistics layer's public surface: import everything the dashboard needs from here.
+"""Public surface of the pure statistics (no database): code outside app.quality imports them from here.
+
+The dashboard's statistics over the database (cached) are in version_stats.py and annotator_stats.py.
 
 Typical flow: build `RankingRecord`s from stored rankings (`RankingRecord.of(row)`, skipping dropped
 ones), turn them into `version_outcomes` with a candidate -> model version map, then ask for

@@ -130,3 +130,62 @@ def candidate_texts_of(
         )
         found.update((int(p), t) for p, t in rows)
     return found
+
+
+# --- reads for the admin pages (rounds, model versions, lineage) ----------------------------------------
+
+
+def current_round(session: Session) -> Round | None:
+    """The oldest queued or running round of any kind (training first)."""
+    return session.scalars(
+        select(Round)
+        .where(Round.status.in_(ACTIVE_ROUND_STATUSES))
+        .order_by((Round.kind == RoundKind.train).desc(), Round.id)
+        .limit(1)
+    ).first()
+
+
+def count_rounds(session: Session) -> int:
+    """How many rounds there are."""
+    return int(session.scalar(select(func.count()).select_from(Round)) or 0)
+
+
+def rounds_page(session: Session, limit: int, offset: int) -> Sequence[Round]:
+    """Rounds, newest first, one page of them."""
+    return session.scalars(select(Round).order_by(Round.id.desc()).limit(limit).offset(offset)).all()
+
+
+def rounds_by_policy(session: Session) -> dict[int, Round]:
+    """Policy version id -> the round that published it."""
+    rows = session.scalars(select(Round).where(Round.policy_version_id.is_not(None)).order_by(Round.id))
+    return {r.policy_version_id: r for r in rows if r.policy_version_id is not None}
+
+
+def newest_training_round(session: Session) -> Round | None:
+    """The training round started last (auto rounds count the rankings stored since it started)."""
+    return session.scalars(
+        select(Round).where(Round.kind == RoundKind.train).order_by(Round.created_at.desc()).limit(1)
+    ).first()
+
+
+def all_model_versions(session: Session) -> Sequence[ModelVersion]:
+    """Every model version, oldest first (a handful per round: the lineage tree shows them all)."""
+    return session.scalars(select(ModelVersion).order_by(ModelVersion.id)).all()
+
+
+def model_versions_by_id(session: Session, ids: Sequence[int]) -> dict[int, ModelVersion]:
+    """These model versions, keyed by id."""
+    if not ids:
+        return {}
+    rows = session.scalars(select(ModelVersion).where(ModelVersion.id.in_(list(ids))))
+    return {v.id: v for v in rows}
+
+
+def newest_unfailed_reward_version(session: Session) -> ModelVersion | None:
+    """The newest reward model that did not fail (the overview shows it as the one in use)."""
+    return session.scalars(
+        select(ModelVersion)
+        .where(ModelVersion.kind == ModelKind.reward, ModelVersion.status != ModelStatus.failed)
+        .order_by(ModelVersion.id.desc())
+        .limit(1)
+    ).first()

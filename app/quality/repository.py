@@ -1,7 +1,8 @@
-"""The dashboard's heavy aggregations, done by PostgreSQL over every live ranking.
+"""The statistics' aggregate queries, done by PostgreSQL over every live ranking.
 
-Each query reduces ~100k rankings to a few hundred rows; app/admin/stats.py turns those into the same
-statistics app.quality computes from individual rankings (tests/test_admin_stats.py checks they agree).
+Each query reduces ~100k rankings to a few hundred rows; version_stats.py and annotator_stats.py turn
+those into the same statistics the pure modules compute from individual rankings (tests/test_admin_stats.py
+checks they agree).
 Tiers are JSONB lists of candidate-id lists, best first; a tier's ordinality is its rank.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from app.orm import Candidate, ComparisonSet, Ranking
+from app.orm import Ranking
 
 # One row per (ranking, tier, candidate): the building block of every pairwise statistic. The queries
 # below splice in this constant as {members} (never any input: every value is a bound parameter).
@@ -324,38 +325,3 @@ def live_rankings_of_sets(session: Session, set_ids: Sequence[int]) -> list[Any]
         .order_by(Ranking.set_id, Ranking.annotator_id)
     )
     return list(session.execute(stmt).all())
-
-
-def candidates_of_sets(session: Session, set_ids: Sequence[int]) -> list[Any]:
-    """(set id, candidate id, version id, text, hidden) of every candidate in these sets."""
-    if not set_ids:
-        return []
-    from app.orm import ComparisonSetItem
-
-    stmt = (
-        select(
-            ComparisonSetItem.set_id,
-            Candidate.id,
-            Candidate.model_version_id,
-            Candidate.text,
-            Candidate.hidden,
-        )
-        .join(Candidate, Candidate.id == ComparisonSetItem.candidate_id)
-        .where(ComparisonSetItem.set_id.in_(list(set_ids)))
-        .order_by(ComparisonSetItem.set_id, ComparisonSetItem.position)
-    )
-    return list(session.execute(stmt).all())
-
-
-def prompts_of_sets(session: Session, set_ids: Sequence[int]) -> dict[int, str]:
-    """Set id -> its prompt's text."""
-    if not set_ids:
-        return {}
-    from app.orm import Prompt
-
-    rows = session.execute(
-        select(ComparisonSet.id, Prompt.text)
-        .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
-        .where(ComparisonSet.id.in_(list(set_ids)))
-    ).all()
-    return {int(i): str(t) for i, t in rows}

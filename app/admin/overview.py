@@ -1,0 +1,125 @@
+"""The admin home page: counts, rankings per day, open work, the models in use and the round in progress."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
+
+from app.admin import charts
+from app.admin.common import DataFormat, data_response, page_router
+from app.annotation import activity_repository as activity
+from app.annotation import repository as annotation_repo
+from app.auth import repository as auth_repo
+from app.config import Settings
+from app.deps import DB, AdminUser, SettingsDep
+from app.errors import Invalid
+from app.orm import ModelKind, ModelStatus, ModelVersion, Round, SetStatus
+from app.prompts import repository as prompts_repo
+from app.training import repository as training_repo
+from app.web import render
+
+router = page_router()
+
+OVERVIEW_DAYS = 30
+
+
+@dataclass(frozen=True)
+class Overview:
+    prompt_sets: int
+    prompts: int
+    sets: int
+    open_sets: int
+    rankings: int  # live ones
+    users: int  # who can log in
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    counts: Overview
+    per_day: charts.BarChart
+    per_day_total: int
+    days: int
+    active_annotators: int  # with a live ranking in the last 7 days
+    open_sets: activity.OpenSets
+    active_policy: ModelVersion | None
+    reward_model: ModelVersion | None
+    current_round: Round | None
+    latest_round: Round | None
+    auto_round_threshold: int
+    rankings_since_last_round: int
+
+
+def overview(session: Session) -> Overview:
+    """Counts of prompt sets, prompts, comparison sets, live rankings and users who can log in."""
+    return Overview(
+        prompt_sets=prompts_repo.count_prompt_sets(session),
+        prompts=prompts_repo.count_prompts(session),
+        sets=activity.count_sets(session),
+        open_sets=activity.count_sets(session, SetStatus.open),
+        rankings=activity.count_live_rankings(session),
+        users=auth_repo.count_login_users(session),
+    )
+
+
+def _per_day(session: Session, days: int) -> list[tuple[dt.date, int]]:
+    """Live rankings per UTC day for the last `days` days, zeros included."""
+    today = annotation_repo.db_now(session).astimezone(dt.UTC).date()
+    start = today - dt.timedelta(days=days - 1)
+    counts = dict(activity.rankings_per_day(session, start))
+    return [(start + dt.timedelta(days=i), counts.get(start + dt.timedelta(days=i), 0)) for i in range(days)]
+
+
+def dashboard(session: Session, settings: Settings) -> Dashboard:
+    """The overview: activity, open work, the models in use and the round in progress."""
+    per_day = _per_day(session, OVERVIEW_DAYS)
+    now = annotation_repo.db_now(session)
+    policies = training_repo.list_model_versions(session, ModelKind.policy, ModelStatus.active, 1)
+    latest = training_repo.list_rounds(session, None, 1)
+    last_training = training_repo.newest_training_round(session)
+    return Dashboard(
+        counts=overview(session),
+        per_day=charts.bar_chart(
+            [d.strftime("%b %d") for d, _ in per_day],
+            [float(n) for _, n in per_day],
+            title="Rankings per day (UTC)",
+            label_every=5,
+        ),
+        per_day_total=sum(n for _, n in per_day),
+        days=OVERVIEW_DAYS,
+        active_annotators=activity.active_annotators(session, now - dt.timedelta(days=7)),
+        open_sets=activity.open_sets(session),
+        active_policy=policies[0] if policies else None,
+        reward_model=training_repo.newest_unfailed_reward_version(session),
+        current_round=training_repo.current_round(session),
+        latest_round=latest[0] if latest else None,
+        auto_round_threshold=settings.auto_round_min_rankings,
+        rankings_since_last_round=activity.count_live_rankings(
+            session, last_training.created_at if last_training else None
+        ),
+    )
+
+
+def rankings_per_day_table(session: Session, days: int = OVERVIEW_DAYS) -> charts.Table:
+    """The rankings-per-day chart's data."""
+    if not 1 <= days <= 3660:
+        raise Invalid("days must be between 1 and 3660")
+    return charts.Table(
+        "rankings-per-day", ("day", "rankings"), [(d.isoformat(), n) for d, n in _per_day(session, days)]
+    )
+
+
+@router.get("", response_class=HTMLResponse)
+def admin_home(request: Request, db: DB, settings: SettingsDep, user: AdminUser) -> Response:
+    return render(request, "admin/index.html", {"d": dashboard(db, settings)})
+
+
+@router.get("/charts/rankings-per-day.{fmt}")
+def rankings_per_day_data(
+    db: DB, user: AdminUser, fmt: DataFormat, days: Annotated[int, Query(ge=1, le=3660)] = 30
+) -> Response:
+    return data_response(rankings_per_day_table(db, days), fmt)
