@@ -9,13 +9,12 @@ candidate by (prompt, model version, text), and a set by its prompt and candidat
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.annotation.service import fingerprint
 from app.annotation.tiers import validate_tiers
 from app.auth.service import imported_annotator
 from app.config import Settings
@@ -287,27 +286,8 @@ def _imported_rankings(
                 display_order=ids,
                 seconds_spent=None,
                 source=RANKING_SOURCE,
-                fingerprint=ranking_fingerprint(assignment.id, normalised, False, {}, ""),
+                fingerprint=fingerprint(assignment.id, normalised, False, {}, ""),
             )
         )
     repo.add_all(session, rankings)
     return len(rankings)
-
-
-def ranking_fingerprint(
-    assignment_id: int, tiers: list[list[int]], all_bad: bool, flags: dict[str, Any], rationale: str
-) -> str:
-    """sha256 of the ranking's canonical JSON, in the same shape as web submissions."""
-    canonical = json.dumps(
-        {
-            "assignment_id": assignment_id,
-            "tiers": tiers,
-            "all_bad": all_bad,
-            "flags": flags,
-            "rationale": rationale,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
