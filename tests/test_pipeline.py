@@ -25,6 +25,7 @@ from app.orm import (
     RoundStatus,
     SetStatus,
 )
+from app.prompts import service as prompts_service
 from app.training import service
 from tests.training_data import reset_artifacts, seed_rankings, tiny_model, tiny_overrides
 from worker import artifacts, store
@@ -222,13 +223,13 @@ def test_demonstrations_are_imported_all_or_nothing_and_feed_sft(clean_db, model
     good += b'{"prompt": "tell me about the moon", "completion": "the moon is white"}\n'
     bad = good + b'{"prompt": "tell me about the moon"}\n' + b"not json\n"
     with session_scope() as s, pytest.raises(Invalid, match="2 malformed line"):
-        service.import_demonstrations(s, get_settings(), bad)
+        prompts_service.import_demonstrations(s, get_settings(), bad)
     with session_scope() as s:
         assert s.scalars(select(Candidate)).all() == []
-        first = service.import_demonstrations(s, get_settings(), good)
+        first = prompts_service.import_demonstrations(s, get_settings(), good)
     assert (first.lines, first.prompts, first.demonstrations, first.duplicates) == (3, 2, 2, 1)
     with session_scope() as s:
-        again = service.import_demonstrations(s, get_settings(), good)
+        again = prompts_service.import_demonstrations(s, get_settings(), good)
         assert (again.prompts, again.demonstrations) == (0, 0)
         seed_rankings(s, prompts=4, annotators=1, unranked=0)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -18,13 +19,14 @@ from app.annotation.service import fingerprint
 from app.annotation.tiers import validate_tiers
 from app.auth.service import imported_annotator
 from app.config import Settings
-from app.errors import Invalid
+from app.errors import Conflict, Invalid, PayloadTooLarge
 from app.orm import (
     Assignment,
     AssignmentStatus,
     Candidate,
     ComparisonSet,
     ComparisonSetItem,
+    ModelKind,
     ModelVersion,
     Prompt,
     Ranking,
@@ -33,7 +35,8 @@ from app.orm import (
 from app.prompts import importers
 from app.prompts import repository as repo
 from app.prompts.importers import Record
-from app.prompts.schemas import ImportKind, ImportSummary
+from app.prompts.schemas import DemonstrationSummary, ImportKind, ImportSummary
+from worker.store import DEMONSTRATION_SOURCE
 
 DEFAULT_PROMPT_SET = "imported"
 RANKING_SOURCE = "import"
@@ -59,13 +62,46 @@ def import_file(
     return import_records(session, settings, records, name, origin=origin)
 
 
+def import_demonstrations(
+    session: Session, settings: Settings, data: bytes, prompt_set: str | None = None
+) -> DemonstrationSummary:
+    """Store `{"prompt","completion"}` lines as demonstrations for SFT; flushes, never commits.
+
+    Each completion becomes a candidate of the active external "demonstrations" version (config
+    `{"source": "demonstration", "human": True}`), which the worker's SFT stage trains on. Raises
+    PayloadTooLarge over max_upload_bytes, Invalid (nothing written) naming every malformed line, and
+    Conflict when a non-external model version already has that name.
+    """
+    if len(data) > settings.max_upload_bytes:
+        raise PayloadTooLarge(f"the file is larger than {settings.max_upload_bytes} bytes")
+    records = [
+        replace(r, completion_meta=[{"source": DEMONSTRATION_SOURCE}])
+        for r in importers.parse(data, ImportKind.demonstrations)
+    ]
+    name = _prompt_set_name(prompt_set, default=importers.DEMONSTRATIONS_MODEL)
+    prompt_set_row = repo.get_or_add_prompt_set(session, name, "prompts with human-written demonstrations")
+    version = repo.get_or_add_external_model_version(
+        session, importers.DEMONSTRATIONS_MODEL, {"source": DEMONSTRATION_SOURCE, "human": True}
+    )
+    if version.kind != ModelKind.external:
+        raise Conflict(
+            f"model version {importers.DEMONSTRATIONS_MODEL!r} exists and is not an external source"
+        )
+    prompts, preexisting = _prompts(session, prompt_set_row.id, records, origin="")
+    _, stored = _candidates(session, records, prompts, {importers.DEMONSTRATIONS_MODEL: version})
+    return DemonstrationSummary(
+        prompt_set=name,
+        lines=len(records),
+        prompts=len(prompts) - len(preexisting),
+        demonstrations=stored,
+        duplicates=len(records) - stored,
+    )
+
+
 def _import_demonstrations(
     session: Session, settings: Settings, data: bytes, prompt_set: str | None
 ) -> ImportSummary:
-    # Demonstrations feed training, not annotation: the training feature owns how they are stored.
-    from app.training import service as training_service
-
-    done = training_service.import_demonstrations(session, settings, data, prompt_set)
+    done = import_demonstrations(session, settings, data, prompt_set)
     return ImportSummary(
         prompt_set=done.prompt_set,
         records=done.lines,
@@ -153,9 +189,9 @@ def import_records(
     return summary
 
 
-def _prompt_set_name(name: str | None) -> str:
+def _prompt_set_name(name: str | None, default: str = DEFAULT_PROMPT_SET) -> str:
     """The prompt set name to use: the given one, trimmed, or the default."""
-    name = (name or "").strip() or DEFAULT_PROMPT_SET
+    name = (name or "").strip() or default
     if len(name) > 200:
         raise Invalid("prompt set names are at most 200 characters")
     if not name.isprintable():
