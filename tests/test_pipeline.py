@@ -4,7 +4,6 @@ snapshot, SFT, reward model, DPO policy, evaluation, publication, generation of 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,25 +26,13 @@ from app.orm import (
 )
 from app.prompts import service as prompts_service
 from app.training import service
-from tests.training_data import reset_artifacts, seed_rankings, tiny_model, tiny_overrides
+from tests.training_data import seed_rankings, tiny_overrides
 from worker import artifacts, store
 from worker.progress import Cancelled, ProgressReporter
 from worker.tasks import run_round_job
 
 # Each round trains a tiny model for a few seconds.
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def fresh_artifacts() -> Iterator[None]:
-    reset_artifacts()
-    yield
-    reset_artifacts()
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp("tiny-llama-round"))
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fresh_artifacts")]
 
 
 def start(overrides: dict[str, object], kind: RoundKind = RoundKind.train) -> int:

@@ -184,3 +184,16 @@ def reset_artifacts() -> None:
     from app.config import get_settings
 
     shutil.rmtree(get_settings().resolved_artifacts_dir, ignore_errors=True)
+
+
+def clear_queue() -> None:
+    """Empty procrastinate's tables: jobs, their events, periodic defers and registered workers."""
+    from sqlalchemy import text
+
+    from app.db import session_scope
+
+    with session_scope() as s:
+        s.execute(text("DELETE FROM procrastinate_events"))
+        s.execute(text("DELETE FROM procrastinate_periodic_defers"))
+        s.execute(text("DELETE FROM procrastinate_jobs"))
+        s.execute(text("DELETE FROM procrastinate_workers"))
