@@ -4,6 +4,7 @@ An import is all or nothing: `importers.parse` checks every line before anything
 caller commits once. Re-importing is safe: a prompt is identified by its text within the prompt set, a
 candidate by (prompt, model version, text), and a set by its prompt and candidates, so a record whose set
 (or, for a ranked record, whose imported ranking) already exists is counted as a duplicate, not stored twice.
+Demonstrations (`import_demonstrations`) become candidates of the human "demonstrations" version, in no set.
 """
 
 from __future__ import annotations
