@@ -124,5 +124,6 @@ def end_session(session: Session, commit: bool) -> None:
 
 
 def ping(session: Session) -> bool:
+    """One round trip to the database (True); raises SQLAlchemyError when it does not answer."""
     session.execute(text("SELECT 1"))
     return True

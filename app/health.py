@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.db import session_factory
+from app.db import ping, session_factory
 
 router = APIRouter(tags=["health"])
 
@@ -16,7 +15,7 @@ router = APIRouter(tags=["health"])
 def healthz() -> JSONResponse:
     try:
         with session_factory()() as session:
-            session.execute(text("SELECT 1"))
+            ping(session)
     except SQLAlchemyError as exc:
         return JSONResponse({"status": "unavailable", "detail": str(exc.__class__.__name__)}, status_code=503)
     return JSONResponse({"status": "ok"})

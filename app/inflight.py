@@ -12,9 +12,10 @@ waits too long is answered 503 with Retry-After.
 from __future__ import annotations
 
 import asyncio
-import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.middleware import send_json_error
 
 
 class InFlightLimit:
@@ -35,25 +36,10 @@ class InFlightLimit:
         try:
             await asyncio.wait_for(self._slots.acquire(), self.wait_seconds)
         except TimeoutError:
-            await _busy(send, self.wait_seconds)
+            detail = f"the server is busy (waited {self.wait_seconds:g} s for a slot); retry shortly"
+            await send_json_error(send, 503, detail, ((b"retry-after", b"1"),))
             return
         try:
             await self.app(scope, receive, send)
         finally:
             self._slots.release()
-
-
-async def _busy(send: Send, waited: float) -> None:
-    body = json.dumps({"detail": f"the server is busy (waited {waited:g} s for a slot); retry shortly"})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", b"1"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body.encode()})

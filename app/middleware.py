@@ -1,4 +1,7 @@
-"""ASGI middleware that caps every request body, before any parsing (CSRF form reads included)."""
+"""ASGI middleware that caps every request body, before any parsing (CSRF form reads included).
+
+Also the one way such middleware answers an error itself: `send_json_error`.
+"""
 
 from __future__ import annotations
 
@@ -62,15 +65,23 @@ class BodySizeLimit:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps({"detail": f"request body too large: the limit is {self.limit:,} bytes"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json_error(send, 413, f"request body too large: the limit is {self.limit:,} bytes")
+
+
+async def send_json_error(
+    send: Send, status: int, detail: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    """Answer `{"detail": detail}` with `status` from ASGI middleware, in place of the app's answer."""
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -154,3 +154,21 @@ def api_token(clean_db: str):
             return service.issue_api_token(session, user, "test")
 
     return _make
+
+
+@pytest.fixture
+def fresh_artifacts() -> Iterator[None]:
+    """No model version directories before or after the test (modules that train ask for it by mark)."""
+    from tests.training_data import reset_artifacts
+
+    reset_artifacts()
+    yield
+    reset_artifacts()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama, built once per test module that trains."""
+    from tests.training_data import tiny_model
+
+    return tiny_model(tmp_path_factory.mktemp("tiny-llama"))

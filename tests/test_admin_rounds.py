@@ -10,13 +10,7 @@ from sqlalchemy import func, select, text
 from app.db import session_scope
 from app.orm import Role, Round, RoundStatus
 from tests.conftest import csrf_from, login
-
-
-def clear_queue() -> None:
-    with session_scope() as s:
-        s.execute(text("DELETE FROM procrastinate_events"))
-        s.execute(text("DELETE FROM procrastinate_periodic_defers"))
-        s.execute(text("DELETE FROM procrastinate_jobs"))
+from tests.training_data import clear_queue
 
 
 @pytest.fixture

@@ -10,8 +10,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.annotation import service as annotation_service
+from app.annotation.schemas import RankingIn
 from app.config import Settings, get_settings
-from app.errors import Invalid
+from app.errors import Conflict, Invalid
 from app.orm import (
     Assignment,
     AssignmentStatus,
@@ -159,6 +161,24 @@ def test_ranked_group_with_tie_and_unranked_group_waiting_for_annotators(db):
     assert (
         db.scalar(select(func.count()).select_from(Assignment).where(Assignment.set_id == open_set.id)) == 0
     )
+
+
+def test_an_imported_ranking_fingerprints_like_a_web_submission_of_the_same_answer(db):
+    # The web path recognises an identical repeat by its fingerprint: submitting the imported answer again
+    # through it must find the stored ranking (and a different answer must not).
+    data = jsonl(
+        {"prompt": "Name a colour", "completions": ["red", "blue", "green"], "ranking": [[2], [0, 1]]}
+    )
+    run(db, data, ImportKind.ranked_groups)
+    ranking = db.scalars(select(Ranking)).one()
+    annotator = db.get(User, ranking.annotator_id)
+    assert annotator is not None
+    same = RankingIn(assignment_id=ranking.assignment_id, tiers=[list(t) for t in ranking.tiers])
+    result = annotation_service.submit_ranking(db, get_settings(), annotator, same)
+    assert (result.created, result.ranking.id) == (False, ranking.id)
+    different = RankingIn(assignment_id=ranking.assignment_id, tiers=list(reversed(ranking.tiers)))
+    with pytest.raises(Conflict, match="different answer"):
+        annotation_service.submit_ranking(db, get_settings(), annotator, different)
 
 
 def oa_tree() -> dict[str, Any]:

@@ -4,7 +4,6 @@ snapshot, SFT, reward model, DPO policy, evaluation, publication, generation of 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,26 +24,15 @@ from app.orm import (
     RoundStatus,
     SetStatus,
 )
-from app.training import rounds, service
-from tests.training_data import reset_artifacts, seed_rankings, tiny_model, tiny_overrides
+from app.prompts import service as prompts_service
+from app.training import rounds
+from tests.training_data import seed_rankings, tiny_overrides
 from worker import artifacts, snapshot, versions
 from worker.progress import Cancelled, ProgressReporter
 from worker.tasks import run_round_job
 
 # Each round trains a tiny model for a few seconds.
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def fresh_artifacts() -> Iterator[None]:
-    reset_artifacts()
-    yield
-    reset_artifacts()
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp("tiny-llama-round"))
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fresh_artifacts")]
 
 
 def start(overrides: dict[str, object], kind: RoundKind = RoundKind.train) -> int:
@@ -222,13 +210,13 @@ def test_demonstrations_are_imported_all_or_nothing_and_feed_sft(clean_db, model
     good += b'{"prompt": "tell me about the moon", "completion": "the moon is white"}\n'
     bad = good + b'{"prompt": "tell me about the moon"}\n' + b"not json\n"
     with session_scope() as s, pytest.raises(Invalid, match="2 malformed line"):
-        service.import_demonstrations(s, get_settings(), bad)
+        prompts_service.import_demonstrations(s, get_settings(), bad)
     with session_scope() as s:
         assert s.scalars(select(Candidate)).all() == []
-        first = service.import_demonstrations(s, get_settings(), good)
+        first = prompts_service.import_demonstrations(s, get_settings(), good)
     assert (first.lines, first.prompts, first.demonstrations, first.duplicates) == (3, 2, 2, 1)
     with session_scope() as s:
-        again = service.import_demonstrations(s, get_settings(), good)
+        again = prompts_service.import_demonstrations(s, get_settings(), good)
         assert (again.prompts, again.demonstrations) == (0, 0)
         seed_rankings(s, prompts=4, annotators=1, unranked=0)
 

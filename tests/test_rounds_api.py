@@ -11,6 +11,7 @@ from sqlalchemy import func, select, text
 from app.db import session_scope
 from app.orm import ModelKind, ModelStatus, ModelVersion, Role, Round, RoundStatus
 from tests.factories import make_model_version
+from tests.training_data import clear_queue
 
 
 def auth(token: str) -> dict[str, str]:
@@ -31,13 +32,6 @@ def job(job_id: int) -> dict:
             .one()
         )
         return dict(row)
-
-
-def clear_queue() -> None:
-    with session_scope() as s:
-        s.execute(text("DELETE FROM procrastinate_events"))
-        s.execute(text("DELETE FROM procrastinate_periodic_defers"))
-        s.execute(text("DELETE FROM procrastinate_jobs"))
 
 
 @pytest.fixture

@@ -21,32 +21,12 @@ from app.config import get_settings
 from app.db import session_scope
 from app.orm import ModelVersion, Round, RoundStatus
 from app.training import rounds, service
-from tests.training_data import reset_artifacts, seed_rankings, tiny_model
+from tests.training_data import clear_queue, seed_rankings
 from worker import artifacts
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fresh_artifacts")]
 
 RANKLOOP = str(Path(sys.executable).with_name("rankloop"))
-
-
-@pytest.fixture(autouse=True)
-def fresh_artifacts() -> Iterator[None]:
-    reset_artifacts()
-    yield
-    reset_artifacts()
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp("tiny-llama-faults"))
-
-
-def clear_queue() -> None:
-    with session_scope() as s:
-        s.execute(text("DELETE FROM procrastinate_events"))
-        s.execute(text("DELETE FROM procrastinate_periodic_defers"))
-        s.execute(text("DELETE FROM procrastinate_jobs"))
-        s.execute(text("DELETE FROM procrastinate_workers"))
 
 
 class Workers:

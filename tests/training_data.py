@@ -6,24 +6,19 @@ learn something in a few steps.
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from app.orm import (
-    Assignment,
-    AssignmentStatus,
-    ComparisonSet,
     ModelKind,
     ModelStatus,
     ModelVersion,
     Prompt,
-    Ranking,
     SetStatus,
-    User,
 )
+from tests.admin_data import rank
 from tests.factories import make_annotator, make_candidates, make_comparison_set, make_prompt, make_prompt_set
 
 SUBJECTS = [
@@ -89,38 +84,6 @@ def tiny_overrides(model: Path, **extra: object) -> dict[str, object]:
     }
 
 
-def rank(session: Session, cset: ComparisonSet, annotator: User, tiers: list[list[int]]) -> Ranking:
-    """A submitted ranking of `cset` by `annotator` (tiers of candidate ids, best first)."""
-    now = dt.datetime.now(dt.UTC)
-    ids = [c for tier in tiers for c in tier]
-    assignment = Assignment(
-        set_id=cset.id,
-        annotator_id=annotator.id,
-        status=AssignmentStatus.submitted,
-        display_order=ids,
-        leased_at=now,
-        lease_expires_at=now,
-        completed_at=now,
-    )
-    session.add(assignment)
-    session.flush()
-    ranking = Ranking(
-        assignment_id=assignment.id,
-        set_id=cset.id,
-        annotator_id=annotator.id,
-        tiers=[sorted(t) for t in tiers],
-        all_bad=False,
-        flags={},
-        rationale="",
-        display_order=ids,
-        source="test",
-        fingerprint=f"test-{assignment.id}",
-    )
-    session.add(ranking)
-    session.flush()
-    return ranking
-
-
 def seed_rankings(
     session: Session,
     *,
@@ -163,7 +126,11 @@ def seed_rankings(
         for person in people:
             order = [c.id for c in cands[1:]]
             rnd.shuffle(order)
-            ranking_ids.append(rank(session, cset, person, [[cands[0].id], *[[c] for c in order]]).id)
+            ranking_ids.append(
+                rank(
+                    session, cset, person, [[cands[0].id], *[[c] for c in order]], seconds=None, source="test"
+                ).id
+            )
         set_ids.append(cset.id)
         prompt_ids.append(prompt.id)
     for j in range(unranked):
@@ -184,3 +151,16 @@ def reset_artifacts() -> None:
     from app.config import get_settings
 
     shutil.rmtree(get_settings().resolved_artifacts_dir, ignore_errors=True)
+
+
+def clear_queue() -> None:
+    """Empty procrastinate's tables: jobs, their events, periodic defers and registered workers."""
+    from sqlalchemy import text
+
+    from app.db import session_scope
+
+    with session_scope() as s:
+        s.execute(text("DELETE FROM procrastinate_events"))
+        s.execute(text("DELETE FROM procrastinate_periodic_defers"))
+        s.execute(text("DELETE FROM procrastinate_jobs"))
+        s.execute(text("DELETE FROM procrastinate_workers"))

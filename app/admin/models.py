@@ -1,7 +1,8 @@
 """The Model versions pages: lineage trees with each version's metrics, promotion and roll-back, and two
 versions' completions side by side.
 
-Promotion goes through app.training.service; human win-rates come from app.quality.version_stats.
+Promotion goes through app.training.rounds (the one rule); human win-rates come from
+app.quality.version_stats.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from app.orm import ModelKind, ModelStatus, ModelVersion
 from app.prompts import repository as prompts_repo
 from app.quality import version_stats
 from app.training import repository as training_repo
-from app.training import service as training
+from app.training import rounds as training_rounds
 from app.web import render
 
 router = page_router()
@@ -255,5 +256,5 @@ def compare_page(
 @router.post("/models/{version_id}/promote")
 def promote(db: DB, user: AdminUser, version_id: int) -> Response:
     # Promotion, or a roll-back to an older policy.
-    version = training.promote(db, version_id)
+    version = training_rounds.promote_policy(db, version_id)
     return redirect(f"/admin/models?promoted={version.id}")

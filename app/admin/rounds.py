@@ -1,6 +1,7 @@
 """The Rounds pages: the list with the start form, and one round's live progress, loss curves and metrics.
 
-Starting and cancelling go through app.training.service; reads come from app.training.repository.
+Starting goes through app.training.rounds (the one rule), cancelling through app.training.service;
+reads come from app.training.repository.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from app.deps import DB, AdminUser, SettingsDep
 from app.errors import AppError
 from app.orm import ModelVersion, Round, RoundStatus, User
 from app.training import repository as training_repo
+from app.training import rounds as training_rounds
 from app.training import service as training
+from app.training.config import RoundConfig
 from app.web import is_htmx, render
 
 router = page_router()
@@ -55,8 +58,6 @@ class RoundsPage:
 
 
 def _fields(values: dict[str, str]) -> list[FieldView]:
-    from worker.config import RoundConfig
-
     described = RoundConfig.describe()
     return [
         FieldView(
@@ -90,7 +91,7 @@ def rounds_page(
 
 def start_round(session: Session, settings: Settings, form: RoundForm, user: User) -> Round:
     """Queue a training round with the form's overrides (409 while another round is active)."""
-    return training.start_round(session, settings, form.overrides(), requested_by_id=user.id)
+    return training_rounds.start_round(session, settings, form.overrides(), requested_by_id=user.id)
 
 
 @dataclass(frozen=True)

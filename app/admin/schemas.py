@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from app.errors import Invalid
+from app.training.config import ConfigError, parse_assignments
 
 # The round form's fields: config key, label, input type. Empty fields keep the default.
 ROUND_FIELDS: list[tuple[str, str, str]] = [
@@ -33,7 +34,6 @@ class RoundForm(BaseModel):
 
     def overrides(self) -> dict[str, Any]:
         """Non-empty fields and extra lines as config overrides (typed and checked by RoundConfig)."""
-        from worker.config import ConfigError, parse_assignments
 
         out: dict[str, Any] = {k: v.strip() for k, v in self.values.items() if v.strip()}
         if len(self.extra) > MAX_EXTRA_CHARS:

@@ -10,6 +10,8 @@ Pure functions: bytes in, `Record`s out, or `Invalid` naming each bad line. Form
   `prompt` is a message object). Every group of two or more ranked sibling assistant replies becomes a
   record; its prompt is the root text for replies to the root, else the conversation so far rendered as
   "User: ...\n\nAssistant: ...\n\nUser: ...". Equal ranks are a tie; deleted replies are left out.
+- demonstrations: JSONL `{"prompt", "completion"}`, a human-written reply for the supervised (SFT) stage ->
+  a record with that one completion and no ranking.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 from app.annotation.tiers import MAX_CANDIDATES, MIN_CANDIDATES, validate_tiers
 from app.errors import Invalid
 from app.prompts.schemas import (
+    DemonstrationLine,
     ImportKind,
     OAMessage,
     OATree,
@@ -38,6 +41,8 @@ M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_MODEL = "imported"
 OASST_MODEL = "oasst-human"
+# The external model version that authors demonstrations (a person, not a model).
+DEMONSTRATIONS_MODEL = "demonstrations"
 # Enough to fix a file in one go without drowning the reader.
 MAX_REPORTED_ERRORS = 20
 
@@ -178,6 +183,17 @@ def _parse_object(number: int, obj: dict[str, Any], kind: ImportKind) -> list[Re
                 completions=[pair.chosen, pair.rejected],
                 tiers=[[0], [1]],
                 model=pair.model or DEFAULT_MODEL,
+            )
+        ]
+    if kind == ImportKind.demonstrations:
+        demo = _validate(DemonstrationLine, obj)
+        return [
+            Record(
+                line=number,
+                prompt=demo.prompt,
+                completions=[demo.completion],
+                model=DEMONSTRATIONS_MODEL,
+                source="demonstrations",
             )
         ]
     if kind == ImportKind.oasst or isinstance(obj.get("prompt"), dict):

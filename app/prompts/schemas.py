@@ -69,6 +69,13 @@ class OATree(_Line):
     message_tree_id: str | None = None
 
 
+class DemonstrationLine(_Line):
+    """One demonstration: a prompt and the reply a person wrote for it (JSONL `{"prompt","completion"}`)."""
+
+    prompt: str = Field(min_length=1, max_length=100_000, pattern=r"\S")
+    completion: str = Field(min_length=1, max_length=100_000, pattern=r"\S")
+
+
 class ImportSummary(BaseModel):
     """What an import created."""
 
@@ -79,3 +86,13 @@ class ImportSummary(BaseModel):
     sets: int = Field(description="comparison sets created")
     rankings: int = Field(description='rankings created, by the "imported" annotator')
     duplicates: int = Field(description="records skipped because the same set (and ranking) already exists")
+
+
+class DemonstrationSummary(BaseModel):
+    """What a demonstrations import stored (the `rankloop import-demonstrations` report)."""
+
+    prompt_set: str
+    lines: int = Field(description="demonstrations read")
+    prompts: int = Field(description="prompts created (a prompt already in the set is reused)")
+    demonstrations: int = Field(description="demonstrations stored")
+    duplicates: int = Field(description="lines skipped because the same demonstration exists")

@@ -4,6 +4,7 @@ An import is all or nothing: `importers.parse` checks every line before anything
 caller commits once. Re-importing is safe: a prompt is identified by its text within the prompt set, a
 candidate by (prompt, model version, text), and a set by its prompt and candidates, so a record whose set
 (or, for a ranked record, whose imported ranking) already exists is counted as a duplicate, not stored twice.
+Demonstrations (`import_demonstrations`) become candidates of the human "demonstrations" version, in no set.
 
 A prompt set's hand-out settings (priority, pause) are set here too, from the admin Data page.
 """
@@ -11,23 +12,24 @@ A prompt set's hand-out settings (priority, pause) are set here too, from the ad
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.annotation.service import fingerprint
 from app.annotation.tiers import validate_tiers
 from app.auth.service import imported_annotator
 from app.config import Settings
-from app.errors import Invalid, NotFound
+from app.errors import Conflict, Invalid, NotFound, PayloadTooLarge
 from app.orm import (
     Assignment,
     AssignmentStatus,
     Candidate,
     ComparisonSet,
     ComparisonSetItem,
+    ModelKind,
     ModelVersion,
     Prompt,
     Ranking,
@@ -36,7 +38,8 @@ from app.orm import (
 from app.prompts import importers
 from app.prompts import repository as repo
 from app.prompts.importers import Record
-from app.prompts.schemas import ImportKind, ImportSummary
+from app.prompts.schemas import DemonstrationSummary, ImportKind, ImportSummary
+from app.training.rounds import DEMONSTRATION_SOURCE
 
 DEFAULT_PROMPT_SET = "imported"
 RANKING_SOURCE = "import"
@@ -83,13 +86,46 @@ def import_file(
     return import_records(session, settings, records, name, origin=origin)
 
 
+def import_demonstrations(
+    session: Session, settings: Settings, data: bytes, prompt_set: str | None = None
+) -> DemonstrationSummary:
+    """Store `{"prompt","completion"}` lines as demonstrations for SFT; flushes, never commits.
+
+    Each completion becomes a candidate of the active external "demonstrations" version (config
+    `{"source": "demonstration", "human": True}`), which the worker's SFT stage trains on. Raises
+    PayloadTooLarge over max_upload_bytes, Invalid (nothing written) naming every malformed line, and
+    Conflict when a non-external model version already has that name.
+    """
+    if len(data) > settings.max_upload_bytes:
+        raise PayloadTooLarge(f"the file is larger than {settings.max_upload_bytes} bytes")
+    records = [
+        replace(r, completion_meta=[{"source": DEMONSTRATION_SOURCE}])
+        for r in importers.parse(data, ImportKind.demonstrations)
+    ]
+    name = _prompt_set_name(prompt_set, default=importers.DEMONSTRATIONS_MODEL)
+    prompt_set_row = repo.get_or_add_prompt_set(session, name, "prompts with human-written demonstrations")
+    version = repo.get_or_add_external_model_version(
+        session, importers.DEMONSTRATIONS_MODEL, {"source": DEMONSTRATION_SOURCE, "human": True}
+    )
+    if version.kind != ModelKind.external:
+        raise Conflict(
+            f"model version {importers.DEMONSTRATIONS_MODEL!r} exists and is not an external source"
+        )
+    prompts, preexisting = _prompts(session, prompt_set_row.id, records, origin="")
+    _, stored = _candidates(session, records, prompts, {importers.DEMONSTRATIONS_MODEL: version})
+    return DemonstrationSummary(
+        prompt_set=name,
+        lines=len(records),
+        prompts=len(prompts) - len(preexisting),
+        demonstrations=stored,
+        duplicates=len(records) - stored,
+    )
+
+
 def _import_demonstrations(
     session: Session, settings: Settings, data: bytes, prompt_set: str | None
 ) -> ImportSummary:
-    # Demonstrations feed training, not annotation: the training feature owns how they are stored.
-    from app.training import service as training_service
-
-    done = training_service.import_demonstrations(session, settings, data, prompt_set)
+    done = import_demonstrations(session, settings, data, prompt_set)
     return ImportSummary(
         prompt_set=done.prompt_set,
         records=done.lines,
@@ -177,9 +213,9 @@ def import_records(
     return summary
 
 
-def _prompt_set_name(name: str | None) -> str:
+def _prompt_set_name(name: str | None, default: str = DEFAULT_PROMPT_SET) -> str:
     """The prompt set name to use: the given one, trimmed, or the default."""
-    name = (name or "").strip() or DEFAULT_PROMPT_SET
+    name = (name or "").strip() or default
     if len(name) > 200:
         raise Invalid("prompt set names are at most 200 characters")
     if not name.isprintable():
@@ -310,27 +346,8 @@ def _imported_rankings(
                 display_order=ids,
                 seconds_spent=None,
                 source=RANKING_SOURCE,
-                fingerprint=ranking_fingerprint(assignment.id, normalised, False, {}, ""),
+                fingerprint=fingerprint(assignment.id, normalised, False, {}, ""),
             )
         )
     repo.add_all(session, rankings)
     return len(rankings)
-
-
-def ranking_fingerprint(
-    assignment_id: int, tiers: list[list[int]], all_bad: bool, flags: dict[str, Any], rationale: str
-) -> str:
-    """sha256 of the ranking's canonical JSON, in the same shape as web submissions."""
-    canonical = json.dumps(
-        {
-            "assignment_id": assignment_id,
-            "tiers": tiers,
-            "all_bad": all_bad,
-            "flags": flags,
-            "rationale": rationale,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -126,7 +126,7 @@ def import_demonstrations(
     """Import human-written demonstrations; the next round fine-tunes on them (SFT) before DPO."""
     from app.config import get_settings
     from app.db import session_scope
-    from app.training import service
+    from app.prompts import service
 
     with session_scope() as session:
         summary = service.import_demonstrations(session, get_settings(), file.read_bytes(), prompt_set)

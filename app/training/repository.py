@@ -9,12 +9,9 @@ from sqlalchemy.orm import Session
 
 from app.orm import (
     ACTIVE_ROUND_STATUSES,
-    Candidate,
     ModelKind,
     ModelStatus,
     ModelVersion,
-    Prompt,
-    PromptSet,
     Round,
     RoundKind,
     RoundStatus,
@@ -90,46 +87,6 @@ def newest_reward_version(session: Session) -> ModelVersion | None:
 def lock_promotions(session: Session, key: int) -> None:
     """Transaction-scoped advisory lock: one promotion at a time, so exactly one policy stays active."""
     session.execute(select(func.pg_advisory_xact_lock(key)))
-
-
-def get_prompt_set_by_name(session: Session, name: str) -> PromptSet | None:
-    """The prompt set with this name, or None."""
-    return session.scalars(select(PromptSet).where(PromptSet.name == name)).one_or_none()
-
-
-def get_model_version_by_name(session: Session, name: str) -> ModelVersion | None:
-    """The model version with this name, or None."""
-    return session.scalars(select(ModelVersion).where(ModelVersion.name == name)).one_or_none()
-
-
-def prompts_by_text(session: Session, prompt_set_id: int, texts: Sequence[str]) -> dict[str, Prompt]:
-    """Prompts of a set whose text is one of `texts`, keyed by text (the oldest per text)."""
-    found: dict[str, Prompt] = {}
-    for start in range(0, len(texts), 1000):
-        chunk = list(texts[start : start + 1000])
-        for prompt in session.scalars(
-            select(Prompt)
-            .where(Prompt.prompt_set_id == prompt_set_id, Prompt.text.in_(chunk))
-            .order_by(Prompt.id)
-        ):
-            found.setdefault(prompt.text, prompt)
-    return found
-
-
-def candidate_texts_of(
-    session: Session, model_version_id: int, prompt_ids: Sequence[int]
-) -> set[tuple[int, str]]:
-    """(prompt id, text) of this version's candidates for these prompts."""
-    found: set[tuple[int, str]] = set()
-    for start in range(0, len(prompt_ids), 1000):
-        chunk = list(prompt_ids[start : start + 1000])
-        rows = session.execute(
-            select(Candidate.prompt_id, Candidate.text).where(
-                Candidate.model_version_id == model_version_id, Candidate.prompt_id.in_(chunk)
-            )
-        )
-        found.update((int(p), t) for p, t in rows)
-    return found
 
 
 # --- reads for the admin pages (rounds, model versions, lineage) ----------------------------------------

@@ -95,20 +95,3 @@ class ModelVersionOut(BaseModel):
 
 class ModelVersionList(BaseModel):
     versions: list[ModelVersionOut]
-
-
-class DemonstrationLine(BaseModel):
-    """One demonstration: a prompt and the reply a person wrote for it (JSONL `{"prompt","completion"}`)."""
-
-    model_config = ConfigDict(strict=True, extra="ignore")
-
-    prompt: str = Field(min_length=1, max_length=100_000, pattern=r"\S")
-    completion: str = Field(min_length=1, max_length=100_000, pattern=r"\S")
-
-
-class DemonstrationSummary(BaseModel):
-    prompt_set: str
-    lines: int = Field(description="demonstrations read")
-    prompts: int = Field(description="prompts created (a prompt already in the set is reused)")
-    demonstrations: int = Field(description="demonstrations stored")
-    duplicates: int = Field(description="lines skipped because the same demonstration exists")

@@ -70,8 +70,14 @@ def watch(page: Any) -> Watched:
 
 
 def log_in(page: Any, base: str, username: str, password: str, next_path: str = "/") -> None:
+    """Log in through the form and wait until the login has redirected to `next_path`."""
     page.goto(f"{base}/login?next={next_path}")
+    submit_login(page, username, password)
+    page.wait_for_url(f"{base}{next_path}")
+
+
+def submit_login(page: Any, username: str, password: str) -> None:
+    """Fill in and send the login form the page shows."""
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
-    page.wait_for_url(f"{base}{next_path}")

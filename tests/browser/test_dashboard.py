@@ -9,7 +9,6 @@ A second test seeds a realistic loop history and takes the overview and leaderbo
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import threading
 import time
 import traceback
@@ -23,44 +22,22 @@ from app.admin import stats
 from app.config import get_settings
 from app.db import session_scope
 from app.orm import ModelStatus, ModelVersion, Role, Round, RoundKind, RoundStatus
+from tests.browser.conftest import log_in, watch
 from tests.browser.screens import screenshot_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 SCREENSHOTS = screenshot_dir()
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 # What the tiny model can do in seconds on a CPU; the epochs and patience keep each training stage running
 # for a few seconds, so the page has something to follow.
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
-def server_url(clean_db: str) -> Iterator[str]:
-    """The real app under uvicorn in a background thread, on the test database."""
-    import uvicorn
-
-    from app.main import create_app
-
+def server_url(live_server: str) -> Iterator[str]:
+    """The live server with the dashboard's stats cache empty before and after (it outlives one app)."""
     stats.clear_cache()
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    yield live_server
     stats.clear_cache()
 
 
@@ -104,20 +81,6 @@ def worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[Worker]:
     w.thread.join(timeout=120)
 
 
-def _browser(p):
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get update && apt-get install -y chromium")
-    return p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-
-
-def _login(page, base: str, name: str, pw: str, target: str) -> None:
-    page.goto(f"{base}/login?next={target}")
-    page.fill("input[name=username]", name)
-    page.fill("input[name=password]", pw)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}{target}")
-
-
 # Records what every htmx swap of the progress block showed, to prove the page changed by itself.
 WATCH = """
 window.__samePage = true;
@@ -133,8 +96,6 @@ document.body.addEventListener('htmx:afterSwap', () => {
 
 def _wait_until(page, expression: str, timeout: float) -> None:
     # Polls from the test side: Playwright's wait_for_function evals in the page, which our CSP forbids.
-    import time
-
     deadline = time.monotonic() + timeout
     while not page.evaluate(expression):
         if time.monotonic() > deadline:
@@ -143,9 +104,9 @@ def _wait_until(page, expression: str, timeout: float) -> None:
 
 
 def test_admin_starts_a_round_follows_it_live_and_promotes_the_new_policy(
-    server_url, make_user, worker, tmp_path: Path
+    server_url, chromium, make_user, worker, tmp_path: Path
 ):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from tests.training_data import seed_rankings, tiny_model, tiny_overrides
 
@@ -157,68 +118,66 @@ def test_admin_starts_a_round_follows_it_live_and_promotes_the_new_policy(
     tiny = tiny_overrides(model, generate_prompts=4, reward_epochs=40, reward_patience=100)
     extra = "\n".join(f"{k}={v}" for k, v in tiny.items())
 
-    with sync_playwright() as p:
-        browser = _browser(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(30_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        _login(page, server_url, name, pw, "/admin/rounds")
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    watched = watch(context.new_page())
+    page, errors = watched.page, watched.errors
+    page.set_default_timeout(30_000)
+    log_in(page, server_url, name, pw, "/admin/rounds")
 
-        page.select_option("select[name=multi_annotator]", "consensus")
-        page.fill("input[name=policy_epochs]", "30")
-        page.fill("input[name=lora_r]", "4")
-        page.click(".round-form summary")
-        page.fill("textarea[name=extra]", extra)
-        page.click(".round-form button[type=submit]")
-        page.wait_for_url(f"{server_url}/admin/rounds/*")
-        round_id = int(page.url.rsplit("/", 1)[1])
-        page.evaluate(WATCH)
+    page.select_option("select[name=multi_annotator]", "consensus")
+    page.fill("input[name=policy_epochs]", "30")
+    page.fill("input[name=lora_r]", "4")
+    page.click(".round-form summary")
+    page.fill("textarea[name=extra]", extra)
+    page.click(".round-form button[type=submit]")
+    page.wait_for_url(f"{server_url}/admin/rounds/*")
+    round_id = int(page.url.rsplit("/", 1)[1])
+    page.evaluate(WATCH)
 
-        progress = page.locator("#round-progress")
-        # The worker picks the round up and trains: the stage and the loss curve change in place.
-        expect(progress).to_have_attribute("data-status", "running", timeout=60_000)
-        _wait_until(
-            page,
-            "document.querySelector('#round-progress').dataset.status === 'running'"
-            " && +(document.querySelector('#round-progress [data-points]')?.dataset.points || 0) >= 6",
-            timeout=120,
-        )
-        page.screenshot(path=str(SCREENSHOTS / "round.png"), full_page=False)
-        expect(progress).to_have_attribute("data-status", "succeeded", timeout=300_000)
-        seen = page.evaluate("window.__seen")
-        assert page.evaluate("window.__samePage") is True, "the page reloaded instead of swapping in progress"
-        # Several stages arrived in place; which ones depends on the poll interval against the machine's
-        # speed (the tiny reward stage can fall between two polls), so the full list is checked below.
-        assert len({stage for status, stage, _, _ in seen if status == "running"}) >= 2, seen
-        assert len({(stage, step) for _, stage, step, _ in seen}) >= 4, seen
-        points = [n for _, _, _, n in seen]
-        assert points[-1] > points[0] and points == sorted(points), seen
-        # Finished: the polling stopped, the curves stayed.
-        assert progress.get_attribute("hx-trigger") is None
-        assert page.locator("#round-progress svg polyline").count() >= 2
-        assert worker.errors == []
+    progress = page.locator("#round-progress")
+    # The worker picks the round up and trains: the stage and the loss curve change in place.
+    expect(progress).to_have_attribute("data-status", "running", timeout=60_000)
+    _wait_until(
+        page,
+        "document.querySelector('#round-progress').dataset.status === 'running'"
+        " && +(document.querySelector('#round-progress [data-points]')?.dataset.points || 0) >= 6",
+        timeout=120,
+    )
+    page.screenshot(path=str(SCREENSHOTS / "round.png"), full_page=False)
+    expect(progress).to_have_attribute("data-status", "succeeded", timeout=300_000)
+    seen = page.evaluate("window.__seen")
+    assert page.evaluate("window.__samePage") is True, "the page reloaded instead of swapping in progress"
+    # Several stages arrived in place; which ones depends on the poll interval against the machine's
+    # speed (the tiny reward stage can fall between two polls), so the full list is checked below.
+    assert len({stage for status, stage, _, _ in seen if status == "running"}) >= 2, seen
+    assert len({(stage, step) for _, stage, step, _ in seen}) >= 4, seen
+    points = [n for _, _, _, n in seen]
+    assert points[-1] > points[0] and points == sorted(points), seen
+    # Finished: the polling stopped, the curves stayed.
+    assert progress.get_attribute("hx-trigger") is None
+    assert page.locator("#round-progress svg polyline").count() >= 2
+    assert worker.errors == []
 
-        with session_scope() as s:
-            row = s.get(Round, round_id)
-            assert row.config["policy_epochs"] == 30 and row.config["lora_r"] == 4
-            assert row.config["multi_annotator"] == "consensus"
-            assert {"reward", "policy"} <= {point[0] for point in row.loss_curve}
-            new_policy = s.get(ModelVersion, row.policy_version_id)
-            assert new_policy.status == ModelStatus.candidate
-            new_name, parent_id = new_policy.name, new_policy.parent_id
+    with session_scope() as s:
+        row = s.get(Round, round_id)
+        assert row.config["policy_epochs"] == 30 and row.config["lora_r"] == 4
+        assert row.config["multi_annotator"] == "consensus"
+        assert {"reward", "policy"} <= {point[0] for point in row.loss_curve}
+        new_policy = s.get(ModelVersion, row.policy_version_id)
+        assert new_policy.status == ModelStatus.candidate
+        new_name, parent_id = new_policy.name, new_policy.parent_id
 
-        page.click(".subnav a[href='/admin/models']")
-        page.wait_for_url(f"{server_url}/admin/models")
-        parent = page.locator(f"#version-{parent_id}")
-        expect(parent).to_have_attribute("data-status", "active")
-        page.click(f"button[data-promote='{row.policy_version_id}']")
-        expect(page.locator("[role=status]")).to_contain_text(f"{new_name} is now the active policy")
-        expect(page.locator("[data-stat=active-policy]")).to_have_text(new_name)
-        expect(page.locator(f"#version-{row.policy_version_id}")).to_have_attribute("data-status", "active")
-        expect(parent).to_have_attribute("data-status", "retired")
-        assert errors == []
-        browser.close()
+    page.click(".subnav a[href='/admin/models']")
+    page.wait_for_url(f"{server_url}/admin/models")
+    parent = page.locator(f"#version-{parent_id}")
+    expect(parent).to_have_attribute("data-status", "active")
+    page.click(f"button[data-promote='{row.policy_version_id}']")
+    expect(page.locator("[role=status]")).to_contain_text(f"{new_name} is now the active policy")
+    expect(page.locator("[data-stat=active-policy]")).to_have_text(new_name)
+    expect(page.locator(f"#version-{row.policy_version_id}")).to_have_attribute("data-status", "active")
+    expect(parent).to_have_attribute("data-status", "retired")
+    assert errors == []
+    context.close()
 
     with session_scope() as s:
         active = s.scalars(
@@ -229,8 +188,8 @@ def test_admin_starts_a_round_follows_it_live_and_promotes_the_new_policy(
         assert active == [row.policy_version_id]
 
 
-def test_overview_and_leaderboard_screenshots_on_a_realistic_history(server_url, make_user):
-    from playwright.sync_api import expect, sync_playwright
+def test_overview_and_leaderboard_screenshots_on_a_realistic_history(server_url, chromium, make_user):
+    from playwright.sync_api import expect
 
     from bench.dashboard import seed
 
@@ -260,15 +219,14 @@ def test_overview_and_leaderboard_screenshots_on_a_realistic_history(server_url,
             )
         )
     name, pw = make_user("admin", Role.admin)
-    with sync_playwright() as p:
-        browser = _browser(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(60_000)
-        _login(page, server_url, name, pw, "/admin")
-        expect(page.locator("[data-stat=current-round]")).to_contain_text("stage policy")
-        page.screenshot(path=str(SCREENSHOTS / "overview.png"), full_page=True)
-        page.click(".subnav a[href='/admin/leaderboard']")
-        expect(page.locator("#leaderboard tbody tr")).to_have_count(6)
-        expect(page.locator("#leaderboard tbody tr").first).to_contain_text("policy-r4")
-        page.screenshot(path=str(SCREENSHOTS / "leaderboard.png"), full_page=True)
-        browser.close()
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    log_in(page, server_url, name, pw, "/admin")
+    expect(page.locator("[data-stat=current-round]")).to_contain_text("stage policy")
+    page.screenshot(path=str(SCREENSHOTS / "overview.png"), full_page=True)
+    page.click(".subnav a[href='/admin/leaderboard']")
+    expect(page.locator("#leaderboard tbody tr")).to_have_count(6)
+    expect(page.locator("#leaderboard tbody tr").first).to_contain_text("policy-r4")
+    page.screenshot(path=str(SCREENSHOTS / "leaderboard.png"), full_page=True)
+    context.close()

@@ -6,17 +6,12 @@ without a page reload and that the database holds exactly what was done.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
 
 from app.db import session_scope
 from app.orm import Assignment, AssignmentStatus, Ranking, Skip
+from tests.browser.conftest import submit_login, watch
 from tests.browser.screens import screenshot_dir
 from tests.factories import (
     make_candidates,
@@ -29,7 +24,6 @@ from tests.factories import (
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 SCREENSHOT = screenshot_dir() / "ranking.png"
-CHROMIUM = "/usr/bin/chromium"
 
 LONG_THREAD_ANSWER = "\n".join(
     [
@@ -99,52 +93,12 @@ TASKS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
-def live_server(clean_db: str) -> Iterator[str]:
-    """The real app under uvicorn in a background thread, on the test database (DATABASE_URL)."""
-    import uvicorn
-
-    from app.main import create_app
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def browser_page(live_server: str):
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get update && apt-get install -y chromium")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        yield page, errors
-        context.close()
-        browser.close()
+def browser_page(chromium):
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    watched = watch(context.new_page())
+    yield watched.page, watched.errors
+    context.close()
 
 
 def _seed() -> None:
@@ -192,9 +146,7 @@ def test_rank_by_drag_then_keyboard_with_a_tie_then_skip(live_server, browser_pa
     # Log in through the form; the login redirects back to the ranking page.
     page.goto(live_server + "/")
     assert "/login" in page.url
-    page.fill("input[name=username]", name)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
+    submit_login(page, name, password)
     page.wait_for_selector("#task[data-assignment]")
     assert "Canberra" in page.inner_text("#candidates")
     assert "smollm2" not in page.content()
