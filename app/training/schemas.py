@@ -77,6 +77,20 @@ class ConfigKey(BaseModel):
     choices: list[str]
 
 
+class HumanWinRateOut(BaseModel):
+    """Blind human win-rate of a policy over another from the comparison sets that mixed them."""
+
+    against: int = Field(description="the other version's id (the policy's parent)")
+    rate: float = Field(description="(wins + ties / 2) / comparisons, in [0, 1]")
+    low: float = Field(description="95% Wilson interval, lower end")
+    high: float = Field(description="95% Wilson interval, upper end")
+    wins: int
+    losses: int
+    ties: int
+    comparisons: int = Field(description="candidate pairs of the two versions ranked against each other")
+    rankings: int = Field(description="rankings those pairs come from")
+
+
 class ModelVersionOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -91,6 +105,11 @@ class ModelVersionOut(BaseModel):
     config: dict[str, Any]
     metrics: dict[str, Any]
     created_at: dt.datetime
+    human_winrate_vs_parent: HumanWinRateOut | None = Field(
+        default=None,
+        description="a policy's blind human win-rate against its parent (GET /model-versions only); null "
+        "for other kinds, a policy without a parent, or one never ranked against it",
+    )
 
 
 class ModelVersionList(BaseModel):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app.admin import stats
+from app.quality import cache as stats
 from app.config import get_settings
 from app.db import session_scope
 from app.orm import ModelStatus, ModelVersion, Role, Round, RoundKind, RoundStatus
