@@ -5,9 +5,12 @@
   generate), each trainer's config built from the round config in `worker.stages.configs`
 - database reads and writes: `worker.snapshot` (snapshot, training data), `worker.versions` (model
   versions, publication), `worker.candidates` (new comparison sets); `worker.rounds` (a round's row),
-  `worker.scheduler` (auto rounds, orphaned rounds)
-- the ML core, typed and without database access: `worker.models`, `worker.generation`, `worker.reward`,
-  `worker.sft`, `worker.policy_dpo`, `worker.policy_rloo`, `worker.artifacts`
+  `worker.progress` (live progress and cancel requests on that row), `worker.scheduler` (auto rounds,
+  orphaned rounds)
+- the ML core, typed and without database access: `worker.data` (plain training data, the held-out split),
+  `worker.models`, `worker.generation`, `worker.reward`, `worker.sft`, `worker.lora_policy` (what the policy
+  trainers share), `worker.policy_dpo`, `worker.policy_rloo`, `worker.evaluation` (`eval-rm` scoring),
+  `worker.artifacts`
 - `worker.cli`: `rankloop worker` and `rankloop eval-rm`, registered by app/cli.py
 
 From `app` the worker imports only config, db, orm, errors, quality (pure statistics) and the training

@@ -10,7 +10,7 @@ Two layers:
 - Statistics over the live rankings in the database, cached per rankings state (cache.py): repository.py
   holds their SQL aggregates, version_stats.py turns them into human win-rates and Bradley-Terry ratings,
   annotator_stats.py into agreement, agreement with the consensus, and biases. They reproduce the pure
-  functions' numbers (tests/test_admin_stats.py checks it).
+  functions' numbers (tests/quality/test_admin_stats.py checks it).
 
 Adding a chart to the dashboard touches three places:
 

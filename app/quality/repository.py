@@ -1,8 +1,8 @@
 """The statistics' aggregate queries, done by PostgreSQL over every live ranking.
 
 Each query reduces ~100k rankings to a few hundred rows; version_stats.py and annotator_stats.py turn
-those into the same statistics the pure modules compute from individual rankings (tests/test_admin_stats.py
-checks they agree).
+those into the same statistics the pure modules compute from individual rankings
+(tests/quality/test_admin_stats.py checks they agree).
 Tiers are JSONB lists of candidate-id lists, best first; a tier's ordinality is its rank.
 """
 

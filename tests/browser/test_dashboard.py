@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app.quality import cache as stats
 from app.config import get_settings
 from app.db import session_scope
 from app.orm import ModelStatus, ModelVersion, Role, Round, RoundKind, RoundStatus
+from app.quality import cache as stats
 from tests.browser.conftest import log_in, watch
 from tests.browser.screens import screenshot_dir
 

@@ -148,7 +148,7 @@ def test_every_answer_carries_the_security_headers(app_client, make_user, api_to
 def test_templates_have_no_inline_script_or_event_handler_the_policy_would_block():
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent / "templates"
+    root = Path(__file__).resolve().parents[2] / "templates"
     for path in root.rglob("*.html"):
         text = path.read_text()
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", text), f"inline <script> in {path}"

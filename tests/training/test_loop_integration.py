@@ -18,7 +18,7 @@ from worker.tasks import run_round_job
 
 pytestmark = pytest.mark.slow
 
-OASST = Path(__file__).resolve().parent.parent / "app" / "demo" / "data" / "oasst_en_100_trees.jsonl"
+OASST = Path(__file__).resolve().parents[2] / "app" / "demo" / "data" / "oasst_en_100_trees.jsonl"
 
 
 def auth(token: str) -> dict[str, str]:
@@ -60,7 +60,7 @@ def test_imported_rankings_train_a_policy_whose_candidates_reach_annotators(app_
     assert resp.status_code == 202, resp.text
     round_id = resp.json()["id"]
 
-    # What the worker's job does, in-process (tests/test_worker_faults.py runs the real worker).
+    # What the worker's job does, in-process (tests/worker/test_worker_faults.py runs the real worker).
     assert run_round_job(round_id, job_id=None) == "succeeded"
 
     detail = app_client.get(f"/api/v1/rounds/{round_id}", headers=admin).json()

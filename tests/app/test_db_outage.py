@@ -31,7 +31,7 @@ from tests.live import free_port
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ANNOTATORS = 4
 UNAVAILABLE = "the database is unavailable"
 

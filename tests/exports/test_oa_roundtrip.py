@@ -18,7 +18,7 @@ from app.orm import ComparisonSet, Ranking, SetStatus, User
 from app.prompts import service as imports
 from app.prompts.schemas import ImportKind
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def raw_groups() -> Iterator[list[dict[str, Any]]]:
