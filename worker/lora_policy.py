@@ -23,6 +23,7 @@ import torch
 from transformers import EarlyStoppingCallback, TrainerCallback
 
 from worker.data import ProgressCallback
+from worker.models import lora_layers
 
 POLICY_CONFIG_FILE = "policy_model.json"
 
@@ -89,6 +90,8 @@ def policy_model(path: str, previous_adapter: Path | None, shape: LoraShape) -> 
         lora_alpha=shape.lora_alpha,
         lora_dropout=shape.lora_dropout,
         target_modules=shape.lora_target_modules,
+        # Trainer configs without the field (RLOO) adapt every layer.
+        **lora_layers(model.config, getattr(shape, "lora_top_layers", 1.0), shape.lora_target_modules),
     )
     return model, lora
 

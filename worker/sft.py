@@ -45,6 +45,7 @@ class SFTTrainConfig:
     base_model: str  # the default name, an HF model id or a local path
     lr: float = 2e-4  # AdamW learning rate; LoRA wants far more than full fine-tuning
     epochs: int = 1  # passes over the training demonstrations (early stopping may end sooner)
+    max_steps: int = 0  # cap on optimizer updates; 0: the epochs decide
     batch_size: int = 4  # demonstrations per device per update
     weight_decay: float = 0.0  # AdamW decoupled weight decay on the LoRA weights
     lora_r: int = 16  # LoRA rank; fresh adapters only, a continued adapter keeps its shape
@@ -52,6 +53,7 @@ class SFTTrainConfig:
     lora_dropout: float = 0.05  # dropout on the LoRA branch input
     # Module names to adapt, or "all-linear"; None: PEFT's per-architecture default (e.g. q/v projections).
     lora_target_modules: list[str] | str | None = None
+    lora_top_layers: float = 1.0  # share of the layers, from the top, that get a fresh LoRA; 1: all
     max_length: int = 1024  # prompt + reply tokens; TRL truncates the end of longer ones
     seed: int = 0  # seeds the held-out split, LoRA initialisation and data order
     heldout_fraction: float = 0.1  # share of PROMPTS kept out of training; fewer than 2 prompts: none
@@ -105,7 +107,10 @@ def train_sft(
     # Schedule: evaluate (and checkpoint) a handful of times so early stopping has something to act on.
     world = PartialState().num_processes
     updates_per_epoch = max(1, math.ceil(len(split.train) / (cfg.batch_size * world)))
-    eval_every = cfg.eval_every or max(1, updates_per_epoch * cfg.epochs // 5)
+    total_updates = updates_per_epoch * cfg.epochs
+    if cfg.max_steps > 0:
+        total_updates = min(total_updates, cfg.max_steps)
+    eval_every = cfg.eval_every or max(1, total_updates // 4)
 
     # Model: the previous policy's adapter, trainable, or a fresh LoRA.
     model, peft_config = policy_model(path, previous_adapter, cfg)
@@ -113,6 +118,7 @@ def train_sft(
         output_dir=str(output_dir / ".checkpoints"),
         learning_rate=cfg.lr,
         num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
         weight_decay=cfg.weight_decay,
