@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import torch
 from transformers import EarlyStoppingCallback, TrainerCallback
 
-from worker.data import ProgressCallback
+from worker.data import ProgressCallback, WorkMeter, report_eta
 from worker.models import lora_layers
 
 POLICY_CONFIG_FILE = "policy_model.json"
@@ -51,6 +51,45 @@ class ProgressToCallback(TrainerCallback):
             if logs.get(key) is not None:
                 self.progress(int(state.global_step), int(state.max_steps), float(logs[key]))
                 return
+
+
+class MeteredTrainerMixin:
+    """For a TRL trainer class: counts the padded tokens of its forward passes into a WorkMeter and reports
+    the ETA after each batch (training 3 units per token, forward and backward; evaluation 1). The Trainer
+    itself reports only after optimizer steps, so evaluations and any pass before the first step (DPO's
+    reference log-probabilities) would otherwise show no progress at all."""
+
+    args: Any
+
+    def __init__(self, meter: WorkMeter, progress: Any, total: int, *args: Any, **kwargs: Any) -> None:
+        self._meter, self._progress, self._total = meter, progress, total
+        super().__init__(*args, **kwargs)
+
+    def _count(self, inputs: dict[str, Any], passes: int) -> None:
+        self._meter.add(passes * int(inputs["input_ids"].numel()))
+        if self.args.process_index == 0:
+            state = getattr(self, "state", None)
+            report_eta(self._progress, state.global_step if state else 0, self._total, self._meter.eta())
+
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+        loss = super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
+        self._count(inputs, 3)
+        return loss
+
+    def prediction_step(
+        self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool, ignore_keys: Any = None
+    ) -> Any:
+        out = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)  # type: ignore[misc]
+        self._count(inputs, 1)
+        return out
+
+
+def padded_tokens(lengths: Sequence[int], batch_size: int) -> int:
+    """Tokens a run of batches computes when each batch is padded to its longest member."""
+    return sum(
+        len(lengths[i : i + batch_size]) * max(lengths[i : i + batch_size])
+        for i in range(0, len(lengths), batch_size)
+    )
 
 
 def trainer_callbacks(

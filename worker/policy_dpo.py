@@ -48,6 +48,7 @@ from worker.data import (
 from worker.generation import CandidateConfig, generate_candidates
 from worker.lora_policy import POLICY_CONFIG_FILE as POLICY_CONFIG_FILE  # re-exported for older callers
 from worker.lora_policy import (
+    MeteredTrainerMixin,
     cap_prompt,
     early_stopping_args,
     policy_model,
@@ -117,35 +118,11 @@ def _to_records(pairs: Sequence[PreferencePair], conversational: bool) -> list[d
     return [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
 
 
-class _MeteredDPOTrainer(DPOTrainer):  # type: ignore[misc]
-    """TRL's DPOTrainer, counting the padded tokens of its forward passes into a WorkMeter and reporting the
-    ETA after each batch: the Trainer itself reports only after optimizer steps, so the reference pass and
-    the evaluations would otherwise show no progress at all."""
-
-    def __init__(self, meter: WorkMeter, progress: Any, total: int, *args: Any, **kwargs: Any) -> None:
-        self._meter, self._progress, self._total = meter, progress, total
-        super().__init__(*args, **kwargs)
-
-    def _count(self, inputs: dict[str, Any], passes: int) -> None:
-        self._meter.add(passes * int(inputs["input_ids"].numel()))
-        if self.args.process_index == 0:
-            state = getattr(self, "state", None)
-            report_eta(self._progress, state.global_step if state else 0, self._total, self._meter.eta())
+class _MeteredDPOTrainer(MeteredTrainerMixin, DPOTrainer):  # type: ignore[misc]
+    """TRL's DPOTrainer reporting an ETA after every batch, the reference pass included."""
 
     def compute_ref_log_probs(self, model: Any, inputs: dict[str, Any]) -> Any:
         out = super().compute_ref_log_probs(model, inputs)
-        self._count(inputs, 1)
-        return out
-
-    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        self._count(inputs, 3)  # forward + backward
-        return loss
-
-    def prediction_step(
-        self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool, ignore_keys: Any = None
-    ) -> Any:
-        out = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
         self._count(inputs, 1)
         return out
 

@@ -76,7 +76,12 @@ def main() -> None:
     ann = {"Authorization": f"Bearer {cli('users', 'token', 'ann').strip()}"}
 
     procs = [
-        subprocess.Popen([*RANKLOOP, "serve", "--port", str(args.port)], env=env, stderr=subprocess.DEVNULL),
+        subprocess.Popen(
+            [*RANKLOOP, "serve", "--port", str(args.port)],
+            env=env,
+            stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        ),
         subprocess.Popen(
             [*RANKLOOP, "worker"], env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL
         ),
@@ -107,12 +112,13 @@ def main() -> None:
                     print(_stage_line(stages[-1]), flush=True)
                 stages.append({"stage": stage, "start": now, "first_total": None, "first_eta": None})
             cur = stages[-1]
-            cur.update(end=now, step=detail.get("step"), total=detail.get("total"), load=load())
-            if cur["first_total"] is None and detail.get("total"):
+            prog = detail.get("progress") or {}
+            cur.update(end=now, step=prog.get("step"), total=prog.get("total"), load=load())
+            if cur["first_total"] is None and prog.get("total"):
                 cur["first_total"] = round(now - cur["start"], 1)
-            if cur["first_eta"] is None and detail.get("eta_seconds") is not None:
+            if cur["first_eta"] is None and prog.get("eta_seconds") is not None:
                 cur["first_eta"] = round(now - cur["start"], 1)
-                cur["eta_at_first"] = round(detail["eta_seconds"])
+                cur["eta_at_first"] = round(prog["eta_seconds"])
             if detail["status"] in ("succeeded", "failed", "cancelled"):
                 break
             time.sleep(1)
