@@ -118,7 +118,7 @@ def _to_records(pairs: Sequence[PreferencePair], conversational: bool) -> list[d
     return [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
 
 
-class _MeteredDPOTrainer(MeteredTrainerMixin, DPOTrainer):  # type: ignore[misc]
+class _MeteredDPOTrainer(MeteredTrainerMixin, DPOTrainer):
     """TRL's DPOTrainer reporting an ETA after every batch, the reference pass included."""
 
     def compute_ref_log_probs(self, model: Any, inputs: dict[str, Any]) -> Any:

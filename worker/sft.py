@@ -37,7 +37,7 @@ from worker.lora_policy import (
 from worker.models import format_exchange, load_tokenizer, pick_device, resolve_model_path
 
 
-class _MeteredSFTTrainer(MeteredTrainerMixin, SFTTrainer):  # type: ignore[misc]
+class _MeteredSFTTrainer(MeteredTrainerMixin, SFTTrainer):
     """TRL's SFTTrainer reporting an ETA after every batch, evaluations included."""
 
 
