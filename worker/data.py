@@ -5,15 +5,88 @@ The orchestrator builds these from the database; nothing here touches the databa
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from app.training.pairs import Pair, pairs_from_tiers
 
 # Called regularly during training with (step, total steps, latest training loss).
 ProgressCallback = Callable[[int, int, float], None]
+
+
+def report_eta(progress: Any, step: int, total: int, eta_seconds: float | None) -> None:
+    """Tell a progress callback the step count and ETA without a loss (before the first step, during an
+    evaluation pass). Only callbacks with an `eta(step, total, seconds)` method hear it (the round's
+    ProgressReporter has one); plain `(step, total, loss)` callables are left alone."""
+    eta = getattr(progress, "eta", None)
+    if progress is not None and callable(eta):
+        eta(step, total, eta_seconds)
+
+
+class WorkMeter:
+    """ETA of a stage from units of work (tokens times passes), not steps: a stage's evaluation passes and
+    its training steps cost different amounts, and the first step may come after a whole evaluation, so
+    "elapsed / steps done" would be wrong for minutes. Units done so far give the rate; the plan the total.
+    """
+
+    def __init__(self, total_units: float) -> None:
+        self.total = float(total_units)
+        self.done = 0.0
+        self.started = time.perf_counter()
+
+    def add(self, units: float) -> None:
+        self.done += units
+
+    def eta(self) -> float | None:
+        """Seconds left at the rate so far; None before any work is done."""
+        if self.done <= 0:
+            return None
+        elapsed = time.perf_counter() - self.started
+        return max(0.0, elapsed / self.done * (self.total - self.done))
+
+
+def length_buckets(lengths: Sequence[int], batch_size: int, seed: int, window: int = 16) -> list[list[int]]:
+    """Indices 0..n-1 cut into batches of similar length, every index exactly once, in a seeded random order.
+
+    A batch is padded to its longest member, so mixing a 40-token and a 500-token example wastes most of the
+    compute. Examples are shuffled, taken `window` batches at a time, sorted by length inside the window and
+    cut into batches; then the batch order is shuffled. The window keeps the order random (an example's
+    batch-mates come from a random `window * batch_size` slice), the sort removes most of the padding. The
+    last batch may be smaller.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    span = max(1, batch_size * max(1, window))
+    batches: list[list[int]] = []
+    for start in range(0, len(order), span):
+        chunk = sorted(order[start : start + span], key=lambda i: lengths[i])
+        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+class BucketBatchSampler:
+    """A DataLoader `batch_sampler` of `length_buckets`, with a fresh order every epoch (seed + epoch)."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, window: int = 16) -> None:
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.window = window
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = length_buckets(self.lengths, self.batch_size, self.seed + self.epoch, self.window)
+        self.epoch += 1
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size) if self.lengths else 0
 
 
 @dataclass(frozen=True)

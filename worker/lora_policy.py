@@ -22,7 +22,8 @@ from typing import Any, Protocol
 import torch
 from transformers import EarlyStoppingCallback, TrainerCallback
 
-from worker.data import ProgressCallback
+from worker.data import ProgressCallback, WorkMeter, report_eta
+from worker.models import lora_layers
 
 POLICY_CONFIG_FILE = "policy_model.json"
 
@@ -52,6 +53,45 @@ class ProgressToCallback(TrainerCallback):
                 return
 
 
+class MeteredTrainerMixin:
+    """For a TRL trainer class: counts the padded tokens of its forward passes into a WorkMeter and reports
+    the ETA after each batch (training 3 units per token, forward and backward; evaluation 1). The Trainer
+    itself reports only after optimizer steps, so evaluations and any pass before the first step (DPO's
+    reference log-probabilities) would otherwise show no progress at all."""
+
+    args: Any
+
+    def __init__(self, meter: WorkMeter, progress: Any, total: int, *args: Any, **kwargs: Any) -> None:
+        self._meter, self._progress, self._total = meter, progress, total
+        super().__init__(*args, **kwargs)
+
+    def _count(self, inputs: dict[str, Any], passes: int) -> None:
+        self._meter.add(passes * int(inputs["input_ids"].numel()))
+        if self.args.process_index == 0:
+            state = getattr(self, "state", None)
+            report_eta(self._progress, state.global_step if state else 0, self._total, self._meter.eta())
+
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+        loss = super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
+        self._count(inputs, 3)
+        return loss
+
+    def prediction_step(
+        self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool, ignore_keys: Any = None
+    ) -> Any:
+        out = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)  # type: ignore[misc]
+        self._count(inputs, 1)
+        return out
+
+
+def padded_tokens(lengths: Sequence[int], batch_size: int) -> int:
+    """Tokens a run of batches computes when each batch is padded to its longest member."""
+    return sum(
+        len(lengths[i : i + batch_size]) * max(lengths[i : i + batch_size])
+        for i in range(0, len(lengths), batch_size)
+    )
+
+
 def trainer_callbacks(
     progress: ProgressCallback | None, patience: int | None, progress_keys: Sequence[str] = ("loss",)
 ) -> list[TrainerCallback]:
@@ -71,6 +111,7 @@ class LoraShape(Protocol):
     lora_alpha: int
     lora_dropout: float
     lora_target_modules: list[str] | str | None
+    lora_top_layers: float
 
 
 def policy_model(path: str, previous_adapter: Path | None, shape: LoraShape) -> tuple[Any, Any]:
@@ -89,6 +130,7 @@ def policy_model(path: str, previous_adapter: Path | None, shape: LoraShape) -> 
         lora_alpha=shape.lora_alpha,
         lora_dropout=shape.lora_dropout,
         target_modules=shape.lora_target_modules,
+        **lora_layers(model.config, shape.lora_top_layers, shape.lora_target_modules),
     )
     return model, lora
 

@@ -187,6 +187,32 @@ def load_causal_lm(
     return model, tokenizer
 
 
+def top_layers(config: Any, share: float) -> list[int] | None:
+    """Indices of the top `share` of a model's transformer layers (at least one), for LoRA's
+    `layers_to_transform`; None (every layer) when `share` >= 1.
+
+    Why the top only: the layers below the lowest adapted one get no gradient, so autograd neither keeps their
+    activations nor runs their backward pass; a third of the layers costs about 1.7 units of compute per token
+    instead of 3 (forward 1, backward 2), and the top layers are the ones a preference head or policy update
+    moves most.
+    """
+    n = int(getattr(config, "num_hidden_layers", 0) or 0)
+    if share >= 1.0 or n <= 1:
+        return None
+    k = min(n, max(1, round(n * share)))
+    return list(range(n - k, n))
+
+
+def lora_layers(config: Any, share: float, targets: list[str] | str | None) -> dict[str, Any]:
+    """LoraConfig arguments restricting adapters to the top `share` of the layers: nothing when all are
+    adapted, or when `targets` is a pattern such as "all-linear" (PEFT cannot combine it with a layer list).
+    """
+    layers = top_layers(config, share)
+    if layers is None or isinstance(targets, str):
+        return {}
+    return {"layers_to_transform": layers}
+
+
 def format_prompt(tokenizer: PreTrainedTokenizerBase, prompt_text: str) -> str:
     """The prompt as the model expects it: a user turn in its chat template, ready for the assistant's reply.
 

@@ -34,11 +34,21 @@ from typing import Any
 
 import torch
 from transformers import PrinterCallback
+from trl import DPOTrainer
 
-from worker.data import PreferencePair, ProgressCallback, Split, split_by_prompt
+from worker.data import (
+    PreferencePair,
+    ProgressCallback,
+    Split,
+    WorkMeter,
+    length_buckets,
+    report_eta,
+    split_by_prompt,
+)
 from worker.generation import CandidateConfig, generate_candidates
 from worker.lora_policy import POLICY_CONFIG_FILE as POLICY_CONFIG_FILE  # re-exported for older callers
 from worker.lora_policy import (
+    MeteredTrainerMixin,
     cap_prompt,
     early_stopping_args,
     policy_model,
@@ -73,6 +83,7 @@ class DPOTrainConfig:
     lora_dropout: float = 0.05  # dropout on the LoRA branch input
     # Module names to adapt, or "all-linear"; None: PEFT's per-architecture default (e.g. q/v projections).
     lora_target_modules: list[str] | str | None = None
+    lora_top_layers: float = 1.0  # share of the layers, from the top, that get a fresh LoRA; 1: all
     max_length: int = 1024  # prompt + reply tokens; TRL truncates the end of longer pairs
     max_prompt_length: int | None = None  # prompts longer than this lose their beginning first; None: no cap
     seed: int = 0  # seeds the held-out split, LoRA initialisation and data order
@@ -107,6 +118,63 @@ def _to_records(pairs: Sequence[PreferencePair], conversational: bool) -> list[d
     return [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
 
 
+class _MeteredDPOTrainer(MeteredTrainerMixin, DPOTrainer):
+    """TRL's DPOTrainer reporting an ETA after every batch, the reference pass included."""
+
+    def compute_ref_log_probs(self, model: Any, inputs: dict[str, Any]) -> Any:
+        out = super().compute_ref_log_probs(model, inputs)
+        self._count(inputs, 1)
+        return out
+
+
+def _best_eval(trainer: Any) -> dict[str, Any]:
+    """The evaluation log entry of the checkpoint the Trainer kept (the best one), or the last evaluation."""
+    evals = [e for e in trainer.state.log_history if "eval_loss" in e]
+    best = trainer.state.best_global_step
+    return next((e for e in evals if e.get("step") == best), evals[-1] if evals else {})
+
+
+def _pair_tokens(tokenizer: Any, pair: PreferencePair, max_length: int) -> int:
+    """Tokens of the longer of the pair's two sequences (prompt + reply), capped like TRL caps them."""
+    add_special = not getattr(tokenizer, "chat_template", None)
+    longest = max(
+        len(
+            tokenizer(format_exchange(tokenizer, pair.prompt, reply), add_special_tokens=add_special)[
+                "input_ids"
+            ]
+        )
+        for reply in (pair.chosen, pair.rejected)
+    )
+    return min(longest, max_length) if max_length else longest
+
+
+def _dpo_meter(
+    lengths: Sequence[int],
+    order: Sequence[int],
+    heldout: Sequence[PreferencePair],
+    tokenizer: Any,
+    cfg: DPOTrainConfig,
+    total_updates: int,
+    eval_every: int,
+    world: int,
+) -> WorkMeter:
+    """The work a DPO run plans, in padded tokens times passes: the reference pass over train and held-out
+    pairs (1), the optimizer steps (3: forward and backward) and the evaluations (1 each, reference reused).
+    A batch holds chosen and rejected sequences, padded to its longest one."""
+
+    def padded(lens: Sequence[int], batch: int) -> list[int]:
+        return [2 * len(lens[i : i + batch]) * max(lens[i : i + batch]) for i in range(0, len(lens), batch)]
+
+    ordered = [lengths[i] for i in order]
+    step_tokens = padded(ordered, cfg.batch_size)
+    held = [_pair_tokens(tokenizer, p, cfg.max_length) for p in heldout]
+    eval_tokens = sum(padded(held, cfg.batch_size)) if held else 0
+    n_evals = max(1, total_updates // eval_every) if held else 0
+    per_update = sum(step_tokens) / max(1, len(step_tokens)) * cfg.grad_accum * world
+    ref = sum(padded(ordered, 2 * cfg.batch_size)) + (sum(padded(held, 2 * cfg.batch_size)) if held else 0)
+    return WorkMeter(ref + 3 * per_update * total_updates + eval_tokens * n_evals)
+
+
 def train_dpo(
     cfg: DPOTrainConfig,
     pairs: Sequence[PreferencePair],
@@ -119,7 +187,7 @@ def train_dpo(
     """DPO-train a LoRA policy on these pairs; the best held-out adapter is saved to `output_dir`."""
     from accelerate import PartialState
     from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig
 
     started = time.perf_counter()
     spec = pick_device(cfg.device)
@@ -139,16 +207,30 @@ def train_dpo(
             return dataclasses.replace(p, prompt=cap_prompt(tokenizer, p.prompt, cfg.max_prompt_length))
 
         split = Split([cap(p) for p in split.train], [cap(p) for p in split.heldout], split.heldout_prompts)
-    train_ds = Dataset.from_list(_to_records(split.train, conversational))
+    # Batches of pairs of similar length (each is padded to its longest sequence), in a seeded random order
+    # that the Trainer then keeps (sequential sampling): the pairs are reordered, not resampled.
+    lengths = [_pair_tokens(tokenizer, p, cfg.max_length) for p in split.train]
+    order = [i for batch in length_buckets(lengths, cfg.batch_size, cfg.seed) for i in batch]
+    world = PartialState().num_processes
+    per_update = cfg.batch_size * cfg.grad_accum * world
+    epochs = cfg.epochs
+    if cfg.max_steps > 0 and cfg.max_steps * per_update < len(order) * cfg.epochs:
+        # Fewer updates than the data: train on the pairs those updates reach (whole batches of the seeded
+        # random order, so a random sample of the pairs), and compute reference log-probabilities only for
+        # them.
+        order = order[: cfg.max_steps * per_update]
+        epochs = 1.0
+    train_ds = Dataset.from_list(_to_records([split.train[i] for i in order], conversational))
     eval_ds = Dataset.from_list(_to_records(split.heldout, conversational)) if split.heldout else None
 
     # Schedule: evaluate (and checkpoint) a handful of times so early stopping has something to act on.
-    world = PartialState().num_processes
-    updates_per_epoch = max(1, math.ceil(len(split.train) / (cfg.batch_size * cfg.grad_accum * world)))
-    total_updates = max(1, math.ceil(updates_per_epoch * cfg.epochs))
+    updates_per_epoch = max(1, math.ceil(len(order) / per_update))
+    total_updates = max(1, math.ceil(updates_per_epoch * epochs))
     if cfg.max_steps > 0:
         total_updates = min(total_updates, cfg.max_steps)
-    eval_every = cfg.eval_every or max(1, total_updates // 5)
+    eval_every = cfg.eval_every or max(1, total_updates // 4)
+    meter = _dpo_meter(lengths, order, split.heldout, tokenizer, cfg, total_updates, eval_every, world)
+    report_eta(progress, 0, total_updates, None)
 
     # Model: the previous adapter (trainable; TRL keeps a frozen copy as the reference) or a fresh LoRA.
     model, peft_config = policy_model(path, previous_adapter, cfg)
@@ -158,7 +240,7 @@ def train_dpo(
         output_dir=str(work_dir),
         beta=cfg.beta,
         learning_rate=cfg.lr,
-        num_train_epochs=cfg.epochs,
+        num_train_epochs=epochs,
         max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
@@ -169,6 +251,11 @@ def train_dpo(
         max_length=cfg.max_length,
         seed=cfg.seed,
         data_seed=cfg.seed,
+        train_sampling_strategy="sequential",
+        # The reference policy is frozen: its log-probabilities are computed once per round, before the
+        # first step, and reused by every step and every evaluation (no second forward pass per step).
+        precompute_ref_log_probs=True,
+        precompute_ref_batch_size=2 * cfg.batch_size,
         # bf16 only where the GPU supports it; TRL would otherwise turn it on and fail on CPU.
         bf16=spec.use_bf16,
         use_cpu=spec.device.type == "cpu",
@@ -178,7 +265,10 @@ def train_dpo(
         disable_tqdm=True,
         **early_stopping_args(eval_ds is not None, eval_every, "eval_loss", greater_is_better=False),
     )
-    trainer = DPOTrainer(
+    trainer = _MeteredDPOTrainer(
+        meter,
+        progress,
+        total_updates,
         model=model,
         args=args,
         train_dataset=train_ds,
@@ -190,8 +280,8 @@ def train_dpo(
     # With tqdm off the Trainer prints every log dict to stdout; progress goes through our callback instead.
     trainer.remove_callback(PrinterCallback)
     train_output = trainer.train()
-    # After load_best_model_at_end the model holds the best checkpoint; this evaluation reports it.
-    final_eval = trainer.evaluate() if eval_ds is not None else {}
+    # The model now holds the best checkpoint (load_best_model_at_end); its evaluation is in the log already.
+    final_eval = _best_eval(trainer) if eval_ds is not None else {}
 
     save_policy(
         trainer,

@@ -58,6 +58,7 @@ class RLOOTrainConfig:
     lora_dropout: float = 0.05  # dropout on the LoRA branch input
     # Module names to adapt, or "all-linear"; None: PEFT's per-architecture default (e.g. q/v projections).
     lora_target_modules: list[str] | str | None = None
+    lora_top_layers: float = 1.0  # share of the layers, from the top, that get a fresh LoRA; 1: all
     seed: int = 0  # seeds the held-out split, LoRA initialisation, prompt order and sampling
     heldout_fraction: float = 0.1  # share of prompts kept out of training; fewer than 2 prompts: none
     patience: int = 2  # evaluations without a higher held-out mean reward before stopping

@@ -62,6 +62,9 @@ class ProgressReporter:
         self._total = 0
         self._loss: float | None = None
         self._eta: float | None = None
+        # Set once a trainer reports its own ETA (worker.data.WorkMeter): from then on the stage's ETA is the
+        # trainer's, which counts evaluation passes, instead of elapsed / steps.
+        self._eta_given = False
         self._curve: list[list[Any]] = []
         self._log: list[str] = []
         self._write_errors = 0
@@ -99,6 +102,7 @@ class ProgressReporter:
             self._stage_started = time.monotonic()
             self._step, self._total = 0, total
             self._loss, self._eta = None, None
+            self._eta_given = False
         self.log(f"stage {name}")
         self._flush()
 
@@ -111,17 +115,22 @@ class ProgressReporter:
                 self._curve.append([self._stage, int(step), round(float(loss), 6)])
                 self._thin_curve()
             elapsed = time.monotonic() - self._stage_started
-            if step > 0 and total >= step:
+            if step > 0 and total >= step and not self._eta_given:
                 self._eta = elapsed / step * (total - step)
         self.check()
 
-    def callback(self) -> Callable[[int, int, float], None]:
-        """A `(step, total, loss)` callable for the ML functions."""
+    def eta(self, step: int, total: int, seconds: float | None) -> None:
+        """Step count and the trainer's own ETA, without a loss (before the first step, while evaluating)."""
+        with self._lock:
+            self._step, self._total = int(step), int(total)
+            self._eta_given = True
+            self._eta = None if seconds is None else max(0.0, float(seconds))
+        self.check()
 
-        def _cb(step: int, total: int, loss: float) -> None:
-            self.update(step, total, loss)
-
-        return _cb
+    def callback(self) -> StageCallback:
+        """A `(step, total, loss)` callable for the ML functions, with an `eta` method for trainers that
+        estimate their own (see worker.data.report_eta)."""
+        return StageCallback(self)
 
     def log(self, message: str) -> None:
         stamp = dt.datetime.now(dt.UTC).strftime("%H:%M:%S")
@@ -184,3 +193,17 @@ class ProgressReporter:
         except Exception:  # the DB may blip; training goes on and the next beat retries
             self._write_errors += 1
             log.exception("round %s: progress write failed (%d in a row)", self.round_id, self._write_errors)
+
+
+class StageCallback:
+    """What `ProgressReporter.callback()` hands to a trainer: call it with (step, total, loss) after a step;
+    `eta(step, total, seconds)` reports the trainer's own ETA at any time."""
+
+    def __init__(self, reporter: ProgressReporter) -> None:
+        self._reporter = reporter
+
+    def __call__(self, step: int, total: int, loss: float) -> None:
+        self._reporter.update(step, total, loss)
+
+    def eta(self, step: int, total: int, seconds: float | None) -> None:
+        self._reporter.eta(step, total, seconds)

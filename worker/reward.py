@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,12 +38,22 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from worker.data import PreferencePair, ProgressCallback, Ranking, ranking_to_pairs, split_by_prompt
+from worker.data import (
+    BucketBatchSampler,
+    PreferencePair,
+    ProgressCallback,
+    Ranking,
+    WorkMeter,
+    ranking_to_pairs,
+    report_eta,
+    split_by_prompt,
+)
 from worker.models import (
     DEFAULT_MODEL_NAME,
     DeviceSpec,
     format_exchange,
     load_tokenizer,
+    lora_layers,
     pick_device,
     resolve_model_path,
 )
@@ -66,6 +76,7 @@ class RewardConfig:
     lora_dropout: float = 0.05  # dropout on the LoRA branch input
     # Module names to adapt, or "all-linear"; None: PEFT's per-architecture default (e.g. q/v projections).
     lora_target_modules: list[str] | str | None = None
+    lora_top_layers: float = 1.0  # share of the transformer layers, from the top, that get LoRA; 1: all
     max_length: int = (
         512  # tokens per prompt+reply; longer ones lose their beginning (the score reads the end)
     )
@@ -140,22 +151,32 @@ def score_texts(
 def score_exchanges(
     model: Any, tokenizer: Any, exchanges: Sequence[tuple[str, str]], max_length: int
 ) -> torch.Tensor:
+    return score_ids(model, tokenizer, encode_exchanges(tokenizer, exchanges, max_length))
+
+
+def encode_exchanges(
+    tokenizer: Any, exchanges: Sequence[tuple[str, str]], max_length: int
+) -> list[list[int]]:
+    """Token ids of each "prompt + reply" as the reward model reads it, longer ones cut from the left."""
     texts = [format_exchange(tokenizer, p, r) for p, r in exchanges]
-    # Right padding: with left padding the real tokens would sit at shifted positions, so a reply's score
-    # would depend on how long its batch-mates are.
-    tokenizer.padding_side = "right"
     tokenizer.truncation_side = "left"
     add_special = not getattr(tokenizer, "chat_template", None)
-    enc = tokenizer(
-        texts,
-        return_tensors="pt",
-        padding=True,
-        truncation=True,
-        max_length=max_length,
-        add_special_tokens=add_special,
-    )
+    enc = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=add_special)
+    return [list(ids) for ids in enc["input_ids"]]
+
+
+def score_ids(model: Any, tokenizer: Any, ids: Sequence[Sequence[int]]) -> torch.Tensor:
+    """One scalar per token sequence, in one batch padded to its longest member."""
+    # Right padding: with left padding the real tokens would sit at shifted positions, so a reply's score
+    # would depend on how long its batch-mates are.
+    longest = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), longest), int(tokenizer.pad_token_id), dtype=torch.long)
+    mask = torch.zeros((len(ids), longest), dtype=torch.long)
+    for row, x in enumerate(ids):
+        input_ids[row, : len(x)] = torch.tensor(list(x), dtype=torch.long)
+        mask[row, : len(x)] = 1
     device = next(model.parameters()).device
-    out = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device))
+    out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device))
     return out.logits[:, 0]
 
 
@@ -172,14 +193,34 @@ class RewardModel:
         return self.score_exchanges([(prompt, r) for r in responses], batch_size)
 
     @torch.inference_mode()
-    def score_exchanges(self, exchanges: Sequence[tuple[str, str]], batch_size: int = 16) -> list[float]:
-        scores: list[float] = []
-        for start in range(0, len(exchanges), batch_size):
-            chunk = exchanges[start : start + batch_size]
-            scores.extend(
-                score_exchanges(self.model, self.tokenizer, chunk, self.max_length).float().tolist()
-            )
-        return scores
+    def score_exchanges(
+        self,
+        exchanges: Sequence[tuple[str, str]],
+        batch_size: int = 16,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[float]:
+        """Scores in input order. Each distinct exchange is scored once, in batches of similar length (a
+        batch is padded to its longest member); `on_batch(tokens)` hears each batch's padded token count."""
+        unique = list(dict.fromkeys(exchanges))
+        ids = encode_exchanges(self.tokenizer, unique, self.max_length)
+        order = sorted(range(len(unique)), key=lambda i: len(ids[i]))
+        by_exchange: dict[tuple[str, str], float] = {}
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            scores = score_ids(self.model, self.tokenizer, [ids[i] for i in chunk]).float().tolist()
+            by_exchange.update((unique[i], v) for i, v in zip(chunk, scores, strict=True))
+            if on_batch is not None:
+                on_batch(len(chunk) * max(len(ids[i]) for i in chunk))
+        return [by_exchange[e] for e in exchanges]
+
+    def eval_tokens(self, exchanges: Sequence[tuple[str, str]], batch_size: int = 16) -> int:
+        """Padded tokens `score_exchanges` will run for these exchanges (for ETAs)."""
+        unique = list(dict.fromkeys(exchanges))
+        lengths = sorted(len(x) for x in encode_exchanges(self.tokenizer, unique, self.max_length))
+        return sum(
+            len(lengths[i : i + batch_size]) * lengths[min(i + batch_size, len(lengths)) - 1]
+            for i in range(0, len(lengths), batch_size)
+        )
 
 
 def _load_backbone(path: str, dtype: torch.dtype) -> Any:
@@ -211,6 +252,7 @@ def build_reward_model(path: str, tokenizer: Any, cfg: RewardConfig) -> Any:
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         target_modules=cfg.lora_target_modules,
+        **lora_layers(backbone.config, cfg.lora_top_layers, cfg.lora_target_modules),
     )
     return get_peft_model(backbone, lora)
 
@@ -240,15 +282,16 @@ def evaluate_reward_model(
     *,
     data_dir: Path | None = None,
     batch_size: int = 16,
+    on_batch: Callable[[int], None] | None = None,
 ) -> PairwiseEval:
-    """Pairwise accuracy (and loss) of a reward model on these pairs."""
+    """Pairwise accuracy (and loss) of a reward model on these pairs (each distinct reply scored once)."""
     rm = model if isinstance(model, RewardModel) else load_reward_model(model, data_dir=data_dir)
     if not pairs:
         return PairwiseEval(math.nan, math.nan, 0)
     was_training = rm.model.training
     rm.model.eval()
     exchanges = [(p.prompt, p.chosen) for p in pairs] + [(p.prompt, p.rejected) for p in pairs]
-    scores = torch.tensor(rm.score_exchanges(exchanges, batch_size))
+    scores = torch.tensor(rm.score_exchanges(exchanges, batch_size, on_batch))
     rm.model.train(was_training)
     diff = scores[: len(pairs)] - scores[len(pairs) :]
     return PairwiseEval(
@@ -293,12 +336,16 @@ def train_reward_model(
     model = build_reward_model(path, tokenizer, cfg)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loader: DataLoader[Ranking] = DataLoader(
-        train,  # type: ignore[arg-type]
-        batch_size=cfg.batch_size,
-        shuffle=True,
+    # Tokenised once; a step's rankings have similar lengths, so their batch is padded little.
+    train_ids = [
+        encode_exchanges(tokenizer, [(r.prompt, c) for c in r.candidates], cfg.max_length) for r in train
+    ]
+    longest = [max(len(x) for x in ids) for ids in train_ids]
+    sampler = BucketBatchSampler(longest, cfg.batch_size, cfg.seed)
+    loader: DataLoader[int] = DataLoader(
+        range(len(train)),  # type: ignore[arg-type]
+        batch_sampler=sampler,
         collate_fn=list,
-        generator=torch.Generator().manual_seed(cfg.seed),
     )
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     steps_per_epoch = len(loader)
@@ -307,10 +354,31 @@ def train_reward_model(
         total_steps = min(total_steps, cfg.max_steps)
     eval_every = cfg.eval_every or steps_per_epoch
 
+    # The ETA counts tokens: a forward pass is 1 unit per padded token, forward + backward 3.
+    step_units = 3 * sum(
+        max(longest[i] for i in b) * sum(len(train[i].candidates) for i in b) for b in sampler
+    )
+    sampler.epoch = 0  # that pass only measured; training starts again at the first epoch's order
+    eval_rm = RewardModel(accelerator.unwrap_model(model), tokenizer, cfg.max_length)
+    eval_exchanges = [(p.prompt, p.chosen) for p in heldout_pairs] + [
+        (p.prompt, p.rejected) for p in heldout_pairs
+    ]
+    eval_units = eval_rm.eval_tokens(eval_exchanges, cfg.eval_batch_size) if heldout_pairs else 0
+    n_evals = (1 + total_steps // eval_every) if heldout_pairs else 0
+    meter = WorkMeter(step_units / max(1, len(sampler)) * total_steps + eval_units * n_evals)
+    step = 0
+    report_eta(progress, 0, total_steps, None)
+
+    def on_eval_batch(tokens: int) -> None:
+        meter.add(tokens)
+        if accelerator.is_main_process:
+            report_eta(progress, step, total_steps, meter.eta())
+
     def evaluate() -> PairwiseEval:
-        rm = RewardModel(accelerator.unwrap_model(model), tokenizer, cfg.max_length)
         with accelerator.autocast():
-            result = evaluate_reward_model(rm, heldout_pairs, batch_size=cfg.eval_batch_size)
+            result = evaluate_reward_model(
+                eval_rm, heldout_pairs, batch_size=cfg.eval_batch_size, on_batch=on_eval_batch
+            )
         model.train()
         return result
 
@@ -328,17 +396,18 @@ def train_reward_model(
     history: list[dict[str, float]] = []
     if initial:
         history.append({"step": 0, "heldout_loss": initial.loss, "heldout_accuracy": initial.accuracy})
-    bad_evals, step, stopped_early, last_loss = 0, 0, False, math.nan
+    bad_evals, stopped_early, last_loss = 0, False, math.nan
 
     model.train()
     # Time in training steps only (no setup, evaluation or saving): what throughput comparisons divide by.
     loop_started, eval_seconds = time.perf_counter(), 0.0
     while step < total_steps and not stopped_early:
-        for batch in loader:
+        for indices in loader:
             # One forward pass over all candidates of all rankings in the step, then split the scores.
-            flat = [(r.prompt, c) for r in batch for c in r.candidates]
+            batch = [train[i] for i in indices]
+            flat = [ids for i in indices for ids in train_ids[i]]
             with accelerator.autocast():
-                scores = score_exchanges(model, tokenizer, flat, cfg.max_length)
+                scores = score_ids(model, tokenizer, flat)
             losses, offset = [], 0
             for r in batch:
                 loss_r, _n = ranking_loss(scores[offset : offset + len(r.candidates)], r, cfg.margin_scale)
@@ -353,8 +422,10 @@ def train_reward_model(
             optimizer.step()
             step += 1
             last_loss = float(loss.detach())
+            meter.add(3 * len(flat) * max(len(x) for x in flat))
             if progress is not None and accelerator.is_main_process:
                 progress(step, total_steps, last_loss)
+                report_eta(progress, step, total_steps, meter.eta())
 
             if heldout_pairs and step % eval_every == 0:
                 eval_started = time.perf_counter()

@@ -21,17 +21,34 @@ from pathlib import Path
 from typing import Any
 
 from transformers import PrinterCallback
+from trl import SFTTrainer
 
-from worker.data import ProgressCallback, split_by_prompt
+from worker.data import ProgressCallback, WorkMeter, report_eta, split_by_prompt
 from worker.lora_policy import (
+    MeteredTrainerMixin,
     PolicyTrainResult,
     early_stopping_args,
+    padded_tokens,
     policy_model,
     save_policy,
     schedule_metrics,
     trainer_callbacks,
 )
-from worker.models import load_tokenizer, pick_device, resolve_model_path
+from worker.models import format_exchange, load_tokenizer, pick_device, resolve_model_path
+
+
+class _MeteredSFTTrainer(MeteredTrainerMixin, SFTTrainer):
+    """TRL's SFTTrainer reporting an ETA after every batch, evaluations included."""
+
+
+def _demo_tokens(tokenizer: Any, demos: Sequence[Demonstration], max_length: int) -> list[int]:
+    if not demos:
+        return []
+    add_special = not getattr(tokenizer, "chat_template", None)
+    texts = [format_exchange(tokenizer, d.prompt, d.completion) for d in demos]
+    return [
+        min(len(ids), max_length) for ids in tokenizer(texts, add_special_tokens=add_special)["input_ids"]
+    ]
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,7 @@ class SFTTrainConfig:
     base_model: str  # the default name, an HF model id or a local path
     lr: float = 2e-4  # AdamW learning rate; LoRA wants far more than full fine-tuning
     epochs: int = 1  # passes over the training demonstrations (early stopping may end sooner)
+    max_steps: int = 0  # cap on optimizer updates; 0: the epochs decide
     batch_size: int = 4  # demonstrations per device per update
     weight_decay: float = 0.0  # AdamW decoupled weight decay on the LoRA weights
     lora_r: int = 16  # LoRA rank; fresh adapters only, a continued adapter keeps its shape
@@ -52,6 +70,7 @@ class SFTTrainConfig:
     lora_dropout: float = 0.05  # dropout on the LoRA branch input
     # Module names to adapt, or "all-linear"; None: PEFT's per-architecture default (e.g. q/v projections).
     lora_target_modules: list[str] | str | None = None
+    lora_top_layers: float = 1.0  # share of the layers, from the top, that get a fresh LoRA; 1: all
     max_length: int = 1024  # prompt + reply tokens; TRL truncates the end of longer ones
     seed: int = 0  # seeds the held-out split, LoRA initialisation and data order
     heldout_fraction: float = 0.1  # share of PROMPTS kept out of training; fewer than 2 prompts: none
@@ -86,7 +105,7 @@ def train_sft(
     """Train (or continue) a LoRA adapter on the demonstrations; the best held-out adapter is saved."""
     from accelerate import PartialState
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     if not demonstrations:
         raise ValueError("no demonstrations to fine-tune on")
@@ -105,7 +124,17 @@ def train_sft(
     # Schedule: evaluate (and checkpoint) a handful of times so early stopping has something to act on.
     world = PartialState().num_processes
     updates_per_epoch = max(1, math.ceil(len(split.train) / (cfg.batch_size * world)))
-    eval_every = cfg.eval_every or max(1, updates_per_epoch * cfg.epochs // 5)
+    total_updates = updates_per_epoch * cfg.epochs
+    if cfg.max_steps > 0:
+        total_updates = min(total_updates, cfg.max_steps)
+    eval_every = cfg.eval_every or max(1, total_updates // 4)
+    # ETA: training 3 units per padded token (batches of similar length), each evaluation 1.
+    train_len = sorted(_demo_tokens(tokenizer, split.train, cfg.max_length))
+    held_len = _demo_tokens(tokenizer, split.heldout, cfg.max_length)
+    per_update = padded_tokens(train_len, cfg.batch_size) / max(1, updates_per_epoch) * world
+    n_evals = total_updates // eval_every if held_len else 0
+    meter = WorkMeter(3 * per_update * total_updates + n_evals * padded_tokens(held_len, cfg.batch_size))
+    report_eta(progress, 0, total_updates, None)
 
     # Model: the previous policy's adapter, trainable, or a fresh LoRA.
     model, peft_config = policy_model(path, previous_adapter, cfg)
@@ -113,6 +142,9 @@ def train_sft(
         output_dir=str(output_dir / ".checkpoints"),
         learning_rate=cfg.lr,
         num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
+        # Batches of demonstrations of similar length: each is padded to its longest member.
+        train_sampling_strategy="group_by_length",
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
         weight_decay=cfg.weight_decay,
@@ -127,7 +159,10 @@ def train_sft(
         disable_tqdm=True,
         **early_stopping_args(eval_ds is not None, eval_every, "eval_loss", greater_is_better=False),
     )
-    trainer = SFTTrainer(
+    trainer = _MeteredSFTTrainer(
+        meter,
+        progress,
+        total_updates,
         model=model,
         args=args,
         train_dataset=train_ds,

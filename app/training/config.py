@@ -114,7 +114,13 @@ class RoundConfig:
         lo=0.0,
         hi=10.0,
     )
-    max_length: int = _opt(512, "token cap on prompt + reply when training", lo=16, hi=32768)
+    max_length: int = _opt(
+        256,
+        "token cap on prompt + reply when training (the reward model keeps the end, DPO and SFT the start); "
+        "256 keeps a round on a 2-core CPU within minutes; raise it on a GPU or for long replies",
+        lo=16,
+        hi=32768,
+    )
 
     # --- 3. policy
     policy_method: str = _opt(
@@ -143,6 +149,14 @@ class RoundConfig:
         lo=1,
         hi=100,
     )
+    policy_max_steps: int = _opt(
+        32,
+        "cap on SFT and DPO optimizer updates per round, each on a random share of the pairs; 0 = the "
+        "epochs decide. 32 updates of 4 pairs keep a round on a 2-core CPU within minutes (a DPO update of a "
+        "135M model there takes several seconds); raise it, or set 0, with a GPU",
+        lo=0,
+        hi=1_000_000,
+    )
     policy_learning_rate: float = _opt(5e-5, "DPO and RLOO LoRA learning rate", lo=0.0, hi=1.0)
     policy_batch_size: int = _opt(
         4, "preference pairs per DPO step, demonstrations per SFT step, samples per RLOO step", lo=1, hi=1024
@@ -157,6 +171,14 @@ class RoundConfig:
     rloo_beta: float = _opt(0.05, "rloo: KL penalty towards the reference", lo=0.0, hi=10.0)
     lora_r: int = _opt(8, "LoRA rank of fresh adapters (reward model and first policy)", lo=1, hi=512)
     lora_alpha: int = _opt(16, "LoRA alpha (scale = alpha / r)", lo=1, hi=1024)
+    lora_top_layers: float = _opt(
+        0.34,
+        "share of the transformer layers, counted from the top, that get fresh LoRA adapters (reward model, "
+        "SFT, DPO, RLOO); 1 = all. The layers below get no gradient, so the backward pass skips them: "
+        "about 1.7x less compute per token with a third; ignored with lora_target_modules=all-linear",
+        lo=0.01,
+        hi=1.0,
+    )
     lora_dropout: float = _opt(0.05, "dropout on the LoRA branch input", lo=0.0, hi=0.9)
     lora_target_modules: str = _opt(
         "",

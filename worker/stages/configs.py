@@ -28,6 +28,7 @@ def _lora(cfg: RoundConfig) -> dict[str, Any]:
         "lora_alpha": cfg.lora_alpha,
         "lora_dropout": cfg.lora_dropout,
         "lora_target_modules": cfg.lora_targets(),
+        "lora_top_layers": cfg.lora_top_layers,
     }
 
 
@@ -52,6 +53,7 @@ def sft_config(cfg: RoundConfig) -> SFTTrainConfig:
         epochs=cfg.sft_epochs,
         batch_size=cfg.policy_batch_size,
         max_length=cfg.max_length,
+        max_steps=cfg.policy_max_steps,
         **_policy_run(cfg),
     )
 
@@ -86,6 +88,7 @@ def dpo_config(cfg: RoundConfig) -> DPOTrainConfig:
         batch_size=cfg.policy_batch_size,
         max_length=cfg.max_length,
         max_prompt_length=cfg.max_prompt_length,
+        max_steps=cfg.policy_max_steps,
         **_policy_run(cfg),
     )
 
