@@ -127,6 +127,21 @@ class _MeteredDPOTrainer(MeteredTrainerMixin, DPOTrainer):
         return out
 
 
+def schedule(total_updates: int, warmup_ratio: float, eval_every: int | None) -> tuple[int, int]:
+    """(warm-up updates, updates between evaluations) for a run of `total_updates` updates.
+
+    About four evaluations per run, but never one before warm-up has ended: a linear warm-up runs its first
+    update at learning rate 0, so an evaluation there scores the reference itself, and on a short run with a
+    noisy held-out set early stopping could keep that untrained checkpoint (seen: a 3-update round that
+    published an all-zero adapter). An explicit `eval_every` is taken as given.
+    """
+    # At least one update after the warm-up, so a run of a single update is not all spent at rate 0.
+    warmup = min(math.ceil(warmup_ratio * total_updates), max(0, total_updates - 1))
+    if eval_every:
+        return warmup, eval_every
+    return warmup, min(total_updates, max(1, total_updates // 4, warmup + 1))
+
+
 def _best_eval(trainer: Any) -> dict[str, Any]:
     """The evaluation log entry of the checkpoint the Trainer kept (the best one), or the last evaluation."""
     evals = [e for e in trainer.state.log_history if "eval_loss" in e]
@@ -228,7 +243,7 @@ def train_dpo(
     total_updates = max(1, math.ceil(updates_per_epoch * epochs))
     if cfg.max_steps > 0:
         total_updates = min(total_updates, cfg.max_steps)
-    eval_every = cfg.eval_every or max(1, total_updates // 4)
+    warmup_steps, eval_every = schedule(total_updates, cfg.warmup_ratio, cfg.eval_every)
     meter = _dpo_meter(lengths, order, split.heldout, tokenizer, cfg, total_updates, eval_every, world)
     report_eta(progress, 0, total_updates, None)
 
@@ -246,7 +261,7 @@ def train_dpo(
         per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
         weight_decay=cfg.weight_decay,
-        warmup_steps=math.ceil(cfg.warmup_ratio * total_updates),
+        warmup_steps=warmup_steps,
         lr_scheduler_type="linear",
         max_length=cfg.max_length,
         seed=cfg.seed,

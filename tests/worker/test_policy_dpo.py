@@ -131,3 +131,15 @@ def test_reward_labelled_pairs(tiny_llama: Path, tmp_path: Path) -> None:
         assert chosen > rejected
     # An impossible gap keeps nothing.
     assert policy_dpo.reward_labelled_pairs(policy, tokenizer, rm, prompts, cfg, min_gap=1e9) == []
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 5, 8, 32, 123])
+def test_schedule_evaluates_only_after_warm_up_and_within_the_run(total):
+    warmup, every = policy_dpo.schedule(total, 0.1, None)
+    assert 0 <= warmup < total  # at least one update at a learning rate above 0
+    assert warmup < every <= total  # the first evaluation scores a trained adapter, and it happens
+    assert total // every >= min(4, total // (warmup + 1))  # still several evaluations on longer runs
+
+
+def test_schedule_keeps_an_explicit_evaluation_interval():
+    assert policy_dpo.schedule(40, 0.1, 3) == (4, 3)
