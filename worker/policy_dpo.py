@@ -64,7 +64,7 @@ from worker.models import (
     pick_device,
     resolve_model_path,
 )
-from worker.reward import RewardModel
+from worker.reward_scoring import RewardModel
 
 
 @dataclass

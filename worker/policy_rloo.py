@@ -37,7 +37,7 @@ from worker.lora_policy import (
     trainer_callbacks,
 )
 from worker.models import load_tokenizer, pick_device, resolve_model_path
-from worker.reward import RewardModel
+from worker.reward_scoring import RewardModel
 
 
 @dataclass

@@ -34,7 +34,6 @@ def main() -> None:
     start_run(args.threads)
 
     from app.training.config import RoundConfig, parse_assignments
-
     from worker.data import ranking_to_pairs, split_by_prompt
     from worker.policy_dpo import DPOTrainConfig, train_dpo
     from worker.reward import RewardConfig, train_reward_model
