@@ -94,7 +94,7 @@ def fluency_rankings(seed: int, prompt_words: int = 20, reply_words: int = 24) -
 
 
 def tokenize_like_ours(tokenizer: Any, prompt: str, reply: str, max_length: int) -> list[int]:
-    """The ids `worker.reward_scoring.score_exchanges` feeds the model for this exchange (chat template, left cut)."""
+    """The ids `worker.reward_scoring.score_exchanges` feeds the model (chat template, left cut)."""
     from worker.models import format_exchange
 
     tokenizer.truncation_side = "left"
