@@ -11,11 +11,11 @@ stages build them (worker/stages/configs.py) from `RoundConfig` defaults plus `-
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -35,8 +35,9 @@ def main() -> None:
 
     from app.training.config import RoundConfig, parse_assignments
     from worker.data import ranking_to_pairs, split_by_prompt
-    from worker.policy_dpo import DPOTrainConfig, train_dpo
-    from worker.reward import RewardConfig, train_reward_model
+    from worker.policy_dpo import train_dpo
+    from worker.reward import train_reward_model
+    from worker.stages import configs
 
     cfg = RoundConfig.resolve(parse_assignments(args.set))
     data_dir = Path(args.data_dir)
@@ -68,31 +69,9 @@ def main() -> None:
 
         return Clock()
 
-    def fields(klass: type, **values: object) -> dict[str, object]:
-        known = set(inspect.signature(klass).parameters)
-        return {k: v for k, v in values.items() if k in known}
-
     with tempfile.TemporaryDirectory() as tmp:
         if args.reward_steps >= 0:
-            rcfg = RewardConfig(
-                **fields(  # type: ignore[arg-type]
-                    RewardConfig,
-                    base_model=cfg.base_model,
-                    lr=cfg.reward_learning_rate,
-                    epochs=cfg.reward_epochs,
-                    batch_size=cfg.reward_batch_size,
-                    lora_r=cfg.lora_r,
-                    lora_alpha=cfg.lora_alpha,
-                    lora_dropout=cfg.lora_dropout,
-                    lora_target_modules=cfg.lora_targets(),
-                    lora_top_layers=getattr(cfg, "lora_top_layers", 1.0),
-                    max_length=cfg.max_length,
-                    seed=cfg.seed,
-                    heldout_fraction=cfg.heldout_fraction,
-                    patience=cfg.reward_patience,
-                    max_steps=max(0, args.reward_steps),
-                )
-            )
+            rcfg = replace(configs.reward_config(cfg), max_steps=max(0, args.reward_steps))
             print(
                 f"reward: max_length {rcfg.max_length}, batch {rcfg.batch_size} | load {load()}", flush=True
             )
@@ -106,27 +85,9 @@ def main() -> None:
         if args.dpo_steps >= 0:
             split = split_by_prompt(rankings, cfg.heldout_fraction, cfg.seed)
             pairs = ranking_to_pairs(split.train)
-            dcfg = DPOTrainConfig(
-                **fields(  # type: ignore[arg-type]
-                    DPOTrainConfig,
-                    base_model=cfg.base_model,
-                    beta=cfg.dpo_beta,
-                    lr=cfg.policy_learning_rate,
-                    epochs=cfg.policy_epochs,
-                    batch_size=cfg.policy_batch_size,
-                    lora_r=cfg.lora_r,
-                    lora_alpha=cfg.lora_alpha,
-                    lora_dropout=cfg.lora_dropout,
-                    lora_target_modules=cfg.lora_targets(),
-                    lora_top_layers=getattr(cfg, "lora_top_layers", 1.0),
-                    max_length=cfg.max_length,
-                    max_prompt_length=cfg.max_prompt_length,
-                    seed=cfg.seed,
-                    heldout_fraction=cfg.policy_heldout_fraction,
-                    patience=cfg.policy_patience,
-                    max_steps=args.dpo_steps if args.dpo_steps > 0 else getattr(cfg, "policy_max_steps", 0),
-                )
-            )
+            dcfg = configs.dpo_config(cfg)
+            if args.dpo_steps > 0:
+                dcfg = replace(dcfg, max_steps=args.dpo_steps)
             print(f"dpo: {len(pairs)} pairs, max_length {dcfg.max_length} | load {load()}", flush=True)
             t0 = time.perf_counter()
             dres = train_dpo(dcfg, pairs, Path(tmp) / "dpo", data_dir=data_dir, progress=clock("dpo"))
