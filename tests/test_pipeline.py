@@ -109,7 +109,10 @@ def test_training_round_publishes_versions_and_serves_new_candidates(clean_db, m
         assert policy.id in versions_seen
 
 
-def test_a_second_round_builds_on_the_previous_policy_and_compares_reward_models(clean_db, model_dir):
+def test_a_second_round_builds_on_the_previous_policy_and_compares_reward_models(
+    clean_db, model_dir, monkeypatch
+):
+    monkeypatch.setattr(get_settings(), "promotion_min_rankings", 0)  # auto-promotion at once, no gate
     with session_scope() as s:
         seed_rankings(s, prompts=4, annotators=1, unranked=2)
     first = start(

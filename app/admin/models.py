@@ -1,8 +1,8 @@
 """The Model versions pages: lineage trees with each version's metrics, promotion and roll-back, and two
 versions' completions side by side.
 
-Promotion goes through app.training.rounds (the one rule); human win-rates come from
-app.quality.version_stats.
+Promotion (at once, or "when ready": once the policy passes the promotion gate) goes through
+app.training.rounds (the one rule); human win-rates come from app.quality.version_stats.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from app.admin import charts
 from app.admin.common import DataFormat, Page, data_response, page_router, redirect, rounded
 from app.admin.paging import Pager
 from app.annotation import activity_repository as activity
-from app.deps import DB, AdminUser
+from app.config import Settings
+from app.deps import DB, AdminUser, SettingsDep
 from app.errors import Invalid, NotFound
 from app.orm import ModelKind, ModelStatus, ModelVersion
 from app.prompts import repository as prompts_repo
 from app.quality import version_stats
+from app.quality.promotion import GateCheck
 from app.training import repository as training_repo
 from app.training import rounds as training_rounds
 from app.web import render
@@ -45,6 +47,7 @@ class VersionNode:
     human: version_stats.HumanWinRate | None  # blind human win-rate against the parent
     can_promote: bool
     promote_label: str
+    gate: GateCheck | None  # a promotable policy's standing against the promotion gate
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(float(value)) else None
 
 
-def _nodes(session: Session) -> tuple[list[ModelVersion], dict[int, VersionNode]]:
+def _nodes(session: Session, settings: Settings) -> tuple[list[ModelVersion], dict[int, VersionNode]]:
     versions = list(training_repo.all_model_versions(session))
     by_id = {v.id: v for v in versions}
     rounds = training_repo.rounds_by_policy(session)
@@ -95,6 +98,7 @@ def _nodes(session: Session) -> tuple[list[ModelVersion], dict[int, VersionNode]
             human=version_stats.human_win_rate(summary, v.id, v.parent_id) if v.parent_id in by_id else None,
             can_promote=promotable,
             promote_label="Roll back to this" if v.status == ModelStatus.retired else "Promote",
+            gate=training_rounds.promotion_gate(session, settings, v) if promotable else None,
         )
     for v in versions:
         if v.parent_id in nodes:
@@ -102,9 +106,9 @@ def _nodes(session: Session) -> tuple[list[ModelVersion], dict[int, VersionNode]
     return versions, nodes
 
 
-def models_page(session: Session, promoted: int | None = None) -> ModelsPage:
+def models_page(session: Session, settings: Settings, promoted: int | None = None) -> ModelsPage:
     """The lineage trees of policies and reward models with each version's metrics, and external sources."""
-    versions, nodes = _nodes(session)
+    versions, nodes = _nodes(session, settings)
     by_id = {v.id: v for v in versions}
     # After a promotion the page says what happened, from the database rather than from the URL.
     notice = ""
@@ -127,9 +131,9 @@ def models_page(session: Session, promoted: int | None = None) -> ModelsPage:
     )
 
 
-def models_table(session: Session) -> charts.Table:
+def models_table(session: Session, settings: Settings) -> charts.Table:
     """Every model version with its parent and metrics (the lineage page as data)."""
-    versions, nodes = _nodes(session)
+    versions, nodes = _nodes(session, settings)
     names = {v.id: v.name for v in versions}
     rows = []
     for v in versions:
@@ -150,6 +154,8 @@ def models_table(session: Session) -> charts.Table:
                 rounded(h.low) if h else None,
                 rounded(h.high) if h else None,
                 h.comparisons if h else 0,
+                v.promote_when_ready,
+                n.gate.more_rankings if n.gate else None,
             )
         )
     return charts.Table(
@@ -168,6 +174,8 @@ def models_table(session: Session) -> charts.Table:
             "human_ci_low",
             "human_ci_high",
             "human_comparisons",
+            "promote_when_ready",
+            "gate_more_rankings",
         ),
         rows,
     )
@@ -237,13 +245,15 @@ def compare(session: Session, version_a: int | None, version_b: int | None, page
 
 
 @router.get("/models", response_class=HTMLResponse)
-def models_list(request: Request, db: DB, user: AdminUser, promoted: int | None = None) -> Response:
-    return render(request, "admin/models.html", {"p": models_page(db, promoted)})
+def models_list(
+    request: Request, db: DB, user: AdminUser, settings: SettingsDep, promoted: int | None = None
+) -> Response:
+    return render(request, "admin/models.html", {"p": models_page(db, settings, promoted)})
 
 
 @router.get("/models.{fmt}")
-def models_data(db: DB, user: AdminUser, fmt: DataFormat) -> Response:
-    return data_response(models_table(db), fmt)
+def models_data(db: DB, user: AdminUser, settings: SettingsDep, fmt: DataFormat) -> Response:
+    return data_response(models_table(db, settings), fmt)
 
 
 @router.get("/models/compare", response_class=HTMLResponse)
@@ -258,3 +268,16 @@ def promote(db: DB, user: AdminUser, version_id: int) -> Response:
     # Promotion, or a roll-back to an older policy.
     version = training_rounds.promote_policy(db, version_id)
     return redirect(f"/admin/models?promoted={version.id}")
+
+
+@router.post("/models/{version_id}/promote-when-ready")
+def promote_when_ready(db: DB, user: AdminUser, settings: SettingsDep, version_id: int) -> Response:
+    # Promoted now if it already passes the gate; the page says which.
+    version, _ = training_rounds.request_promotion(db, settings, version_id)
+    return redirect(f"/admin/models?promoted={version.id}#version-{version.id}")
+
+
+@router.post("/models/{version_id}/cancel-promotion")
+def cancel_promotion(db: DB, user: AdminUser, version_id: int) -> Response:
+    training_rounds.cancel_promotion_request(db, version_id)
+    return redirect(f"/admin/models#version-{version_id}")

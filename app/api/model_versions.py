@@ -1,14 +1,15 @@
-"""JSON API for model versions: list them, promote a policy (admin)."""
+"""JSON API for model versions: list them, promote a policy at once or once it passes the gate (admin)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from app.deps import DB, AdminUser
+from app.deps import DB, AdminUser, SettingsDep
 from app.orm import ModelKind, ModelStatus, ModelVersion
 from app.quality import version_stats as stats
+from app.quality.promotion import GateCheck
 from app.training import rounds, service
-from app.training.schemas import HumanWinRateOut, ModelVersionList, ModelVersionOut
+from app.training.schemas import HumanWinRateOut, ModelVersionList, ModelVersionOut, PromotionGateOut
 
 router = APIRouter(tags=["model versions"])
 
@@ -19,6 +20,7 @@ router = APIRouter(tags=["model versions"])
 def list_versions(
     db: DB,
     user: AdminUser,
+    settings: SettingsDep,
     kind: ModelKind | None = None,
     status: ModelStatus | None = None,
     limit: int = Query(default=100, ge=1, le=200),
@@ -44,8 +46,18 @@ def list_versions(
                     comparisons=human.comparisons,
                     rankings=human.rankings,
                 )
+        if _gated(row):
+            out.promotion_gate = _gate_out(rounds.promotion_gate(db, settings, row))
         versions.append(out)
     return ModelVersionList(versions=versions)
+
+
+def _gated(row: ModelVersion) -> bool:
+    return row.kind == ModelKind.policy and row.status in (ModelStatus.candidate, ModelStatus.retired)
+
+
+def _gate_out(check: GateCheck) -> PromotionGateOut:
+    return PromotionGateOut(passed=check.passed, reason=check.reason, more_rankings=check.more_rankings)
 
 
 def _has_parent(row: ModelVersion) -> bool:
@@ -60,3 +72,26 @@ def _has_parent(row: ModelVersion) -> bool:
 )
 def promote(version_id: int, db: DB, user: AdminUser) -> ModelVersionOut:
     return ModelVersionOut.model_validate(rounds.promote_policy(db, version_id))
+
+
+@router.post(
+    "/model-versions/{version_id}/promote-when-ready",
+    response_model=ModelVersionOut,
+    responses={409: {"description": "not a policy, or a failed one"}},
+    summary="Make a policy active once it passes the promotion gate, or now if it already does (admin)",
+)
+def promote_when_ready(version_id: int, db: DB, user: AdminUser, settings: SettingsDep) -> ModelVersionOut:
+    row, check = rounds.request_promotion(db, settings, version_id)
+    out = ModelVersionOut.model_validate(row)
+    if _gated(row):
+        out.promotion_gate = _gate_out(check)
+    return out
+
+
+@router.delete(
+    "/model-versions/{version_id}/promote-when-ready",
+    response_model=ModelVersionOut,
+    summary="Stop waiting for the promotion gate (admin)",
+)
+def cancel_promote_when_ready(version_id: int, db: DB, user: AdminUser) -> ModelVersionOut:
+    return ModelVersionOut.model_validate(rounds.cancel_promotion_request(db, version_id))

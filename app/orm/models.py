@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import Boolean, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.orm.base import Base, created_at_column, str_enum
@@ -52,4 +52,7 @@ class ModelVersion(Base):
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     data_snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("data_snapshots.id"))
+    # A policy waiting for the promotion gate (app.training.rounds.promote_ready): it becomes active once
+    # people prefer it to the active policy with confidence. Cleared when it is promoted.
+    promote_when_ready: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     created_at: Mapped[dt.datetime] = created_at_column()

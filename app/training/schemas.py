@@ -91,6 +91,17 @@ class HumanWinRateOut(BaseModel):
     rankings: int = Field(description="rankings those pairs come from")
 
 
+class PromotionGateOut(BaseModel):
+    """The promotion gate's verdict on a policy against the active policy."""
+
+    passed: bool
+    reason: str = Field(description="why it passes or not, in one sentence")
+    more_rankings: int | None = Field(
+        description="blind rankings still needed at the observed win-rate (0 when passed); null when the "
+        "rate is unknown or at most 50% (it cannot pass at the current rate)"
+    )
+
+
 class ModelVersionOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -105,6 +116,14 @@ class ModelVersionOut(BaseModel):
     config: dict[str, Any]
     metrics: dict[str, Any]
     created_at: dt.datetime
+    promote_when_ready: bool = Field(
+        default=False, description="the policy becomes active once it passes the promotion gate"
+    )
+    promotion_gate: PromotionGateOut | None = Field(
+        default=None,
+        description="a policy's standing against the promotion gate (GET /model-versions, "
+        "promote-when-ready); null for other kinds and for the active or a failed policy",
+    )
     human_winrate_vs_parent: HumanWinRateOut | None = Field(
         default=None,
         description="a policy's blind human win-rate against its parent (GET /model-versions only); null "
