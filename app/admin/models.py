@@ -24,7 +24,7 @@ from app.deps import DB, AdminUser, SettingsDep
 from app.errors import Invalid, NotFound
 from app.orm import ModelKind, ModelStatus, ModelVersion
 from app.prompts import repository as prompts_repo
-from app.quality import version_stats
+from app.quality import reward_signals, version_stats
 from app.quality.promotion import GateCheck
 from app.training import repository as training_repo
 from app.training import rounds as training_rounds
@@ -48,6 +48,7 @@ class VersionNode:
     can_promote: bool
     promote_label: str
     gate: GateCheck | None  # a promotable policy's standing against the promotion gate
+    vs_active: reward_signals.RewardVsHuman | None  # reward-predicted vs human win-rate over the active one
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,10 @@ def _nodes(session: Session, settings: Settings) -> tuple[list[ModelVersion], di
         for v in versions
         if v.kind == ModelKind.reward and v.data_snapshot_id is not None
     }
+    active = next(
+        (v for v in versions if v.kind == ModelKind.policy and v.status == ModelStatus.active), None
+    )
+    signals = reward_signals.reward_vs_human(session, active.id) if active is not None else {}
     nodes: dict[int, VersionNode] = {}
     for v in versions:
         reward: ModelVersion | None = None
@@ -99,6 +104,7 @@ def _nodes(session: Session, settings: Settings) -> tuple[list[ModelVersion], di
             can_promote=promotable,
             promote_label="Roll back to this" if v.status == ModelStatus.retired else "Promote",
             gate=training_rounds.promotion_gate(session, settings, v) if promotable else None,
+            vs_active=signals.get(v.id) if v.kind == ModelKind.policy else None,
         )
     for v in versions:
         if v.parent_id in nodes:
@@ -156,6 +162,9 @@ def models_table(session: Session, settings: Settings) -> charts.Table:
                 h.comparisons if h else 0,
                 v.promote_when_ready,
                 n.gate.more_rankings if n.gate else None,
+                rounded(n.vs_active.predicted) if n.vs_active else None,
+                rounded(n.vs_active.human.rate) if n.vs_active and n.vs_active.human else None,
+                bool(n.vs_active and n.vs_active.hacking),
             )
         )
     return charts.Table(
@@ -176,6 +185,9 @@ def models_table(session: Session, settings: Settings) -> charts.Table:
             "human_comparisons",
             "promote_when_ready",
             "gate_more_rankings",
+            "reward_predicted_win_rate_vs_active",
+            "human_win_rate_vs_active",
+            "reward_hacking_suspected",
         ),
         rows,
     )

@@ -6,10 +6,17 @@ from fastapi import APIRouter, Query
 
 from app.deps import DB, AdminUser, SettingsDep
 from app.orm import ModelKind, ModelStatus, ModelVersion
+from app.quality import reward_signals
 from app.quality import version_stats as stats
 from app.quality.promotion import GateCheck
 from app.training import rounds, service
-from app.training.schemas import HumanWinRateOut, ModelVersionList, ModelVersionOut, PromotionGateOut
+from app.training.schemas import (
+    HumanWinRateOut,
+    ModelVersionList,
+    ModelVersionOut,
+    PromotionGateOut,
+    RewardVsHumanOut,
+)
 
 router = APIRouter(tags=["model versions"])
 
@@ -28,6 +35,8 @@ def list_versions(
     rows = service.list_model_versions(db, kind, status, limit)
     # The dashboard's cached per-pair totals: computed once per rankings state, not per request.
     summary = stats.outcome_summary(db) if any(_has_parent(r) for r in rows) else None
+    active = service.active_policy(db)
+    signals = reward_signals.reward_vs_human(db, active.id) if active is not None else {}
     versions = []
     for row in rows:
         out = ModelVersionOut.model_validate(row)
@@ -35,21 +44,37 @@ def list_versions(
             assert row.parent_id is not None
             human = stats.human_win_rate(summary, row.id, row.parent_id)
             if human is not None and human.comparisons > 0:
-                out.human_winrate_vs_parent = HumanWinRateOut(
-                    against=row.parent_id,
-                    rate=human.rate,
-                    low=human.low,
-                    high=human.high,
-                    wins=human.wins,
-                    losses=human.losses,
-                    ties=human.ties,
-                    comparisons=human.comparisons,
-                    rankings=human.rankings,
-                )
+                out.human_winrate_vs_parent = _human_out(human)
+        signal = signals.get(row.id)
+        if signal is not None:
+            out.reward_vs_active = RewardVsHumanOut(
+                against=signal.against,
+                reward_version_id=signal.reward_version,
+                pairs=signal.pairs,
+                predicted=signal.predicted,
+                predicted_low=signal.predicted_low,
+                predicted_high=signal.predicted_high,
+                human=_human_out(signal.human) if signal.human and signal.human.comparisons else None,
+                hacking=signal.hacking,
+            )
         if _gated(row):
             out.promotion_gate = _gate_out(rounds.promotion_gate(db, settings, row))
         versions.append(out)
     return ModelVersionList(versions=versions)
+
+
+def _human_out(human: stats.HumanWinRate) -> HumanWinRateOut:
+    return HumanWinRateOut(
+        against=human.version_b,
+        rate=human.rate,
+        low=human.low,
+        high=human.high,
+        wins=human.wins,
+        losses=human.losses,
+        ties=human.ties,
+        comparisons=human.comparisons,
+        rankings=human.rankings,
+    )
 
 
 def _gated(row: ModelVersion) -> bool:

@@ -25,6 +25,7 @@ class GateCheck:
     # More rankings needed at the observed rate (0 when passed); None when the rate is unknown or at most
     # 50% (the gate cannot pass at the current rate).
     more_rankings: int | None
+    hacking: bool = False  # refused by the reward-hacking alarm (app.quality.reward_signals)
 
 
 def comparisons_needed(rate: float, confidence: float = CONFIDENCE) -> int | None:

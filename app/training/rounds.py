@@ -9,7 +9,8 @@
   round's config says auto_promote): the policy waits for the promotion gate (`promotion_gate`): at least
   `promotion_min_rankings` blind rankings against the active policy with the 95% lower bound of its
   human win-rate above 50% (app.quality.promotion). Setting 0 turns the gate off (promote at once). With
-  no active policy there is nothing to beat, and the gate passes: a first policy serves at once.
+  no active policy there is nothing to beat, and the gate passes: a first policy serves at once. A policy
+  the reward-hacking alarm flags (app.quality.reward_signals) never passes, even with the gate off.
   `promote_ready` runs periodically in the worker (worker/tasks.py).
 
 Both take a transaction-scoped advisory lock, so the decision holds across processes. Flushes, never
@@ -19,6 +20,7 @@ commits: the caller's transaction decides.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from sqlalchemy import func, select
@@ -27,7 +29,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.errors import Conflict, Invalid, NotFound
 from app.orm import ModelKind, ModelStatus, ModelVersion, Round, RoundKind, RoundStatus
-from app.quality import promotion, version_stats
+from app.quality import promotion, reward_signals, version_stats
 from app.training import queue
 from app.training import repository as repo
 from app.training.config import ConfigError, RoundConfig
@@ -126,11 +128,20 @@ def promotion_gate(session: Session, settings: Settings, version: ModelVersion) 
     """The gate's verdict on a policy version against the active policy (see the module docstring)."""
     if version.status == ModelStatus.active:
         return promotion.GateCheck(True, "it is the active policy", 0)
-    if settings.promotion_min_rankings == 0:
-        return promotion.GateCheck(True, "the promotion gate is off (promotion_min_rankings = 0)", 0)
     active = repo.active_policy(session)
     if active is None:
         return promotion.GateCheck(True, "no active policy to beat", 0)
+    signal = reward_signals.reward_vs_human_of(session, version.id, active.id)
+    if signal is not None and signal.hacking:
+        return promotion.GateCheck(
+            False,
+            f"reward hacking suspected: the reward model predicts a {signal.predicted:.0%} win-rate over "
+            f"the active policy, people give it {signal.human.rate if signal.human else math.nan:.0%}",
+            None,
+            hacking=True,
+        )
+    if settings.promotion_min_rankings == 0:
+        return promotion.GateCheck(True, "the promotion gate is off (promotion_min_rankings = 0)", 0)
     human = version_stats.human_win_rate(version_stats.outcome_summary(session), version.id, active.id)
     return promotion.gate_check(human, settings.promotion_min_rankings)
 

@@ -80,7 +80,7 @@ class ConfigKey(BaseModel):
 class HumanWinRateOut(BaseModel):
     """Blind human win-rate of a policy over another from the comparison sets that mixed them."""
 
-    against: int = Field(description="the other version's id (the policy's parent)")
+    against: int = Field(description="the other version's id (the policy's parent, or the active policy)")
     rate: float = Field(description="(wins + ties / 2) / comparisons, in [0, 1]")
     low: float = Field(description="95% Wilson interval, lower end")
     high: float = Field(description="95% Wilson interval, upper end")
@@ -99,6 +99,23 @@ class PromotionGateOut(BaseModel):
     more_rankings: int | None = Field(
         description="blind rankings still needed at the observed win-rate (0 when passed); null when the "
         "rate is unknown or at most 50% (it cannot pass at the current rate)"
+    )
+
+
+class RewardVsHumanOut(BaseModel):
+    """The reward-hacking alarm: the reward model's predicted win-rate against the active policy next to the
+    blind human one."""
+
+    against: int = Field(description="the active policy's id")
+    reward_version_id: int = Field(description="the reward model that scored both versions' candidates")
+    pairs: int = Field(description="(this version, active) candidate pairs of one set, both scored")
+    predicted: float = Field(description="share of those pairs the reward model orders this version first")
+    predicted_low: float = Field(description="95% Wilson interval, lower end")
+    predicted_high: float = Field(description="95% Wilson interval, upper end")
+    human: HumanWinRateOut | None = Field(description="blind human win-rate against the active policy")
+    hacking: bool = Field(
+        description="reward hacking suspected: the reward model's lower bound is above 50% and the human "
+        "upper bound below it (the 95% intervals apart); such a policy is never auto-promoted"
     )
 
 
@@ -123,6 +140,11 @@ class ModelVersionOut(BaseModel):
         default=None,
         description="a policy's standing against the promotion gate (GET /model-versions, "
         "promote-when-ready); null for other kinds and for the active or a failed policy",
+    )
+    reward_vs_active: RewardVsHumanOut | None = Field(
+        default=None,
+        description="reward-predicted vs blind human win-rate against the active policy (GET "
+        "/model-versions only); null when no reward model scored both versions' candidates in one set",
     )
     human_winrate_vs_parent: HumanWinRateOut | None = Field(
         default=None,
