@@ -24,6 +24,7 @@ from app.deps import DB, AdminUser, SettingsDep
 from app.errors import Invalid, NotFound
 from app.orm import ModelKind, ModelStatus, ModelVersion
 from app.prompts import repository as prompts_repo
+from app.quality import reward_accuracy as rm_accuracy
 from app.quality import reward_signals, version_stats
 from app.quality.promotion import GateCheck
 from app.training import repository as training_repo
@@ -49,6 +50,8 @@ class VersionNode:
     promote_label: str
     gate: GateCheck | None  # a promotable policy's standing against the promotion gate
     vs_active: reward_signals.RewardVsHuman | None  # reward-predicted vs human win-rate over the active one
+    heldout: rm_accuracy.Accuracy | None  # a reward model's held-out accuracy at training time
+    fresh: rm_accuracy.Accuracy | None  # ... and on rankings it never saw
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ def _nodes(session: Session, settings: Settings) -> tuple[list[ModelVersion], di
         (v for v in versions if v.kind == ModelKind.policy and v.status == ModelStatus.active), None
     )
     signals = reward_signals.reward_vs_human(session, active.id) if active is not None else {}
+    fresh = rm_accuracy.fresh_accuracy(session)
     nodes: dict[int, VersionNode] = {}
     for v in versions:
         reward: ModelVersion | None = None
@@ -105,6 +109,8 @@ def _nodes(session: Session, settings: Settings) -> tuple[list[ModelVersion], di
             promote_label="Roll back to this" if v.status == ModelStatus.retired else "Promote",
             gate=training_rounds.promotion_gate(session, settings, v) if promotable else None,
             vs_active=signals.get(v.id) if v.kind == ModelKind.policy else None,
+            heldout=rm_accuracy.heldout_accuracy(reward.metrics or {}) if reward else None,
+            fresh=fresh.get(reward.id) if reward else None,
         )
     for v in versions:
         if v.parent_id in nodes:
@@ -165,6 +171,10 @@ def models_table(session: Session, settings: Settings) -> charts.Table:
                 rounded(n.vs_active.predicted) if n.vs_active else None,
                 rounded(n.vs_active.human.rate) if n.vs_active and n.vs_active.human else None,
                 bool(n.vs_active and n.vs_active.hacking),
+                rounded(n.fresh.accuracy) if n.fresh else None,
+                rounded(n.fresh.low) if n.fresh else None,
+                rounded(n.fresh.high) if n.fresh else None,
+                n.fresh.pairs if n.fresh else 0,
             )
         )
     return charts.Table(
@@ -188,6 +198,10 @@ def models_table(session: Session, settings: Settings) -> charts.Table:
             "reward_predicted_win_rate_vs_active",
             "human_win_rate_vs_active",
             "reward_hacking_suspected",
+            "reward_fresh_accuracy",
+            "reward_fresh_ci_low",
+            "reward_fresh_ci_high",
+            "reward_fresh_pairs",
         ),
         rows,
     )

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import math
+
 from fastapi import APIRouter, Query
 
 from app.deps import DB, AdminUser, SettingsDep
 from app.orm import ModelKind, ModelStatus, ModelVersion
-from app.quality import reward_signals
+from app.quality import reward_accuracy, reward_signals
 from app.quality import version_stats as stats
 from app.quality.promotion import GateCheck
 from app.training import rounds, service
 from app.training.schemas import (
+    AccuracyOut,
     HumanWinRateOut,
     ModelVersionList,
     ModelVersionOut,
     PromotionGateOut,
+    RewardAccuracyOut,
     RewardVsHumanOut,
 )
 
@@ -37,6 +41,7 @@ def list_versions(
     summary = stats.outcome_summary(db) if any(_has_parent(r) for r in rows) else None
     active = service.active_policy(db)
     signals = reward_signals.reward_vs_human(db, active.id) if active is not None else {}
+    fresh = reward_accuracy.fresh_accuracy(db) if any(r.kind == ModelKind.reward for r in rows) else {}
     versions = []
     for row in rows:
         out = ModelVersionOut.model_validate(row)
@@ -59,8 +64,26 @@ def list_versions(
             )
         if _gated(row):
             out.promotion_gate = _gate_out(rounds.promotion_gate(db, settings, row))
+        if row.kind == ModelKind.reward:
+            out.reward_accuracy = RewardAccuracyOut(
+                heldout=_accuracy_out(reward_accuracy.heldout_accuracy(row.metrics or {})),
+                fresh=_accuracy_out(fresh.get(row.id)),
+            )
         versions.append(out)
     return ModelVersionList(versions=versions)
+
+
+def _accuracy_out(a: reward_accuracy.Accuracy | None) -> AccuracyOut | None:
+    if a is None:
+        return None
+    finite = math.isfinite(a.low)
+    return AccuracyOut(
+        accuracy=a.accuracy,
+        low=a.low if finite else None,
+        high=a.high if finite else None,
+        pairs=a.pairs,
+        rankings=a.rankings,
+    )
 
 
 def _human_out(human: stats.HumanWinRate) -> HumanWinRateOut:

@@ -49,3 +49,39 @@ def predicted_totals(
     """Every version's (or one version's) reward-predicted totals against `against_id`."""
     rows = session.execute(_PREDICTED, {"against": against_id, "version": version_id}).all()
     return [PredictedTotals(int(v), int(rid), int(n), float(score or 0)) for v, rid, n, score in rows]
+
+
+@dataclass(frozen=True)
+class ScoredRanking:
+    """A live ranking of a set whose candidates a reward model scored, with those scores."""
+
+    reward_version_id: int
+    ranking_id: int
+    tiers: list[list[int]]
+    scores: dict[int, float]  # candidate id -> score
+
+
+# Rankings stored after the reward model's data snapshot (fresh: it never trained on them) of sets whose
+# candidates it scored, one row per scored candidate.
+_SCORED_RANKINGS = text(
+    """
+    SELECT rs.reward_version_id, r.id, r.tiers, rs.candidate_id, rs.score
+    FROM rankings r
+    JOIN comparison_set_items i ON i.set_id = r.set_id
+    JOIN reward_scores rs ON rs.candidate_id = i.candidate_id
+    JOIN model_versions mv ON mv.id = rs.reward_version_id
+    LEFT JOIN data_snapshots ds ON ds.id = mv.data_snapshot_id
+    WHERE NOT r.dropped AND r.id > coalesce(ds.max_ranking_id, 0)
+    ORDER BY rs.reward_version_id, r.id
+    """
+)
+
+
+def scored_rankings(session: Session) -> list[ScoredRanking]:
+    """Every fresh ranking of a scored set, per reward model that scored it."""
+    out: list[ScoredRanking] = []
+    for rid, ranking_id, tiers, candidate_id, score in session.execute(_SCORED_RANKINGS):
+        if not out or (out[-1].reward_version_id, out[-1].ranking_id) != (rid, ranking_id):
+            out.append(ScoredRanking(int(rid), int(ranking_id), tiers, {}))
+        out[-1].scores[int(candidate_id)] = float(score)
+    return out

@@ -119,6 +119,23 @@ class RewardVsHumanOut(BaseModel):
     )
 
 
+class AccuracyOut(BaseModel):
+    accuracy: float = Field(description="pairwise accuracy in [0, 1]")
+    low: float | None = Field(description="95% Wilson interval, lower end (null: pair count unknown)")
+    high: float | None = Field(description="95% Wilson interval, upper end")
+    pairs: int
+    rankings: int = Field(description="rankings the pairs come from (0 for the held-out accuracy)")
+
+
+class RewardAccuracyOut(BaseModel):
+    """A reward model against people: its held-out accuracy at training time and on fresh rankings."""
+
+    heldout: AccuracyOut | None = Field(description="on its held-out prompts at training time (metrics)")
+    fresh: AccuracyOut | None = Field(
+        description="on rankings stored after its data snapshot, of sets whose candidates it scored"
+    )
+
+
 class ModelVersionOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -145,6 +162,9 @@ class ModelVersionOut(BaseModel):
         default=None,
         description="reward-predicted vs blind human win-rate against the active policy (GET "
         "/model-versions only); null when no reward model scored both versions' candidates in one set",
+    )
+    reward_accuracy: RewardAccuracyOut | None = Field(
+        default=None, description="a reward model's accuracy against people (GET /model-versions only)"
     )
     human_winrate_vs_parent: HumanWinRateOut | None = Field(
         default=None,
