@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.admin import charts
 from app.admin.common import DataFormat, Page, data_response, page_router, redirect, rounded
+from app.admin.learning_curve import CurvePoint, LearningCurve, curve_table, learning_curve
 from app.admin.paging import Pager
 from app.annotation import activity_repository as activity
 from app.config import Settings
@@ -62,6 +63,7 @@ class ModelsPage:
     active: ModelVersion | None
     choices: list[ModelVersion]
     notice: str
+    curve: LearningCurve
 
 
 def _number(value: Any) -> float | None:
@@ -118,6 +120,24 @@ def _nodes(session: Session, settings: Settings) -> tuple[list[ModelVersion], di
     return versions, nodes
 
 
+def _curve(session: Session, versions: list[ModelVersion], nodes: dict[int, VersionNode]) -> LearningCurve:
+    """The learning curve of every trained policy (one with a parent), oldest first."""
+    by_id = {v.id: v for v in versions}
+    summary = version_stats.outcome_summary(session)
+    points = []
+    for v in versions:
+        if v.kind != ModelKind.policy or v.parent_id not in by_id or v.status == ModelStatus.failed:
+            continue
+        root = v
+        while root.parent_id in by_id:
+            root = by_id[root.parent_id]  # ids grow along the lineage: no cycle
+        n = nodes[v.id]
+        points.append(
+            CurvePoint(v, n.heldout, n.fresh, n.human, version_stats.human_win_rate(summary, v.id, root.id))
+        )
+    return learning_curve(points)
+
+
 def models_page(session: Session, settings: Settings, promoted: int | None = None) -> ModelsPage:
     """The lineage trees of policies and reward models with each version's metrics, and external sources."""
     versions, nodes = _nodes(session, settings)
@@ -140,6 +160,7 @@ def models_page(session: Session, settings: Settings, promoted: int | None = Non
         active=active,
         choices=[v for v in reversed(versions) if v.kind != ModelKind.reward],
         notice=notice,
+        curve=_curve(session, versions, nodes),
     )
 
 
@@ -280,6 +301,12 @@ def models_list(
 @router.get("/models.{fmt}")
 def models_data(db: DB, user: AdminUser, settings: SettingsDep, fmt: DataFormat) -> Response:
     return data_response(models_table(db, settings), fmt)
+
+
+@router.get("/models/curve.{fmt}")
+def curve_data(db: DB, user: AdminUser, settings: SettingsDep, fmt: DataFormat) -> Response:
+    versions, nodes = _nodes(db, settings)
+    return data_response(curve_table(_curve(db, versions, nodes)), fmt)
 
 
 @router.get("/models/compare", response_class=HTMLResponse)
