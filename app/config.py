@@ -60,7 +60,19 @@ class Settings(BaseSettings):
     auto_round_min_rankings: int = Field(
         default=0, ge=0, description="start a round by itself once this many new rankings arrived; 0 = off"
     )
-    auto_promote: bool = Field(default=False, description="a freshly trained policy becomes active at once")
+    auto_promote: bool = Field(
+        default=False, description="a freshly trained policy becomes active once it passes the promotion gate"
+    )
+    # 30 rankings: at a true win-rate of 65% (with about one cross-version pair per ranking) the 95% Wilson
+    # lower bound clears 50% after about 43 comparisons, so the gate rarely waits on N alone, while a lucky
+    # streak of a handful of rankings cannot promote a policy.
+    promotion_min_rankings: int = Field(
+        default=30,
+        ge=0,
+        description="promotion gate: a policy becomes active (auto-promotion, 'promote when ready') only "
+        "once at least this many blind rankings compared it with the active policy and the 95% lower "
+        "bound of its win-rate is above 50%; 0 = promote at once",
+    )
     round_max_attempts: int = Field(
         default=3, ge=1, le=20, description="runs of one round (worker crashes included) before it fails"
     )

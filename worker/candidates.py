@@ -9,7 +9,16 @@ from typing import Any
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from app.orm import Candidate, ComparisonSet, ComparisonSetItem, Prompt, PromptSet, Ranking, SetStatus
+from app.orm import (
+    Candidate,
+    ComparisonSet,
+    ComparisonSetItem,
+    Prompt,
+    PromptSet,
+    Ranking,
+    RewardScore,
+    SetStatus,
+)
 
 
 @dataclass(frozen=True)
@@ -53,9 +62,12 @@ class NewCandidate:
 
 def store_sets(
     session: Session, sets: Sequence[tuple[int, list[NewCandidate]]], overlap: int, source: str
-) -> int:
-    """Candidates plus one open comparison set per prompt; sets with fewer than two candidates are skipped."""
-    made = 0
+) -> list[list[int]]:
+    """Candidates plus one open comparison set per prompt; sets with fewer than two candidates are skipped.
+
+    Returns the new candidate ids of each stored set, in the order given.
+    """
+    made: list[list[int]] = []
     for prompt_id, candidates in sets:
         if len(candidates) < 2:
             continue
@@ -80,6 +92,17 @@ def store_sets(
                 items=[ComparisonSetItem(candidate_id=r.id, position=i) for i, r in enumerate(rows)],
             )
         )
-        made += 1
+        made.append([r.id for r in rows])
     session.flush()
     return made
+
+
+def store_reward_scores(
+    session: Session, reward_version_id: int, scores: Sequence[tuple[int, float]]
+) -> None:
+    """A reward model's (candidate id, score) pairs for candidates it has not scored yet."""
+    session.add_all(
+        RewardScore(reward_version_id=reward_version_id, candidate_id=cid, score=float(score))
+        for cid, score in scores
+    )
+    session.flush()

@@ -1,4 +1,5 @@
-"""Periodic housekeeping: start a round once enough new rankings arrived; close rounds whose job vanished."""
+"""Periodic housekeeping: start a round once enough new rankings arrived; promote a policy waiting for the
+promotion gate once it passes; close rounds whose job vanished."""
 
 from __future__ import annotations
 
@@ -54,6 +55,14 @@ def maybe_start_auto_round(session: Session, settings: Settings) -> int | None:
         return None  # a round is queued or running; the next tick looks again
     log.info("auto round %s queued after %d new rankings", round_.id, fresh)
     return round_.id
+
+
+def promote_ready_policy(session: Session, settings: Settings) -> int | None:
+    """Promote a policy marked "promote when ready" once it passes the gate (app.training.rounds)."""
+    promoted = training_rounds.promote_ready(session, settings)
+    if promoted is not None:
+        log.info("policy version %s passed the promotion gate and is now active", promoted)
+    return promoted
 
 
 def close_orphaned_rounds() -> list[int]:

@@ -3,6 +3,8 @@
 - `run_round` (queue "train"): one training round, worker/pipeline.py, on the round's row.
 - `generate` (queue "generate"): a generation-only round (new comparison sets from the active policy).
 - `schedule_auto_round` (periodic, queue "maintenance"): starts a round once enough new rankings arrived.
+- `promote_ready` (periodic, queue "maintenance"): a policy waiting for the promotion gate becomes active
+  once people prefer it to the active one (app.training.rounds.promote_ready).
 - `retry_stalled_jobs` (periodic, queue "maintenance"): a job whose worker died (killed, machine lost) goes
   back to the queue; the round then runs again (attempts + 1) or fails once it has used its attempts.
 
@@ -111,6 +113,17 @@ def schedule_auto_round(timestamp: int) -> str:
     with session_scope() as session:
         round_id = scheduler.maybe_start_auto_round(session, get_settings())
     return f"started round {round_id}" if round_id else "no round needed"
+
+
+@app.periodic(cron="* * * * * */30", periodic_id="promote-ready")
+@app.task(name="rankloop.promote_ready", queue=MAINTENANCE_QUEUE, queueing_lock="promote-ready")
+def promote_ready(timestamp: int) -> str:
+    from app.db import session_scope
+    from worker import scheduler
+
+    with session_scope() as session:
+        promoted = scheduler.promote_ready_policy(session, get_settings())
+    return f"promoted policy version {promoted}" if promoted else "no policy ready"
 
 
 # The sixth cron field is seconds.

@@ -2,7 +2,8 @@
 
 A round builds on the newest policy of its base model (or the untrained base model, itself a version so
 its candidates have one), compares with the active one, and publishes its reward model and policy in one
-transaction, promoting the policy through app/training/rounds.py when the round's config says so.
+transaction; when the round's config says auto_promote, the policy is promoted through the promotion gate in
+app/training/rounds.py (at once if it passes, else once people prefer it: the periodic promote_ready).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.config import Settings
 from app.orm import ModelKind, ModelStatus, ModelVersion, Round
 from app.training import rounds
 
@@ -135,8 +137,12 @@ def publish(
     reward: NewVersion,
     policy: NewVersion,
     promote: bool,
-) -> tuple[int, int]:
-    """Insert both versions (files already complete), link them to the round, optionally promote; one txn."""
+    settings: Settings,
+) -> tuple[int, int, str]:
+    """Insert both versions (files already complete), link them to the round, optionally promote; one txn.
+
+    Returns the reward and policy ids and what happened to the policy (for the round's log).
+    """
     rows = []
     for v in (reward, policy):
         row = ModelVersion(
@@ -154,9 +160,15 @@ def publish(
         rows.append(row)
     session.flush()
     reward_row, policy_row = rows
+    outcome = "awaiting promotion"
     if promote:
-        rounds.promote_policy(session, policy_row.id)
+        _, check = rounds.request_promotion(session, settings, policy_row.id)
+        outcome = (
+            f"promoted to active ({check.reason})"
+            if check.passed
+            else f"promoted once it passes the promotion gate ({check.reason})"
+        )
     round_ = session.get(Round, round_id, with_for_update=True)
     assert round_ is not None
     round_.reward_version_id, round_.policy_version_id = reward_row.id, policy_row.id
-    return reward_row.id, policy_row.id
+    return reward_row.id, policy_row.id, outcome

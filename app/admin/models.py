@@ -1,8 +1,8 @@
 """The Model versions pages: lineage trees with each version's metrics, promotion and roll-back, and two
 versions' completions side by side.
 
-Promotion goes through app.training.rounds (the one rule); human win-rates come from
-app.quality.version_stats.
+Promotion (at once, or "when ready": once the policy passes the promotion gate) goes through
+app.training.rounds (the one rule); human win-rates come from app.quality.version_stats.
 """
 
 from __future__ import annotations
@@ -17,13 +17,17 @@ from sqlalchemy.orm import Session
 
 from app.admin import charts
 from app.admin.common import DataFormat, Page, data_response, page_router, redirect, rounded
+from app.admin.learning_curve import CurvePoint, LearningCurve, curve_table, learning_curve
 from app.admin.paging import Pager
 from app.annotation import activity_repository as activity
-from app.deps import DB, AdminUser
+from app.config import Settings
+from app.deps import DB, AdminUser, SettingsDep
 from app.errors import Invalid, NotFound
 from app.orm import ModelKind, ModelStatus, ModelVersion
 from app.prompts import repository as prompts_repo
-from app.quality import version_stats
+from app.quality import reward_accuracy as rm_accuracy
+from app.quality import reward_signals, version_stats
+from app.quality.promotion import GateCheck
 from app.training import repository as training_repo
 from app.training import rounds as training_rounds
 from app.web import render
@@ -45,6 +49,10 @@ class VersionNode:
     human: version_stats.HumanWinRate | None  # blind human win-rate against the parent
     can_promote: bool
     promote_label: str
+    gate: GateCheck | None  # a promotable policy's standing against the promotion gate
+    vs_active: reward_signals.RewardVsHuman | None  # reward-predicted vs human win-rate over the active one
+    heldout: rm_accuracy.Accuracy | None  # a reward model's held-out accuracy at training time
+    fresh: rm_accuracy.Accuracy | None  # ... and on rankings it never saw
 
 
 @dataclass(frozen=True)
@@ -55,13 +63,14 @@ class ModelsPage:
     active: ModelVersion | None
     choices: list[ModelVersion]
     notice: str
+    curve: LearningCurve
 
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(float(value)) else None
 
 
-def _nodes(session: Session) -> tuple[list[ModelVersion], dict[int, VersionNode]]:
+def _nodes(session: Session, settings: Settings) -> tuple[list[ModelVersion], dict[int, VersionNode]]:
     versions = list(training_repo.all_model_versions(session))
     by_id = {v.id: v for v in versions}
     rounds = training_repo.rounds_by_policy(session)
@@ -72,6 +81,11 @@ def _nodes(session: Session) -> tuple[list[ModelVersion], dict[int, VersionNode]
         for v in versions
         if v.kind == ModelKind.reward and v.data_snapshot_id is not None
     }
+    active = next(
+        (v for v in versions if v.kind == ModelKind.policy and v.status == ModelStatus.active), None
+    )
+    signals = reward_signals.reward_vs_human(session, active.id) if active is not None else {}
+    fresh = rm_accuracy.fresh_accuracy(session)
     nodes: dict[int, VersionNode] = {}
     for v in versions:
         reward: ModelVersion | None = None
@@ -95,6 +109,10 @@ def _nodes(session: Session) -> tuple[list[ModelVersion], dict[int, VersionNode]
             human=version_stats.human_win_rate(summary, v.id, v.parent_id) if v.parent_id in by_id else None,
             can_promote=promotable,
             promote_label="Roll back to this" if v.status == ModelStatus.retired else "Promote",
+            gate=training_rounds.promotion_gate(session, settings, v) if promotable else None,
+            vs_active=signals.get(v.id) if v.kind == ModelKind.policy else None,
+            heldout=rm_accuracy.heldout_accuracy(reward.metrics or {}) if reward else None,
+            fresh=fresh.get(reward.id) if reward else None,
         )
     for v in versions:
         if v.parent_id in nodes:
@@ -102,9 +120,27 @@ def _nodes(session: Session) -> tuple[list[ModelVersion], dict[int, VersionNode]
     return versions, nodes
 
 
-def models_page(session: Session, promoted: int | None = None) -> ModelsPage:
+def _curve(session: Session, versions: list[ModelVersion], nodes: dict[int, VersionNode]) -> LearningCurve:
+    """The learning curve of every trained policy (one with a parent), oldest first."""
+    by_id = {v.id: v for v in versions}
+    summary = version_stats.outcome_summary(session)
+    points = []
+    for v in versions:
+        if v.kind != ModelKind.policy or v.parent_id not in by_id or v.status == ModelStatus.failed:
+            continue
+        root = v
+        while root.parent_id in by_id:
+            root = by_id[root.parent_id]  # ids grow along the lineage: no cycle
+        n = nodes[v.id]
+        points.append(
+            CurvePoint(v, n.heldout, n.fresh, n.human, version_stats.human_win_rate(summary, v.id, root.id))
+        )
+    return learning_curve(points)
+
+
+def models_page(session: Session, settings: Settings, promoted: int | None = None) -> ModelsPage:
     """The lineage trees of policies and reward models with each version's metrics, and external sources."""
-    versions, nodes = _nodes(session)
+    versions, nodes = _nodes(session, settings)
     by_id = {v.id: v for v in versions}
     # After a promotion the page says what happened, from the database rather than from the URL.
     notice = ""
@@ -124,12 +160,13 @@ def models_page(session: Session, promoted: int | None = None) -> ModelsPage:
         active=active,
         choices=[v for v in reversed(versions) if v.kind != ModelKind.reward],
         notice=notice,
+        curve=_curve(session, versions, nodes),
     )
 
 
-def models_table(session: Session) -> charts.Table:
+def models_table(session: Session, settings: Settings) -> charts.Table:
     """Every model version with its parent and metrics (the lineage page as data)."""
-    versions, nodes = _nodes(session)
+    versions, nodes = _nodes(session, settings)
     names = {v.id: v.name for v in versions}
     rows = []
     for v in versions:
@@ -150,6 +187,15 @@ def models_table(session: Session) -> charts.Table:
                 rounded(h.low) if h else None,
                 rounded(h.high) if h else None,
                 h.comparisons if h else 0,
+                v.promote_when_ready,
+                n.gate.more_rankings if n.gate else None,
+                rounded(n.vs_active.predicted) if n.vs_active else None,
+                rounded(n.vs_active.human.rate) if n.vs_active and n.vs_active.human else None,
+                bool(n.vs_active and n.vs_active.hacking),
+                rounded(n.fresh.accuracy) if n.fresh else None,
+                rounded(n.fresh.low) if n.fresh else None,
+                rounded(n.fresh.high) if n.fresh else None,
+                n.fresh.pairs if n.fresh else 0,
             )
         )
     return charts.Table(
@@ -168,6 +214,15 @@ def models_table(session: Session) -> charts.Table:
             "human_ci_low",
             "human_ci_high",
             "human_comparisons",
+            "promote_when_ready",
+            "gate_more_rankings",
+            "reward_predicted_win_rate_vs_active",
+            "human_win_rate_vs_active",
+            "reward_hacking_suspected",
+            "reward_fresh_accuracy",
+            "reward_fresh_ci_low",
+            "reward_fresh_ci_high",
+            "reward_fresh_pairs",
         ),
         rows,
     )
@@ -237,13 +292,21 @@ def compare(session: Session, version_a: int | None, version_b: int | None, page
 
 
 @router.get("/models", response_class=HTMLResponse)
-def models_list(request: Request, db: DB, user: AdminUser, promoted: int | None = None) -> Response:
-    return render(request, "admin/models.html", {"p": models_page(db, promoted)})
+def models_list(
+    request: Request, db: DB, user: AdminUser, settings: SettingsDep, promoted: int | None = None
+) -> Response:
+    return render(request, "admin/models.html", {"p": models_page(db, settings, promoted)})
 
 
 @router.get("/models.{fmt}")
-def models_data(db: DB, user: AdminUser, fmt: DataFormat) -> Response:
-    return data_response(models_table(db), fmt)
+def models_data(db: DB, user: AdminUser, settings: SettingsDep, fmt: DataFormat) -> Response:
+    return data_response(models_table(db, settings), fmt)
+
+
+@router.get("/models/curve.{fmt}")
+def curve_data(db: DB, user: AdminUser, settings: SettingsDep, fmt: DataFormat) -> Response:
+    versions, nodes = _nodes(db, settings)
+    return data_response(curve_table(_curve(db, versions, nodes)), fmt)
 
 
 @router.get("/models/compare", response_class=HTMLResponse)
@@ -258,3 +321,16 @@ def promote(db: DB, user: AdminUser, version_id: int) -> Response:
     # Promotion, or a roll-back to an older policy.
     version = training_rounds.promote_policy(db, version_id)
     return redirect(f"/admin/models?promoted={version.id}")
+
+
+@router.post("/models/{version_id}/promote-when-ready")
+def promote_when_ready(db: DB, user: AdminUser, settings: SettingsDep, version_id: int) -> Response:
+    # Promoted now if it already passes the gate; the page says which.
+    version, _ = training_rounds.request_promotion(db, settings, version_id)
+    return redirect(f"/admin/models?promoted={version.id}#version-{version.id}")
+
+
+@router.post("/models/{version_id}/cancel-promotion")
+def cancel_promotion(db: DB, user: AdminUser, version_id: int) -> Response:
+    training_rounds.cancel_promotion_request(db, version_id)
+    return redirect(f"/admin/models#version-{version_id}")

@@ -11,7 +11,7 @@ from app.orm.annotation import (
     Skip,
 )
 from app.orm.base import Base
-from app.orm.models import DataSnapshot, ModelKind, ModelStatus, ModelVersion
+from app.orm.models import DataSnapshot, ModelKind, ModelStatus, ModelVersion, RewardScore
 from app.orm.prompts import Prompt, PromptSet
 from app.orm.rounds import ACTIVE_ROUND_STATUSES, Round, RoundKind, RoundStatus
 from app.orm.users import ApiToken, LoginFailure, Role, User, WebSession
@@ -33,6 +33,7 @@ __all__ = [
     "Prompt",
     "PromptSet",
     "Ranking",
+    "RewardScore",
     "Role",
     "Round",
     "RoundKind",

@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.orm.base import Base, created_at_column, str_enum
@@ -52,4 +52,22 @@ class ModelVersion(Base):
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     data_snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("data_snapshots.id"))
+    # A policy waiting for the promotion gate (app.training.rounds.promote_ready): it becomes active once
+    # people prefer it to the active policy with confidence. Cleared when it is promoted.
+    promote_when_ready: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     created_at: Mapped[dt.datetime] = created_at_column()
+
+
+class RewardScore(Base):
+    """A reward model's score of one candidate, stored when the worker made the candidate's comparison set;
+    compared with what people later ranked, it shows whether the reward model still agrees with them."""
+
+    __tablename__ = "reward_scores"
+
+    reward_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    candidate_id: Mapped[int] = mapped_column(
+        ForeignKey("candidates.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    score: Mapped[float] = mapped_column(Float)

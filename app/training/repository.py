@@ -74,6 +74,29 @@ def lock_active_policies(session: Session) -> Sequence[ModelVersion]:
     ).all()
 
 
+def active_policy(session: Session) -> ModelVersion | None:
+    """The active policy (at most one)."""
+    return session.scalars(
+        select(ModelVersion)
+        .where(ModelVersion.kind == ModelKind.policy, ModelVersion.status == ModelStatus.active)
+        .order_by(ModelVersion.id.desc())
+        .limit(1)
+    ).first()
+
+
+def policies_waiting_for_promotion(session: Session) -> Sequence[ModelVersion]:
+    """Policies marked "promote when ready" that are not active (nor failed), newest first."""
+    return session.scalars(
+        select(ModelVersion)
+        .where(
+            ModelVersion.kind == ModelKind.policy,
+            ModelVersion.promote_when_ready.is_(True),
+            ModelVersion.status.in_([ModelStatus.candidate, ModelStatus.retired]),
+        )
+        .order_by(ModelVersion.id.desc())
+    ).all()
+
+
 def newest_reward_version(session: Session) -> ModelVersion | None:
     """The most recently published reward model with files."""
     return session.scalars(

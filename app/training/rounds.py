@@ -4,7 +4,14 @@
   round of a kind is queued or running (Conflict otherwise). The periodic auto-round calls it with
   trigger="auto".
 - `promote_policy`: make a policy version the active one and retire the previous one; admins promote by
-  hand, the worker when a round's config says auto_promote.
+  hand (and roll back), at once.
+- `request_promotion` / `promote_ready`: "promote when ready" (an admin's choice, or the worker's when a
+  round's config says auto_promote): the policy waits for the promotion gate (`promotion_gate`): at least
+  `promotion_min_rankings` blind rankings against the active policy with the 95% lower bound of its
+  human win-rate above 50% (app.quality.promotion). Setting 0 turns the gate off (promote at once). With
+  no active policy there is nothing to beat, and the gate passes: a first policy serves at once. A policy
+  the reward-hacking alarm flags (app.quality.reward_signals) never passes, even with the gate off.
+  `promote_ready` runs periodically in the worker (worker/tasks.py).
 
 Both take a transaction-scoped advisory lock, so the decision holds across processes. Flushes, never
 commits: the caller's transaction decides.
@@ -12,6 +19,8 @@ commits: the caller's transaction decides.
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any
 
 from sqlalchemy import func, select
@@ -20,6 +29,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.errors import Conflict, Invalid, NotFound
 from app.orm import ModelKind, ModelStatus, ModelVersion, Round, RoundKind, RoundStatus
+from app.quality import promotion, reward_signals, version_stats
 from app.training import queue
 from app.training import repository as repo
 from app.training.config import ConfigError, RoundConfig
@@ -29,6 +39,8 @@ from app.training.config import ConfigError, RoundConfig
 HUMAN_MARK = "human"
 # `config["source"]` of the external version holding imported demonstrations (and of their candidates).
 DEMONSTRATION_SOURCE = "demonstration"
+
+log = logging.getLogger(__name__)
 
 
 def start_round(
@@ -82,12 +94,7 @@ def lock_promotions(session: Session) -> None:
     repo.lock_promotions(session, queue.PROMOTION_LOCK_KEY)
 
 
-def promote_policy(session: Session, version_id: int) -> ModelVersion:
-    """Make a policy version the active one; the previously active policy is retired.
-
-    Raises NotFound for an unknown id, Conflict for a reward/external model or a failed version.
-    """
-    lock_promotions(session)
+def _promotable(session: Session, version_id: int) -> ModelVersion:
     version = repo.get_model_version(session, version_id)
     if version is None:
         raise NotFound(f"no model version {version_id}")
@@ -97,10 +104,90 @@ def promote_policy(session: Session, version_id: int) -> ModelVersion:
         )
     if version.status == ModelStatus.failed:
         raise Conflict(f"model version {version_id} failed; it cannot be promoted")
+    return version
+
+
+def promote_policy(session: Session, version_id: int) -> ModelVersion:
+    """Make a policy version the active one; the previously active policy is retired.
+
+    Raises NotFound for an unknown id, Conflict for a reward/external model or a failed version.
+    """
+    lock_promotions(session)
+    version = _promotable(session, version_id)
     for current in repo.lock_active_policies(session):
         if current.id != version.id:
             current.status = ModelStatus.retired
     session.flush()
     version.status = ModelStatus.active
+    version.promote_when_ready = False
     session.flush()
     return version
+
+
+def promotion_gate(session: Session, settings: Settings, version: ModelVersion) -> promotion.GateCheck:
+    """The gate's verdict on a policy version against the active policy (see the module docstring)."""
+    if version.status == ModelStatus.active:
+        return promotion.GateCheck(True, "it is the active policy", 0)
+    active = repo.active_policy(session)
+    if active is None:
+        return promotion.GateCheck(True, "no active policy to beat", 0)
+    signal = reward_signals.reward_vs_human_of(session, version.id, active.id)
+    if signal is not None and signal.hacking:
+        return promotion.GateCheck(
+            False,
+            f"reward hacking suspected: the reward model predicts a {signal.predicted:.0%} win-rate over "
+            f"the active policy, people give it {signal.human.rate if signal.human else math.nan:.0%}",
+            None,
+            hacking=True,
+        )
+    if settings.promotion_min_rankings == 0:
+        return promotion.GateCheck(True, "the promotion gate is off (promotion_min_rankings = 0)", 0)
+    human = version_stats.human_win_rate(version_stats.outcome_summary(session), version.id, active.id)
+    return promotion.gate_check(human, settings.promotion_min_rankings)
+
+
+def request_promotion(
+    session: Session, settings: Settings, version_id: int
+) -> tuple[ModelVersion, promotion.GateCheck]:
+    """Promote when ready: the policy waits for the gate, or becomes active now if it already passes.
+
+    Raises like promote_policy. Returns the version and the gate's verdict at the time of the request.
+    """
+    lock_promotions(session)
+    version = _promotable(session, version_id)
+    if version.status == ModelStatus.active:
+        return version, promotion.GateCheck(True, "it is the active policy", 0)
+    version.promote_when_ready = True
+    session.flush()
+    check = promotion_gate(session, settings, version)
+    if check.passed:
+        promote_policy(session, version.id)
+    return version, check
+
+
+def cancel_promotion_request(session: Session, version_id: int) -> ModelVersion:
+    """Stop waiting for the gate (NotFound for an unknown id)."""
+    version = repo.get_model_version(session, version_id)
+    if version is None:
+        raise NotFound(f"no model version {version_id}")
+    version.promote_when_ready = False
+    session.flush()
+    return version
+
+
+def promote_ready(session: Session, settings: Settings) -> int | None:
+    """Promote the newest waiting policy that passes the gate; returns its id (None if none passed).
+
+    One per call: the others are then judged against the new active policy on the next call.
+    """
+    waiting = repo.policies_waiting_for_promotion(session)
+    if not waiting:
+        return None
+    lock_promotions(session)
+    for version in waiting:
+        check = promotion_gate(session, settings, version)
+        if check.passed:
+            log.info("promoting %s: %s", version.name, check.reason)
+            promote_policy(session, version.id)
+            return version.id
+    return None

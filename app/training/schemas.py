@@ -80,7 +80,7 @@ class ConfigKey(BaseModel):
 class HumanWinRateOut(BaseModel):
     """Blind human win-rate of a policy over another from the comparison sets that mixed them."""
 
-    against: int = Field(description="the other version's id (the policy's parent)")
+    against: int = Field(description="the other version's id (the policy's parent, or the active policy)")
     rate: float = Field(description="(wins + ties / 2) / comparisons, in [0, 1]")
     low: float = Field(description="95% Wilson interval, lower end")
     high: float = Field(description="95% Wilson interval, upper end")
@@ -89,6 +89,51 @@ class HumanWinRateOut(BaseModel):
     ties: int
     comparisons: int = Field(description="candidate pairs of the two versions ranked against each other")
     rankings: int = Field(description="rankings those pairs come from")
+
+
+class PromotionGateOut(BaseModel):
+    """The promotion gate's verdict on a policy against the active policy."""
+
+    passed: bool
+    reason: str = Field(description="why it passes or not, in one sentence")
+    more_rankings: int | None = Field(
+        description="blind rankings still needed at the observed win-rate (0 when passed); null when the "
+        "rate is unknown or at most 50% (it cannot pass at the current rate)"
+    )
+
+
+class RewardVsHumanOut(BaseModel):
+    """The reward-hacking alarm: the reward model's predicted win-rate against the active policy next to the
+    blind human one."""
+
+    against: int = Field(description="the active policy's id")
+    reward_version_id: int = Field(description="the reward model that scored both versions' candidates")
+    pairs: int = Field(description="(this version, active) candidate pairs of one set, both scored")
+    predicted: float = Field(description="share of those pairs the reward model orders this version first")
+    predicted_low: float = Field(description="95% Wilson interval, lower end")
+    predicted_high: float = Field(description="95% Wilson interval, upper end")
+    human: HumanWinRateOut | None = Field(description="blind human win-rate against the active policy")
+    hacking: bool = Field(
+        description="reward hacking suspected: the reward model's lower bound is above 50% and the human "
+        "upper bound below it (the 95% intervals apart); such a policy is never auto-promoted"
+    )
+
+
+class AccuracyOut(BaseModel):
+    accuracy: float = Field(description="pairwise accuracy in [0, 1]")
+    low: float | None = Field(description="95% Wilson interval, lower end (null: pair count unknown)")
+    high: float | None = Field(description="95% Wilson interval, upper end")
+    pairs: int
+    rankings: int = Field(description="rankings the pairs come from (0 for the held-out accuracy)")
+
+
+class RewardAccuracyOut(BaseModel):
+    """A reward model against people: its held-out accuracy at training time and on fresh rankings."""
+
+    heldout: AccuracyOut | None = Field(description="on its held-out prompts at training time (metrics)")
+    fresh: AccuracyOut | None = Field(
+        description="on rankings stored after its data snapshot, of sets whose candidates it scored"
+    )
 
 
 class ModelVersionOut(BaseModel):
@@ -105,6 +150,22 @@ class ModelVersionOut(BaseModel):
     config: dict[str, Any]
     metrics: dict[str, Any]
     created_at: dt.datetime
+    promote_when_ready: bool = Field(
+        default=False, description="the policy becomes active once it passes the promotion gate"
+    )
+    promotion_gate: PromotionGateOut | None = Field(
+        default=None,
+        description="a policy's standing against the promotion gate (GET /model-versions, "
+        "promote-when-ready); null for other kinds and for the active or a failed policy",
+    )
+    reward_vs_active: RewardVsHumanOut | None = Field(
+        default=None,
+        description="reward-predicted vs blind human win-rate against the active policy (GET "
+        "/model-versions only); null when no reward model scored both versions' candidates in one set",
+    )
+    reward_accuracy: RewardAccuracyOut | None = Field(
+        default=None, description="a reward model's accuracy against people (GET /model-versions only)"
+    )
     human_winrate_vs_parent: HumanWinRateOut | None = Field(
         default=None,
         description="a policy's blind human win-rate against its parent (GET /model-versions only); null "

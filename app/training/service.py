@@ -64,3 +64,8 @@ def list_model_versions(
 ) -> Sequence[ModelVersion]:
     """Newest model versions first."""
     return repo.list_model_versions(session, kind, status, max(1, min(limit, MAX_LIST)))
+
+
+def active_policy(session: Session) -> ModelVersion | None:
+    """The active policy, if any."""
+    return repo.active_policy(session)

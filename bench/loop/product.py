@@ -64,6 +64,8 @@ class Product:
             env.pop(key, None)
         env.update(
             RANKLOOP_DATA_DIR=str(self.data_dir),
+            # Rounds ask for auto_promote=yes and the next round builds on the new policy at once.
+            RANKLOOP_PROMOTION_MIN_RANKINGS="0",
             PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
             NO_COLOR="1",
             TERM="dumb",

@@ -19,6 +19,7 @@ from app.orm import (
     ModelStatus,
     ModelVersion,
     Ranking,
+    RewardScore,
     Round,
     RoundKind,
     RoundStatus,
@@ -107,9 +108,15 @@ def test_training_round_publishes_versions_and_serves_new_candidates(clean_db, m
                 assert c.generation_params["round_id"] == round_id
                 versions_seen.add(c.model_version_id)
         assert policy.id in versions_seen
+        # Every new candidate was scored by the round's reward model (the reward-hacking alarm's input).
+        scored = s.scalars(select(RewardScore.candidate_id).where(RewardScore.reward_version_id == reward.id))
+        assert set(scored) == {item.candidate_id for cset in sets for item in cset.items}
 
 
-def test_a_second_round_builds_on_the_previous_policy_and_compares_reward_models(clean_db, model_dir):
+def test_a_second_round_builds_on_the_previous_policy_and_compares_reward_models(
+    clean_db, model_dir, monkeypatch
+):
+    monkeypatch.setattr(get_settings(), "promotion_min_rankings", 0)  # auto-promotion at once, no gate
     with session_scope() as s:
         seed_rankings(s, prompts=4, annotators=1, unranked=2)
     first = start(

@@ -1,4 +1,9 @@
-"""Stage 6: K new candidates for prompts that need work, the new and the active policy in each set."""
+"""Stage 6: K new candidates for prompts that need work, the new and the active policy in each set.
+
+Every candidate of the new sets is then scored by the newest reward model (the round's own in a training
+round): the reward model's predicted win-rate of the new policy over the active one, next to the blind human
+win-rate from the same sets, is the reward-hacking alarm (app.quality.reward_signals).
+"""
 
 from __future__ import annotations
 
@@ -87,10 +92,42 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
         random.Random(cfg.seed + prompt.id).shuffle(kept)
         sets.append((prompt.id, kept))
     with ctx.sessions() as session, session.begin():
-        made = candidates.store_sets(session, sets, ctx.settings.overlap, f"round:{ctx.round_id}")
+        stored = candidates.store_sets(session, sets, ctx.settings.overlap, f"round:{ctx.round_id}")
+    made = len(stored)
     ctx.progress.log(f"{made} new comparison sets; {dropped} near-duplicate candidates dropped")
+    texts = {p.id: p.text for p in prompts}
+    exchanges = [
+        (cid, texts[prompt_id], cand.text)
+        for (prompt_id, kept), ids in zip((s for s in sets if len(s[1]) >= 2), stored, strict=True)
+        for cid, cand in zip(ids, kept, strict=True)
+    ]
+    _score_candidates(ctx, exchanges)
     ctx.record(generation={"sets": made, "prompts": len(prompts), "near_duplicates_dropped": dropped})
     return made
+
+
+def _score_candidates(ctx: RoundContext, exchanges: list[tuple[int, str, str]]) -> None:
+    """Score (candidate id, prompt, reply) with the newest reward model, in batches; store the scores."""
+    from worker.reward import load_reward_model
+
+    with ctx.sessions() as session:
+        reward = versions.newest_reward(session, ctx.cfg.base_model)
+    if reward is None or reward.adapter_path is None or not exchanges:
+        return
+    ctx.progress.stage("score", total=len(exchanges))
+    rm = load_reward_model(Path(reward.adapter_path), data_dir=ctx.data_dir)
+    scores: list[tuple[int, float]] = []
+    step = max(1, ctx.cfg.generation_batch_size)
+    for start in range(0, len(exchanges), step):
+        chunk = exchanges[start : start + step]
+        values = rm.score_exchanges([(p, r) for _, p, r in chunk], batch_size=step)
+        scores.extend((cid, v) for (cid, _, _), v in zip(chunk, values, strict=True))
+        ctx.progress.update(len(scores), len(exchanges))
+    del rm
+    free_memory()
+    with ctx.sessions() as session, session.begin():
+        candidates.store_reward_scores(session, reward.id, scores)
+    ctx.progress.log(f"{len(scores)} candidates scored by {reward.name}")
 
 
 def _mix(

@@ -108,7 +108,7 @@ def stage_publish(
     assert reward_dir == version_path(ctx.artifacts_dir, "reward", name)
     promote = ctx.cfg.promote(ctx.settings)
     with ctx.sessions() as session, session.begin():
-        reward_id, policy_id = versions.publish(
+        reward_id, policy_id, outcome = versions.publish(
             session,
             ctx.round_id,
             snapshot.id,
@@ -131,10 +131,10 @@ def stage_publish(
                 policy_metrics,
             ),
             promote,
+            ctx.settings,
         )
     ctx.progress.log(
-        f"published {reward_dir.name} (#{reward_id}) and {policy_dir.name} (#{policy_id})"
-        + (", promoted to active" if promote else ", awaiting promotion")
+        f"published {reward_dir.name} (#{reward_id}) and {policy_dir.name} (#{policy_id}), {outcome}"
     )
     return reward_id, policy_id
 
