@@ -172,3 +172,14 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.training_data import tiny_model
 
     return tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture
+def fresh_stats() -> Iterator[None]:
+    """An empty statistics cache before and after the test: cached figures of another test's data (or of a
+    rolled-back transaction) must not answer for this one."""
+    from app.quality import cache
+
+    cache.clear_cache()
+    yield
+    cache.clear_cache()

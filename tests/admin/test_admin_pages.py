@@ -22,7 +22,7 @@ from app.orm import (
     Role,
     SetStatus,
 )
-from app.quality import annotator_stats, cache
+from app.quality import annotator_stats
 from app.quality.stats import RankingRecord, bradley_terry, version_outcomes, win_rate
 from tests.admin_data import random_loop, rank, skip
 from tests.conftest import csrf_from, login
@@ -35,12 +35,7 @@ from tests.factories import (
     make_prompt_set,
 )
 
-
-@pytest.fixture(autouse=True)
-def _fresh_stats():
-    cache.clear_cache()
-    yield
-    cache.clear_cache()
+pytestmark = pytest.mark.usefixtures("fresh_stats")
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import pytest
 
 from app.db import session_scope
 from app.orm import DataSnapshot, ModelKind, ModelStatus, RewardScore, Role
-from app.quality import cache
 from app.quality.intervals import wilson_interval
 from tests.admin_data import rank
 from tests.conftest import login
@@ -19,12 +18,7 @@ from tests.factories import (
     make_prompt,
 )
 
-
-@pytest.fixture(autouse=True)
-def _fresh_stats():
-    cache.clear_cache()
-    yield
-    cache.clear_cache()
+pytestmark = pytest.mark.usefixtures("fresh_stats")
 
 
 def test_models_page_draws_the_learning_curve(app_client, make_user):

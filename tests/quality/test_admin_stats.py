@@ -21,12 +21,7 @@ from app.quality.stats import (
 )
 from tests.admin_data import random_loop
 
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear_cache()
-    yield
-    cache.clear_cache()
+pytestmark = pytest.mark.usefixtures("fresh_stats")
 
 
 def _live_records(db) -> list[RankingRecord]:

@@ -7,19 +7,13 @@ import pytest
 
 from app.db import session_scope
 from app.orm import DataSnapshot, ModelKind, ModelStatus, RewardScore, Role
-from app.quality import cache
 from app.quality.intervals import wilson_interval
 from app.quality.reward_accuracy import fresh_accuracy
 from tests.admin_data import rank
 from tests.conftest import login
 from tests.factories import make_annotator, make_candidates, make_comparison_set, make_prompt
 
-
-@pytest.fixture(autouse=True)
-def _fresh_stats():
-    cache.clear_cache()
-    yield
-    cache.clear_cache()
+pytestmark = pytest.mark.usefixtures("fresh_stats")
 
 
 def build(session) -> int:

@@ -9,7 +9,7 @@ import pytest
 from app.config import get_settings
 from app.db import session_scope
 from app.orm import ModelKind, ModelStatus, ModelVersion, RewardScore, Role
-from app.quality import cache, reward_signals
+from app.quality import reward_signals
 from app.training import rounds
 from tests.admin_data import rank
 from tests.conftest import login
@@ -22,12 +22,7 @@ from tests.factories import (
 )
 from worker import scheduler
 
-
-@pytest.fixture(autouse=True)
-def _fresh_stats():
-    cache.clear_cache()
-    yield
-    cache.clear_cache()
+pytestmark = pytest.mark.usefixtures("fresh_stats")
 
 
 def build(session, *, sets: int, people_prefer_new: int) -> tuple[int, int, int]:

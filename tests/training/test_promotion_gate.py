@@ -27,12 +27,7 @@ from tests.factories import (
 )
 from worker import scheduler
 
-
-@pytest.fixture(autouse=True)
-def _fresh_stats():
-    cache.clear_cache()
-    yield
-    cache.clear_cache()
+pytestmark = pytest.mark.usefixtures("fresh_stats")
 
 
 def settings(min_rankings: int):
