@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.errors import Conflict
-from app.orm import ACTIVE_ROUND_STATUSES, Ranking, Round, RoundKind
+from app.orm import ACTIVE_ROUND_STATUSES, Round
+from app.training import repository as training_repo
 from app.training import rounds as training_rounds
 from app.training.queue import job_status
 from worker import rounds
@@ -21,17 +22,6 @@ log = logging.getLogger(__name__)
 ENDED_JOB_STATES = ("succeeded", "failed", "cancelled", "aborted")
 
 
-def new_rankings_since_last_round(session: Session) -> int:
-    """Rankings (not dropped) stored after the newest training round was started."""
-    last = session.execute(
-        select(func.max(Round.created_at)).where(Round.kind == RoundKind.train)
-    ).scalar_one_or_none()
-    stmt = select(func.count()).select_from(Ranking).where(Ranking.dropped.is_(False))
-    if last is not None:
-        stmt = stmt.where(Ranking.created_at > last)
-    return int(session.execute(stmt).scalar_one())
-
-
 def maybe_start_auto_round(session: Session, settings: Settings) -> int | None:
     """Queue an automatic training round when the threshold is met and no round is active."""
     threshold = settings.auto_round_min_rankings
@@ -39,7 +29,7 @@ def maybe_start_auto_round(session: Session, settings: Settings) -> int | None:
         return None
     # Held to the commit (re-entrant): the count below and the start are one decision.
     training_rounds.lock_round_start(session)
-    fresh = new_rankings_since_last_round(session)
+    fresh = training_repo.rankings_since_last_training_round(session)
     if fresh < threshold:
         return None
     try:

@@ -80,7 +80,6 @@ def dashboard(session: Session, settings: Settings) -> Dashboard:
     now = annotation_repo.db_now(session)
     policies = training_repo.list_model_versions(session, ModelKind.policy, ModelStatus.active, 1)
     latest = training_repo.list_rounds(session, None, 1)
-    last_training = training_repo.newest_training_round(session)
     return Dashboard(
         counts=overview(session),
         per_day=charts.bar_chart(
@@ -98,9 +97,7 @@ def dashboard(session: Session, settings: Settings) -> Dashboard:
         current_round=training_repo.current_round(session),
         latest_round=latest[0] if latest else None,
         auto_round_threshold=settings.auto_round_min_rankings,
-        rankings_since_last_round=activity.count_live_rankings(
-            session, last_training.created_at if last_training else None
-        ),
+        rankings_since_last_round=training_repo.rankings_since_last_training_round(session),
     )
 
 

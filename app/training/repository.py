@@ -12,6 +12,7 @@ from app.orm import (
     ModelKind,
     ModelStatus,
     ModelVersion,
+    Ranking,
     Round,
     RoundKind,
     RoundStatus,
@@ -141,11 +142,14 @@ def rounds_by_policy(session: Session) -> dict[int, Round]:
     return {r.policy_version_id: r for r in rows if r.policy_version_id is not None}
 
 
-def newest_training_round(session: Session) -> Round | None:
-    """The training round started last (auto rounds count the rankings stored since it started)."""
-    return session.scalars(
-        select(Round).where(Round.kind == RoundKind.train).order_by(Round.created_at.desc()).limit(1)
-    ).first()
+def rankings_since_last_training_round(session: Session) -> int:
+    """Live rankings stored after the newest training round was started: what the auto-round threshold
+    counts (the worker's scheduler) and what the admin overview shows beside that threshold."""
+    last = session.scalar(select(func.max(Round.created_at)).where(Round.kind == RoundKind.train))
+    stmt = select(func.count()).select_from(Ranking).where(Ranking.dropped.is_(False))
+    if last is not None:
+        stmt = stmt.where(Ranking.created_at > last)
+    return int(session.scalar(stmt) or 0)
 
 
 def all_model_versions(session: Session) -> Sequence[ModelVersion]:
