@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     round_max_attempts: int = Field(
         default=3, ge=1, le=20, description="runs of one round (worker crashes included) before it fails"
     )
+    # torch's default is one thread per core, and its OpenMP threads spin at every parallel region's end: on
+    # a machine where the web server, PostgreSQL or another job holds a core, a batch-16 decoding step of the
+    # 135M default model measured 1.25 s with 2 threads against 0.19 s with 1 (bench/RESULTS.md). 0 = torch's
+    # default; set 1 where the worker shares its cores.
+    torch_threads: int = Field(
+        default=0, ge=0, le=1024, description="CPU threads for torch in the worker; 0 = torch's default"
+    )
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0, description="queue worker liveness beat")
     worker_stalled_seconds: float = Field(
         default=30.0, gt=0, description="a worker silent this long is presumed dead and its job retried"

@@ -161,6 +161,10 @@ async def _run_workers(queues: list[str], concurrency: int, maintenance: bool, w
     from app.db import database_url
 
     settings = get_settings()
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
     common: dict[str, Any] = {
         "wait": wait,
         # Signals are ours: one SIGTERM must stop both workers.

@@ -97,6 +97,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="use a fresh database on this PostgreSQL server instead of the embedded one",
     )
     ap.add_argument("--tie-abs", type=float, default=TIE_ABS, help="absolute tie epsilon on oracle scores")
+    ap.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="torch CPU threads for the worker and the bench's own sampling (RANKLOOP_TORCH_THREADS); "
+        "0 = torch's default. 1 is faster where other work shares the cores (bench/RESULTS.md)",
+    )
     ap.add_argument("--tie-rel", type=float, default=TIE_REL, help="relative tie epsilon on oracle scores")
     args = ap.parse_args(argv)
     if args.rounds < 0 or args.annotators < 1 or args.prompts < 2 or args.eval_prompts < 1:
@@ -151,6 +158,11 @@ class Loop:
             read_prompts(args.prompt_file), args.prompts, args.eval_prompts, args.seed
         )
         self.product = Product(args.out.resolve(), args.model, args.database_url, console)
+        if args.torch_threads:
+            import torch
+
+            torch.set_num_threads(args.torch_threads)
+            self.product.env["RANKLOOP_TORCH_THREADS"] = str(args.torch_threads)
         self.overrides = {
             "auto_promote": "yes",
             "generate_prompts": str(len(self.pool)),
