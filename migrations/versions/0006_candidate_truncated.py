@@ -19,9 +19,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.add_column(
-        "candidates", sa.Column("truncated", sa.Boolean(), server_default="false", nullable=False)
-    )
+    op.add_column("candidates", sa.Column("truncated", sa.Boolean(), server_default="false", nullable=False))
     op.execute("UPDATE candidates SET truncated = true WHERE generation_params->>'finish_reason' = 'length'")
 
 
