@@ -329,7 +329,9 @@
     try {
       var doc = new DOMParser().parseFromString(e.detail.xhr.responseText, "text/html");
       var found = doc.querySelector(".error");
-      if (found && found.textContent.trim()) { message = found.textContent.trim(); }
+      var text = found ? found.textContent.trim() : "";
+      // The server's messages start in lower case (they also appear mid-sentence in the JSON API).
+      if (text) { message = text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? "" : "."); }
     } catch (err) { /* keep the generic message */ }
     var dialog = e.detail.elt && e.detail.elt.closest ? e.detail.elt.closest("dialog") : null;
     // 409: ranked or skipped elsewhere (another tab), expired or closed; 404: gone. Either way this task

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from app.db import session_scope
 from app.orm import Ranking
 from tests.browser.conftest import assignment_of, card_ids, log_in, wait_for_next_task, watch
+from tests.browser.screens import screenshot_dir
 from tests.factories import (
     make_candidates,
     make_comparison_set,
@@ -150,15 +151,24 @@ def test_a_stale_second_tab_is_told_where_the_user_is_and_offered_the_next_task(
     first.page.locator("#rank-form button[type=submit]").tap()
     next_aid = wait_for_next_task(first.page, aid)
 
-    # The second, stale tab: an incomplete ranking is refused where the user is, at the bottom ...
+    # The second, stale tab: skipping is refused outside the dialog, with the way on ...
     page = second.page
+    page.locator("[data-open-skip]").tap()
+    page.fill("#skip-dialog textarea[name=reason]", "Cannot judge tides.")
+    page.locator("#skip-dialog button[type=submit]").tap()
+    page.wait_for_selector("[data-next-task]:visible")
+    assert "already ranked" in page.inner_text("#task-error")
+    assert page.locator("#skip-dialog[open]").count() == 0
+    page.locator("[data-dismiss-error]").tap()
+    assert page.locator("#task-error").is_hidden()
+    # ... an incomplete ranking is refused where the user is, at the bottom ...
     submit = page.locator("#rank-form button[type=submit]")
     submit.scroll_into_view_if_needed()
     submit.tap()
     assert "Rank every response first" in page.inner_text("#task-error")
     assert _in_view(page, "#task-error") and not page.locator("[data-next-task]").is_visible()
-    # ... then a different answer (a tie) is refused by the server; the message is in view, not at the top,
-    # and the way on is offered.
+    # ... and so is a different answer (a tie): the server's message is in view, not at the top, with the
+    # way on.
     for cid, rank in ((a, 1), (b, 1), (c, 2)):
         _rank_button(page, cid, rank).tap()
     submit.scroll_into_view_if_needed()
@@ -168,6 +178,7 @@ def test_a_stale_second_tab_is_told_where_the_user_is_and_offered_the_next_task(
     page.wait_for_selector("[data-next-task]:visible")
     assert "already ranked with a different answer" in page.inner_text("#task-error")
     assert _in_view(page, "#task-error") and page.evaluate("window.scrollY") == scrolled
+    page.screenshot(path=str(screenshot_dir() / "ranking-stale-tab-phone.png"))
     page.locator("[data-next-task]").tap()
     assert wait_for_next_task(page, aid) == next_aid
     assert page.locator("#task-error").is_hidden()
