@@ -21,9 +21,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
+# Long enough, like the demo's prompts, that the first response starts near the fold: focusing it with a
+# scroll would hide the prompt's start and the progress counter.
 PROMPT = (
     "Write a **Python** function that parses `key=value` lines.\n"
-    "It should:\n\n- ignore blank lines\n- strip whitespace\n- raise on a line without `=`"
+    "It should:\n\n- ignore blank lines\n- strip whitespace\n- raise on a line without `=`\n\n"
+    + "Some background on the file format, which comes from an old tool we still use every day. " * 8
+    + "\n\n"
+    + "An example of a file, with the edge cases we have seen in practice over the years. " * 6
 )
 CODE = (
     "Here is one:\n\n```python\ndef parse(text: str) -> dict[str, str]:\n"
