@@ -10,9 +10,12 @@ from fastapi.responses import Response
 from jinja2_fragments.fastapi import Jinja2Blocks
 
 from app.deps import csrf_token
+from app.markdown import render_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 templates = Jinja2Blocks(directory=str(ROOT / "templates"))
+# Model text (prompts, candidates) as safe HTML: `{{ text | markdown }}`; see app/markdown.py.
+templates.env.filters["markdown"] = render_markdown
 
 
 def is_htmx(request: Request) -> bool:

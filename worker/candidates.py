@@ -58,6 +58,7 @@ class NewCandidate:
     text: str
     seed: int
     params: dict[str, Any]
+    truncated: bool  # cut at max_new_tokens
 
 
 def store_sets(
@@ -78,6 +79,7 @@ def store_sets(
                 text=c.text,
                 generation_params=c.params,
                 seed=c.seed,
+                truncated=c.truncated,
             )
             for c in candidates
         ]

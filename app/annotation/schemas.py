@@ -19,6 +19,9 @@ MAX_SECONDS_SPENT = 7 * 24 * 3600
 class CandidateOut(BaseModel):
     id: int
     text: str
+    truncated: bool = Field(
+        default=False, description="the reply was cut off at the generation's length limit"
+    )
 
 
 class TaskOut(BaseModel):

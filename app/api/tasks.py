@@ -15,7 +15,7 @@ def _task_out(view: service.TaskView) -> TaskOut:
     return TaskOut(
         assignment_id=view.assignment.id,
         prompt=view.prompt.text,
-        candidates=[CandidateOut(id=c.id, text=c.text) for c in view.candidates],
+        candidates=[CandidateOut(id=c.id, text=c.text, truncated=c.truncated) for c in view.candidates],
         lease_expires_at=view.assignment.lease_expires_at,
     )
 

@@ -34,6 +34,9 @@ class Candidate(Base):
     generation_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     seed: Mapped[int | None] = mapped_column(Integer)
     hidden: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # Cut off at the generation's max_new_tokens (set by the worker, which knows the finish reason); an
+    # imported candidate is taken as complete. The ranking page marks truncated ones.
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     created_at: Mapped[dt.datetime] = created_at_column()
 
 

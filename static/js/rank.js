@@ -1,10 +1,13 @@
-// Ranking page: drag (SortableJS) and keyboard ranking with ties, flags, skip dialog, time tracking.
-// The per-candidate <select name="rank"> is the source of truth, so the form also works without JS.
+// Ranking page: drag (SortableJS), rank buttons (mouse, touch) and keyboard ranking with ties, flags, "all
+// bad", skip dialog, "show source", time tracking, and errors shown where the user is.
+// The per-candidate <select name="rank"> and the "all_bad" checkbox are the source of truth, so the form
+// also works without JS; everything else mirrors them.
 (function () {
   "use strict";
   document.documentElement.classList.add("js");
 
   var timer = { visibleMs: 0, since: null };
+  var SOURCE_KEY = "rankloop.showSource";
 
   function task() { return document.getElementById("task"); }
   function cards(t) { return Array.prototype.slice.call(t.querySelectorAll(".cand")); }
@@ -43,6 +46,9 @@
     all.forEach(function (li, i) {
       var r = rankOf(li);
       var tied = !!r && counts[r] > 1;
+      li.querySelectorAll("[data-set-rank]").forEach(function (b) {
+        b.setAttribute("aria-pressed", String(Number(b.dataset.setRank) === r));
+      });
       li.querySelector("[data-badge]").textContent = r ? (tied ? r + "=" : String(r)) : "–";
       li.classList.toggle("ranked", !!r);
       li.classList.toggle("tied", tied);
@@ -59,11 +65,52 @@
       : summary.dataset.empty;
   }
 
-  function showError(t, message, inDialog) {
-    var box = inDialog ? t.querySelector("[data-dialog-error]") : t.querySelector("#task-error");
+  // The page's errors go to a toast fixed to the window's bottom, so they are seen wherever the user has
+  // scrolled to; `offerNext` adds "Load the next task" for a task that is gone (ranked in another tab,
+  // expired, closed), so the user is not left on a dead one.
+  function showError(t, message, inDialog, offerNext) {
+    if (inDialog) {
+      var inline = t.querySelector("[data-dialog-error]");
+      if (inline) { inline.textContent = message; inline.hidden = !message; }
+      return;
+    }
+    var box = t.querySelector("#task-error");
     if (!box) { return; }
-    box.textContent = message;
+    box.querySelector("[data-error-text]").textContent = message;
+    var next = box.querySelector("[data-next-task]");
+    next.hidden = !(message && offerNext);
     box.hidden = !message;
+    if (message && offerNext) { next.focus({ preventScroll: true }); }
+  }
+
+  function allBadBox(t) { return t.querySelector('input[name="all_bad"]'); }
+
+  // Mirror the "all bad" checkbox (far down the form) in the sticky summary row, where the eye is.
+  function syncAllBad(t) {
+    var box = allBadBox(t);
+    var toggle = t.querySelector("[data-all-bad-toggle]");
+    if (box && toggle) { toggle.setAttribute("aria-pressed", String(box.checked)); }
+  }
+
+  function toggleAllBad(t) {
+    var box = allBadBox(t);
+    if (!box) { return; }
+    box.checked = !box.checked;
+    syncAllBad(t);
+  }
+
+  function sourceWanted() {
+    try { return window.localStorage.getItem(SOURCE_KEY) === "1"; } catch (err) { return false; }
+  }
+
+  // "Show source" holds for every text on the page and is remembered for the next tasks.
+  function showSource(t, on) {
+    t.classList.toggle("show-source", on);
+    var button = t.querySelector("[data-toggle-source]");
+    if (button) {
+      button.setAttribute("aria-pressed", String(on));
+      button.textContent = on ? "Show formatted" : "Show source";
+    }
   }
 
   function secondsSpent() {
@@ -71,11 +118,11 @@
     return (ms / 1000).toFixed(1);
   }
 
-  function focusCard(t, index) {
+  function focusCard(t, index, keepScroll) {
     var all = cards(t);
     if (!all.length) { return; }
     var li = all[Math.max(0, Math.min(all.length - 1, index))];
-    li.focus();
+    li.focus({ preventScroll: !!keepScroll });
   }
 
   function currentCard(t) {
@@ -120,6 +167,9 @@
       window.Sortable.create(list, {
         animation: 150,
         handle: ".cand-head",
+        // On a touch screen a finger moving over a header scrolls the page; a short hold starts a drag.
+        delay: 200,
+        delayOnTouchOnly: true,
         filter: "input, select, label, button",
         preventOnFilter: false,
         onEnd: function () {
@@ -133,9 +183,13 @@
       var when = new Date(el.getAttribute("datetime"));
       if (!isNaN(when)) { el.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); }
     });
+    showSource(t, sourceWanted());
+    syncAllBad(t);
     refresh(t, true);
+    // Open at the top (the progress counter and the prompt's start in view), also after a task swapped in
+    // at the bottom of the last one; the first response gets the focus for the keys without scrolling to it.
     window.scrollTo(0, 0);
-    focusCard(t, 0);
+    focusCard(t, 0, true);
   }
 
   document.addEventListener("keydown", function (e) {
@@ -190,14 +244,15 @@
       toggleFlag(li, "incorrect");
     } else if (key === "b" || key === "B") {
       e.preventDefault();
-      var box = t.querySelector('input[name="all_bad"]');
-      if (box) { box.checked = !box.checked; }
+      toggleAllBad(t);
     }
   });
 
   document.addEventListener("change", function (e) {
     var t = task();
-    if (t && e.target.matches && e.target.matches('select[name="rank"]')) { refresh(t, true); }
+    if (!t || !e.target.matches) { return; }
+    if (e.target.matches('select[name="rank"]')) { refresh(t, true); }
+    if (e.target.matches('input[name="all_bad"]')) { syncAllBad(t); }
   });
 
   document.addEventListener("click", function (e) {
@@ -211,6 +266,27 @@
       more.setAttribute("aria-expanded", String(!collapsed));
       return;
     }
+    var rankButton = e.target.closest("[data-set-rank]");
+    if (rankButton) {
+      // The keyboard's digits for mouse and touch: the same number on two responses is a tie, the pressed
+      // number again clears the rank. The list is not re-sorted here, unlike with keys: a card jumping away
+      // from under the pointer loses the user's place; the summary shows the order instead.
+      var li = rankButton.closest(".cand");
+      var r = Number(rankButton.dataset.setRank);
+      setRank(li, rankOf(li) === r ? null : r);
+      showError(t, "");
+      refresh(t, false);
+      return;
+    }
+    if (e.target.closest("[data-all-bad-toggle]")) { toggleAllBad(t); return; }
+    var sourceButton = e.target.closest("[data-toggle-source]");
+    if (sourceButton) {
+      var on = !t.classList.contains("show-source");
+      showSource(t, on);
+      try { window.localStorage.setItem(SOURCE_KEY, on ? "1" : "0"); } catch (err) { /* not remembered */ }
+      return;
+    }
+    if (e.target.closest("[data-dismiss-error]")) { showError(t, ""); return; }
     if (e.target.closest("[data-open-skip]")) { openSkip(t); return; }
     if (e.target.closest("[data-close-skip]")) { t.querySelector("#skip-dialog").close(); return; }
     var chip = e.target.closest("[data-reason]");
@@ -253,10 +329,16 @@
     try {
       var doc = new DOMParser().parseFromString(e.detail.xhr.responseText, "text/html");
       var found = doc.querySelector(".error");
-      if (found && found.textContent.trim()) { message = found.textContent.trim(); }
+      var text = found ? found.textContent.trim() : "";
+      // The server's messages start in lower case (they also appear mid-sentence in the JSON API).
+      if (text) { message = text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? "" : "."); }
     } catch (err) { /* keep the generic message */ }
-    var inDialog = !!(e.detail.elt && e.detail.elt.closest && e.detail.elt.closest("dialog"));
-    showError(t, message, inDialog);
+    var dialog = e.detail.elt && e.detail.elt.closest ? e.detail.elt.closest("dialog") : null;
+    // 409: ranked or skipped elsewhere (another tab), expired or closed; 404: gone. Either way this task
+    // is dead: say so outside the dialog and offer the next one.
+    var gone = e.detail.xhr.status === 409 || e.detail.xhr.status === 404;
+    if (dialog && gone) { dialog.close(); }
+    showError(t, message, !!dialog && !gone, gone);
   });
 
   document.addEventListener("htmx:sendError", function () {

@@ -45,7 +45,7 @@ def test_next_task_returns_candidates_in_display_order_and_is_stable(app_client,
     task = next_task(app_client, h)
     assert set(task) == {"assignment_id", "prompt", "candidates", "lease_expires_at"}
     assert task["prompt"].startswith("Question")
-    assert all(set(c) == {"id", "text"} for c in task["candidates"])
+    assert all(set(c) == {"id", "text", "truncated"} and c["truncated"] is False for c in task["candidates"])
     with session_scope() as s:
         a = s.get(Assignment, task["assignment_id"])
         assert [c["id"] for c in task["candidates"]] == a.display_order

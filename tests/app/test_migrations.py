@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
@@ -33,13 +41,9 @@ def _is_foreign_table(diff: object) -> bool:
     return False
 
 
-def test_upgrade_downgrade_upgrade_on_a_fresh_database(database_url, monkeypatch):
-    import uuid
-    from urllib.parse import urlsplit, urlunsplit
-
-    import psycopg
-    from alembic import command
-
+@contextmanager
+def _fresh_database(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator[Config]:
+    """A new, empty database as DATABASE_URL, dropped afterwards; yields the app's alembic config."""
     from app.config import get_settings
     from app.db import libpq_url
     from app.migrate import alembic_config
@@ -52,15 +56,52 @@ def test_upgrade_downgrade_upgrade_on_a_fresh_database(database_url, monkeypatch
     monkeypatch.setenv("DATABASE_URL", urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, "")))
     get_settings.cache_clear()
     try:
-        cfg = alembic_config()
+        yield alembic_config()
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_upgrade_downgrade_upgrade_on_a_fresh_database(database_url, monkeypatch):
+    from app.db import libpq_url
+
+    with _fresh_database(monkeypatch, database_url) as cfg:
         command.upgrade(cfg, "head")
         command.downgrade(cfg, "base")
         command.upgrade(cfg, "head")
         with psycopg.connect(libpq_url(os.environ["DATABASE_URL"])) as conn:
             tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname='public'")}
         assert {"rankings", "assignments", "rounds", "procrastinate_jobs"} <= tables
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
-        with psycopg.connect(libpq_url(admin), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_candidates_generated_before_the_truncated_column_are_marked_from_their_finish_reason(
+    database_url, monkeypatch
+):
+    from app.db import libpq_url
+
+    with _fresh_database(monkeypatch, database_url) as cfg:
+        command.upgrade(cfg, "0005")
+        with psycopg.connect(libpq_url(os.environ["DATABASE_URL"])) as conn:
+            conn.execute("INSERT INTO prompt_sets (id, name) VALUES (1, 'ps')")
+            conn.execute("INSERT INTO prompts (id, prompt_set_id, text) VALUES (1, 1, 'p')")
+            conn.execute(
+                "INSERT INTO model_versions (id, name, kind, status, config, metrics)"
+                " VALUES (1, 'v', 'policy', 'active', '{}', '{}')"
+            )
+            for cid, params in (
+                (1, '{"finish_reason": "length"}'),
+                (2, '{"finish_reason": "stop"}'),
+                (3, "{}"),
+            ):
+                conn.execute(
+                    "INSERT INTO candidates (id, prompt_id, model_version_id, text, generation_params)"
+                    " VALUES (%s, 1, 1, 'c', %s)",
+                    (cid, params),
+                )
+        command.upgrade(cfg, "0006")
+        with psycopg.connect(libpq_url(os.environ["DATABASE_URL"])) as conn:
+            rows = dict(conn.execute("SELECT id, truncated FROM candidates ORDER BY id").fetchall())
+        # Cut at max_new_tokens: marked; stopped on its own or imported (no finish reason): not.
+        assert rows == {1: True, 2: False, 3: False}

@@ -81,3 +81,24 @@ def submit_login(page: Any, username: str, password: str) -> None:
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
+
+
+def assignment_of(page: Any) -> int:
+    """The assignment id of the task the ranking page shows."""
+    return int(page.locator("#task").get_attribute("data-assignment"))
+
+
+def wait_for_next_task(page: Any, previous: int) -> int:
+    """Wait until the ranking page shows a task other than `previous`, ready for input; its assignment id."""
+    page.wait_for_function(
+        "prev => { const t = document.querySelector('#task'); return t && t.dataset.assignment"
+        " && t.dataset.assignment !== String(prev) && t.dataset.ready === '1'; }",
+        arg=previous,
+    )
+    return assignment_of(page)
+
+
+def card_ids(page: Any) -> list[int]:
+    """Candidate ids of the ranking page's cards, top to bottom."""
+    ids = page.locator("#candidates .cand").evaluate_all("els => els.map(e => e.dataset.id)")
+    return [int(x) for x in ids]

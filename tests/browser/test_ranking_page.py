@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.db import session_scope
 from app.orm import Assignment, AssignmentStatus, Ranking, Skip
-from tests.browser.conftest import submit_login, watch
+from tests.browser.conftest import assignment_of, card_ids, submit_login, wait_for_next_task, watch
 from tests.browser.screens import screenshot_dir
 from tests.factories import (
     make_candidates,
@@ -112,25 +112,6 @@ def _seed() -> None:
             make_comparison_set(s, prompt, candidates=cands, overlap=1)
 
 
-def _card_ids(page) -> list[int]:
-    return [
-        int(x) for x in page.locator("#candidates .cand").evaluate_all("els => els.map(e => e.dataset.id)")
-    ]
-
-
-def _assignment(page) -> int:
-    return int(page.locator("#task").get_attribute("data-assignment"))
-
-
-def _wait_for_next(page, previous: int) -> int:
-    page.wait_for_function(
-        "prev => { const t = document.querySelector('#task'); return t && t.dataset.assignment"
-        " && t.dataset.assignment !== String(prev) && t.dataset.ready === '1'; }",
-        arg=previous,
-    )
-    return _assignment(page)
-
-
 def _badges(page) -> dict[int, str]:
     pairs = page.locator("#candidates .cand").evaluate_all(
         "els => els.map(e => [e.dataset.id, e.querySelector('[data-badge]').textContent])"
@@ -153,30 +134,30 @@ def test_rank_by_drag_then_keyboard_with_a_tie_then_skip(live_server, browser_pa
     page.evaluate("window.__marker = 'still here'")
 
     # Task 1: drag the last response to the top; a drag ranks everything by position.
-    first_aid = _assignment(page)
-    before = _card_ids(page)
+    first_aid = assignment_of(page)
+    before = card_ids(page)
     cards = page.locator("#candidates .cand")
     cards.nth(len(before) - 1).locator(".cand-head").drag_to(cards.nth(0).locator(".cand-head"))
-    after = _card_ids(page)
+    after = card_ids(page)
     assert after[0] == before[-1] and sorted(after) == sorted(before)
     assert [_badges(page)[c] for c in after] == ["1", "2", "3"]
     page.fill("textarea[name=rationale]", "Short and correct beats long and correct; Sydney is wrong.")
     page.click("#rank-form button[type=submit]")
-    second_aid = _wait_for_next(page, first_aid)
+    second_aid = wait_for_next_task(page, first_aid)
     assert page.evaluate("window.__marker") == "still here"
 
     # Task 2: keyboard only. Focus starts on the first response; ranking one moves to the next unranked.
-    shown = _card_ids(page)
+    shown = card_ids(page)
     assert len(shown) == 4
     assert page.evaluate("document.activeElement.dataset.id") == str(shown[0])
     a, b, c, d = shown
     page.keyboard.press("Enter")  # nothing ranked yet: refused in the page, nothing sent
     assert "Rank every response first (4 left" in page.inner_text("#task-error")
-    assert _assignment(page) == second_aid
+    assert assignment_of(page) == second_aid
     page.locator(f"#candidates .cand[data-id='{a}']").focus()
     for key in ["2", "1", "2", "3"]:  # a=2, b=1, c=2 (a tie with a), d=3
         page.keyboard.press(key)
-    assert _card_ids(page) == [b, a, c, d]  # sorted best first, the tie kept together
+    assert card_ids(page) == [b, a, c, d]  # sorted best first, the tie kept together
     assert _badges(page) == {b: "1", a: "2=", c: "2=", d: "3"}
     assert page.inner_text("#tier-summary").split() == ["B", "≻", "A", "=", "C", "≻", "D"]
     page.keyboard.press("ArrowUp")
@@ -191,7 +172,7 @@ def test_rank_by_drag_then_keyboard_with_a_tie_then_skip(live_server, browser_pa
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     page.keyboard.press("Enter")
-    third_aid = _wait_for_next(page, second_aid)
+    third_aid = wait_for_next_task(page, second_aid)
     assert page.evaluate("window.__marker") == "still here"
 
     # Task 3: S asks for a reason in a dialog; the HTML in a completion is shown as text.
@@ -205,7 +186,7 @@ def test_rank_by_drag_then_keyboard_with_a_tie_then_skip(live_server, browser_pa
     page.fill("#skip-dialog textarea[name=reason]", "")
     page.keyboard.type("I cannot judge Python code quality well enough.")
     page.click("#skip-dialog button[type=submit]")
-    fourth_aid = _wait_for_next(page, third_aid)
+    fourth_aid = wait_for_next_task(page, third_aid)
     assert "sourdough" in page.inner_text(".prompt-text")
     assert page.evaluate("window.__marker") == "still here"
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1

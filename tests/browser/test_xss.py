@@ -145,3 +145,58 @@ def test_hostile_text_renders_inert_on_the_ranking_and_admin_pages(live_server, 
     assert HOSTILE_USER in seen_text
     assert PAYLOADS[0] in seen_text and PAYLOADS[4] in seen_text
     context.close()
+
+
+# Markdown's own ways in: link and image targets, autolinks, raw HTML inside emphasis, tables and titles.
+MD_PAYLOADS = [
+    "[click me](javascript:window.__xss=1) and [again](JaVaScRiPt:window.__xss=1)",
+    "[data](data:text/html;base64,PHNjcmlwdD53aW5kb3cuX194c3M9MTwvc2NyaXB0Pg==) <javascript:window.__xss=1>",
+    "![pic](https://tracker.invalid/pixel.png) ![x](x)",
+    "```html\n<script>window.__xss=1</script>\n```\n**<img src=x onerror=window.__xss=1>**",
+    "| a | <img src=x onerror=window.__xss=1> |\n|---|---|\n| <svg onload=window.__xss=1> | b |",
+    '[fine](https://example.org "t\\" onmouseover=\\"window.__xss=1") <details open ontoggle=window.__xss=1>',
+]
+
+MD_LINKS = (
+    """() => [...document.querySelectorAll('.md a')].map(a => [a.getAttribute('href'), a.rel, a.target])"""
+)
+
+
+def test_markdown_in_model_text_renders_inert(live_server, chromium, make_user):
+    admin = make_user("root", Role.admin)
+    annotator = make_user("ann")
+    settings = get_settings()
+    with session_scope() as s:
+        ps = make_prompt_set(s, "markdown")
+        mv = make_model_version(s, "policy-md", kind=ModelKind.policy, status=ModelStatus.active)
+        flagged = make_prompt(s, ps, "\n\n".join(MD_PAYLOADS), priority=2)
+        cands = make_candidates(s, flagged, MD_PAYLOADS[:4], model_version=mv)
+        make_comparison_set(s, flagged, candidates=cands, overlap=1)
+        shown = make_prompt(s, ps, MD_PAYLOADS[5] + "\n\n" + MD_PAYLOADS[0], priority=1)
+        make_comparison_set(
+            s, shown, candidates=make_candidates(s, shown, MD_PAYLOADS[2:], model_version=mv), overlap=1
+        )
+        # The admin's moderation page shows flagged candidates in full: flag every one of the first set.
+        user = s.scalars(select(User).where(User.username == "ann")).one()
+        task = service.next_task(s, settings, user)
+        assert task is not None
+        ids = [c.id for c in task.candidates]
+        body = RankingIn(
+            assignment_id=task.assignment.id, tiers=[ids], flags={str(i): ["unsafe"] for i in ids}
+        )
+        service.submit_ranking(s, settings, user, body)
+
+    for who, path in ((annotator, "/"), (admin, "/admin/data/flags")):
+        context = chromium.new_context()
+        watched = watch(context.new_page())
+        log_in(watched.page, live_server, *who, next_path=path)  # type: ignore[misc]
+        page = watched.page
+        _assert_inert(watched, path)
+        assert page.locator(".md").count() >= 4, path  # rendered as Markdown, not shown as plain text
+        assert page.locator(".md pre code, .md table, .md strong").count() >= 2, path
+        assert page.locator(".md img, .md details, .md svg, .md script").count() == 0, path
+        links = page.evaluate(MD_LINKS)
+        # Only the real web links became links, opening apart from the page, without an opener or referrer.
+        assert links and all(href.startswith("https://") for href, _, _ in links), (path, links)
+        assert all({"noopener", "nofollow"} <= set(rel.split()) and tgt == "_blank" for _, rel, tgt in links)
+        context.close()

@@ -184,9 +184,12 @@ def test_generation_round_uses_the_active_policy(clean_db, model_dir):
         assert len(sets) == 2
         active = versions.active_policy(s)
         assert active is not None and active.adapter_path is None  # the base model serves at first
-        assert {s.get(Candidate, i.candidate_id).model_version_id for c in sets for i in c.items} == {
-            active.id
-        }
+        made = [s.get(Candidate, i.candidate_id) for c in sets for i in c.items]
+        assert {c.model_version_id for c in made} == {active.id}
+        # A reply cut at max_new_tokens (8 here: a tiny random model rarely stops sooner) is stored as
+        # truncated, so the ranking page can mark it; one that stopped on its own is not.
+        assert all(c.truncated == (c.generation_params["finish_reason"] == "length") for c in made)
+        assert any(c.truncated for c in made)
 
 
 def test_progress_reporter_raises_cancelled_after_an_admin_cancels(clean_db):

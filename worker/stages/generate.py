@@ -87,6 +87,7 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
                         "round_id": ctx.round_id,
                         "model_version": version.name,
                     },
+                    truncated=cand.finish_reason == "length",
                 )
             )
         random.Random(cfg.seed + prompt.id).shuffle(kept)
