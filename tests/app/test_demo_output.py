@@ -49,7 +49,9 @@ def test_the_intro_fits_80_columns_without_wrapping(clean_db):
 
 def test_serving_draws_the_progress_bar_without_request_log_or_warnings(clean_db, capfd):
     with session_scope() as session:
-        row = Round(kind=RoundKind.generate, status=RoundStatus.queued, trigger="demo", config={}, stage="queued")
+        row = Round(
+            kind=RoundKind.generate, status=RoundStatus.queued, trigger="demo", config={}, stage="queued"
+        )
         session.add(row)
         session.flush()
         round_id = row.id
