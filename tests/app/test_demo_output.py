@@ -58,6 +58,7 @@ def test_serving_draws_the_progress_bar_without_request_log_or_warnings(clean_db
     port = free_port()
     out, buffer = console(80)
     answers: list[int] = []
+    served = threading.Event()  # set once serve() has returned: then no Ctrl+C may reach the test run
 
     def visitor() -> None:
         base = f"http://127.0.0.1:{port}"
@@ -75,7 +76,8 @@ def test_serving_draws_the_progress_bar_without_request_log_or_warnings(clean_db
         _move(round_id, RoundStatus.succeeded, "done", 8)
         while "succeeded" not in buffer.getvalue() and time.monotonic() < deadline:
             time.sleep(0.2)
-        _thread.interrupt_main()  # Ctrl+C
+        if not served.is_set():
+            _thread.interrupt_main()  # Ctrl+C
 
     thread = threading.Thread(target=visitor, daemon=True)
     previous = signal.getsignal(signal.SIGTERM)
@@ -83,6 +85,7 @@ def test_serving_draws_the_progress_bar_without_request_log_or_warnings(clean_db
     try:
         demo_cli.serve(out, "127.0.0.1", port, first_round=round_id)
     finally:
+        served.set()
         signal.signal(signal.SIGTERM, previous)
     thread.join(10)
     assert answers == [200, 200, 404]
