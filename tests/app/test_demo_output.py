@@ -14,6 +14,7 @@ import threading
 import time
 
 import httpx
+import pytest
 from rich.console import Console
 
 from app.config import get_settings
@@ -47,6 +48,7 @@ def test_the_intro_fits_80_columns_without_wrapping(clean_db):
     assert str(settings.data_dir.resolve() / "worker.log") in text
 
 
+@pytest.mark.slow
 def test_serving_draws_the_progress_bar_without_request_log_or_warnings(clean_db, capfd):
     with session_scope() as session:
         row = Round(
