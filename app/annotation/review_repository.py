@@ -80,6 +80,8 @@ class RankingRow:
     all_bad: bool
     flags: dict[str, list[str]]
     rationale: str
+    # Candidate ids in the order this annotator saw them (the task page's letters A, B, ... follow it).
+    display_order: list[int]
     seconds_spent: float | None
     source: str
     dropped: bool
@@ -99,6 +101,7 @@ def _ranking_rows_stmt() -> Any:
             Ranking.all_bad,
             Ranking.flags,
             Ranking.rationale,
+            Ranking.display_order,
             Ranking.seconds_spent,
             Ranking.source,
             Ranking.dropped,
