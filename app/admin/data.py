@@ -61,7 +61,7 @@ def seen_letters(display_order: Sequence[int], ranked: set[int]) -> dict[int, st
 
 
 def ranking_views(session: Session, rows: Sequence[review.RankingRow]) -> list[RankingView]:
-    """Tiers and flags of rankings with candidates named by the letter the annotator saw, and their version."""
+    """Tiers and flags of rankings, candidates named by the letter the annotator saw and their version."""
     members = review.set_members(session, sorted({r.set_id for r in rows}))
     views = []
     for r in rows:

@@ -82,7 +82,8 @@ class RankingRow:
     rationale: str
     # Candidate ids in the order this annotator saw them (the task page's letters A, B, ... follow it).
     display_order: list[int]
-    seconds_spent: float | None
+    seconds_spent: float | None  # the client's claim
+    server_seconds: float | None  # measured by the server: lease handed out -> stored
     source: str
     dropped: bool
     created_at: dt.datetime
@@ -103,6 +104,7 @@ def _ranking_rows_stmt() -> Any:
             Ranking.rationale,
             Ranking.display_order,
             Ranking.seconds_spent,
+            Ranking.server_seconds,
             Ranking.source,
             Ranking.dropped,
             Ranking.created_at,

@@ -1,4 +1,4 @@
-"""Admin pages name a ranking's candidates by the letters its annotator saw, never by the set's stored order."""
+"""Admin pages name a ranking's candidates by the letters its annotator saw, not by the set's stored order."""
 
 from __future__ import annotations
 
@@ -38,9 +38,7 @@ def test_letters_follow_the_annotators_display_order_not_the_set_order(admin):
         a, b, c = (i.candidate_id for i in cset.items)
         ann = make_annotator(s, "shuffled")
         # The annotator saw c, a, b as Responses A, B, C and put a (their B) first, then c (their A).
-        shown = rank(
-            s, cset, ann, [[a], [c], [b]], display_order=[c, a, b], flags={str(a): ["incorrect"]}
-        ).id
+        shown = rank(s, cset, ann, [[a], [c], [b]], display_order=[c, a, b], flags={str(a): ["incorrect"]}).id
         # Old data: a display order that does not list the ranked candidates. No letter is guessed.
         old_set = make_comparison_set(s, k=2)
         x, y = (i.candidate_id for i in old_set.items)
