@@ -159,9 +159,10 @@ def import_records(
         sets=0,
         rankings=0,
         duplicates=_repeated_prompts([r for r in records if not r.completions], preexisting),
+        prompt_set_id=prompt_set_row.id,
     )
     if not grouped:
-        return summary
+        return _with_next_step(session, summary, prompt_set_row.id)
 
     versions = _model_versions(session, {r.model for r in grouped}, origin)
     candidate_ids, summary.candidates = _candidates(session, grouped, prompts, versions)
@@ -210,6 +211,13 @@ def import_records(
 
     if to_rank and annotator_id is not None:
         summary.rankings = _imported_rankings(session, annotator_id, to_rank)
+    return _with_next_step(session, summary, prompt_set_row.id)
+
+
+def _with_next_step(session: Session, summary: ImportSummary, prompt_set_id: int) -> ImportSummary:
+    """The summary with how many of the set's prompts wait for candidates (no annotator sees them yet)."""
+    session.flush()
+    summary.waiting_for_candidates = repo.count_prompts_without_sets(session, prompt_set_id)
     return summary
 
 
