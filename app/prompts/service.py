@@ -221,6 +221,22 @@ def _with_next_step(session: Session, summary: ImportSummary, prompt_set_id: int
     return summary
 
 
+def import_replies(
+    session: Session, records: Sequence[Record], prompt_set: str, *, description: str = "", origin: str = ""
+) -> int:
+    """Prompts with their replies as candidates of each record's model, in no comparison set: they wait for
+    a generation job with `human_replies` to put them beside a model's (the demo's people-vs-model sets).
+    Flushes, never commits; returns how many candidates are new."""
+    prompt_set_row = repo.get_or_add_prompt_set(session, _prompt_set_name(prompt_set), description)
+    prompts, _ = _prompts(session, prompt_set_row.id, records, origin)
+    with_replies = [r for r in records if r.completions]
+    if not with_replies:
+        return 0
+    versions = _model_versions(session, {r.model for r in with_replies}, origin)
+    _, stored = _candidates(session, with_replies, prompts, versions)
+    return stored
+
+
 def _prompt_set_name(name: str | None, default: str = DEFAULT_PROMPT_SET) -> str:
     """The prompt set name to use: the given one, trimmed, or the default."""
     name = (name or "").strip() or default
