@@ -184,3 +184,13 @@ def test_a_generation_jobs_page_shows_step_total_and_eta_from_its_first_progress
     fragment = app_client.get(f"/admin/rounds/{row.id}/progress").text
     assert "step 1 / 12" in fragment and 'data-field="eta">1m 35s<' in fragment
     assert "No loss recorded yet" not in fragment and "<h2>Loss</h2>" not in fragment
+
+
+def test_human_replies_and_k_together_fit_the_largest_set_annotators_rank():
+    from app.annotation.tiers import MAX_CANDIDATES
+    from app.training.config import MAX_SET_SIZE, ConfigError, RoundConfig
+
+    assert MAX_SET_SIZE == MAX_CANDIDATES  # the training contract's copy of the annotation rule
+    assert RoundConfig.resolve({"k": 7, "human_replies": 2}).human_replies == 2
+    with pytest.raises(ConfigError, match="k \\+ human_replies must be at most 9"):
+        RoundConfig.resolve({"k": 8, "human_replies": 2})
