@@ -40,11 +40,15 @@ def rank(
     all_bad: bool = False,
     flags: dict[str, list[str]] | None = None,
     seconds: float | None = 30.0,
+    client_seconds: float | None = None,
     source: str = "web",
     created_at: dt.datetime | None = None,
     dropped: bool = False,
 ) -> Ranking:
-    """A submitted ranking of `cset` by `annotator` (tiers of candidate ids, best first)."""
+    """A submitted ranking of `cset` by `annotator` (tiers of candidate ids, best first).
+
+    `seconds` is the server-measured time (lease to submission), `client_seconds` what the client reported.
+    """
     now = created_at or dt.datetime.now(dt.UTC)
     shown = list(display_order) if display_order is not None else [c for tier in tiers for c in tier]
     assignment = Assignment(
@@ -52,7 +56,7 @@ def rank(
         annotator_id=annotator.id,
         status=AssignmentStatus.submitted,
         display_order=shown,
-        leased_at=now,
+        leased_at=now - dt.timedelta(seconds=seconds or 0.0),
         lease_expires_at=now + dt.timedelta(minutes=30),
         completed_at=now,
     )
@@ -67,7 +71,8 @@ def rank(
         flags=flags or {},
         rationale="",
         display_order=shown,
-        seconds_spent=seconds,
+        seconds_spent=client_seconds,
+        server_seconds=seconds,
         source=source,
         fingerprint=f"admin-test-{next(_seq)}",
         dropped=dropped,

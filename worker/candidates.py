@@ -1,4 +1,5 @@
-"""New comparison sets: which prompts need candidates, and storing the generated ones as open sets."""
+"""New comparison sets: which prompts need candidates, the human-written replies that may join them, and
+storing the generated ones as open sets."""
 
 from __future__ import annotations
 
@@ -6,19 +7,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.orm import (
     Candidate,
     ComparisonSet,
     ComparisonSetItem,
-    Prompt,
-    PromptSet,
-    Ranking,
+    ModelVersion,
     RewardScore,
     SetStatus,
 )
+from app.training import repository as training_repo
+from worker.snapshot import is_human_version
 
 
 @dataclass(frozen=True)
@@ -27,28 +28,14 @@ class PromptToFill:
     text: str
 
 
-def prompts_needing_work(session: Session, limit: int) -> list[PromptToFill]:
-    """Prompts of unpaused sets without an open comparison set, most wanted first, fewest rankings first."""
+def prompts_needing_work(
+    session: Session, limit: int, prompt_set_id: int | None = None
+) -> list[PromptToFill]:
+    """Prompts of unpaused sets (or of one prompt set) without an open comparison set, most wanted first,
+    fewest rankings first (the rule: app.training.repository.prompts_needing_work_stmt)."""
     if limit <= 0:
         return []
-    open_set = select(ComparisonSet.id).where(
-        ComparisonSet.prompt_id == Prompt.id, ComparisonSet.status == SetStatus.open
-    )
-    rankings = (
-        select(func.count())
-        .select_from(Ranking)
-        .join(ComparisonSet, ComparisonSet.id == Ranking.set_id)
-        .where(ComparisonSet.prompt_id == Prompt.id)
-        .correlate(Prompt)
-        .scalar_subquery()
-    )
-    rows = session.execute(
-        select(Prompt.id, Prompt.text)
-        .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
-        .where(PromptSet.paused.is_(False), ~exists(open_set))
-        .order_by(PromptSet.priority.desc(), Prompt.priority.desc(), rankings, Prompt.id)
-        .limit(limit)
-    ).all()
+    rows = session.execute(training_repo.prompts_needing_work_stmt(prompt_set_id).limit(limit)).all()
     return [PromptToFill(int(i), t) for i, t in rows]
 
 
@@ -61,19 +48,59 @@ class NewCandidate:
     truncated: bool  # cut at max_new_tokens
 
 
-def store_sets(
-    session: Session, sets: Sequence[tuple[int, list[NewCandidate]]], overlap: int, source: str
-) -> list[list[int]]:
-    """Candidates plus one open comparison set per prompt; sets with fewer than two candidates are skipped.
+@dataclass(frozen=True)
+class StoredCandidate:
+    """A candidate already in the database (a human-written reply) that joins a new set as it is."""
 
-    Returns the new candidate ids of each stored set, in the order given.
+    id: int
+    model_version_id: int
+    text: str
+
+
+def human_replies(
+    session: Session, prompt_ids: Sequence[int], per_prompt: int
+) -> dict[int, list[StoredCandidate]]:
+    """Up to `per_prompt` visible human-written replies of each prompt, those in the fewest sets first."""
+    if per_prompt <= 0 or not prompt_ids:
+        return {}
+    in_sets = (
+        select(func.count())
+        .select_from(ComparisonSetItem)
+        .where(ComparisonSetItem.candidate_id == Candidate.id)
+        .correlate(Candidate)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(Candidate.prompt_id, Candidate.id, Candidate.model_version_id, Candidate.text)
+        .join(ModelVersion, ModelVersion.id == Candidate.model_version_id)
+        .where(Candidate.prompt_id.in_(list(prompt_ids)), Candidate.hidden.is_(False), is_human_version())
+        .order_by(Candidate.prompt_id, in_sets, Candidate.id)
+    ).all()
+    out: dict[int, list[StoredCandidate]] = {}
+    for prompt_id, cid, version_id, text in rows:
+        picked = out.setdefault(int(prompt_id), [])
+        if len(picked) < per_prompt:
+            picked.append(StoredCandidate(int(cid), int(version_id), str(text)))
+    return out
+
+
+def store_sets(
+    session: Session,
+    sets: Sequence[tuple[int, Sequence[NewCandidate | StoredCandidate]]],
+    overlap: int,
+    source: str,
+) -> list[list[int]]:
+    """New candidates plus one open comparison set per prompt, in the order given (stored candidates join as
+    they are); sets with fewer than two candidates are skipped.
+
+    Returns the candidate ids of each stored set, in the order given.
     """
     made: list[list[int]] = []
-    for prompt_id, candidates in sets:
-        if len(candidates) < 2:
+    for prompt_id, members in sets:
+        if len(members) < 2:
             continue
-        rows = [
-            Candidate(
+        rows = {
+            i: Candidate(
                 prompt_id=prompt_id,
                 model_version_id=c.model_version_id,
                 text=c.text,
@@ -81,20 +108,22 @@ def store_sets(
                 seed=c.seed,
                 truncated=c.truncated,
             )
-            for c in candidates
-        ]
-        session.add_all(rows)
+            for i, c in enumerate(members)
+            if isinstance(c, NewCandidate)
+        }
+        session.add_all(rows.values())
         session.flush()
+        ids = [c.id if isinstance(c, StoredCandidate) else rows[i].id for i, c in enumerate(members)]
         session.add(
             ComparisonSet(
                 prompt_id=prompt_id,
                 overlap=overlap,
                 status=SetStatus.open,
                 source=source[:200],
-                items=[ComparisonSetItem(candidate_id=r.id, position=i) for i, r in enumerate(rows)],
+                items=[ComparisonSetItem(candidate_id=cid, position=i) for i, cid in enumerate(ids)],
             )
         )
-        made.append([r.id for r in rows])
+        made.append(ids)
     session.flush()
     return made
 

@@ -19,7 +19,7 @@ import difflib
 import random
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,6 +113,19 @@ class _PerRowSampler(LogitsProcessor):
         return out  # type: ignore[return-value]
 
 
+class _StepCounter(LogitsProcessor):
+    """Leaves the scores alone; calls `on_step(n)` at the n-th decoding step (1-based) of a batch."""
+
+    def __init__(self, on_step: Callable[[int], None]) -> None:
+        self.on_step = on_step
+        self.steps = 0
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self.steps += 1
+        self.on_step(self.steps)
+        return scores
+
+
 def sample(
     model: Any,
     tokenizer: PreTrainedTokenizerBase,
@@ -121,8 +134,11 @@ def sample(
     params: SamplingParams,
     *,
     max_prompt_tokens: int = 1024,
+    on_step: Callable[[int], None] | None = None,
 ) -> list[tuple[str, int, int, str]]:
-    """One reply per (prompt, seed) row in one batch: (text, prompt tokens, completion tokens, finish)."""
+    """One reply per (prompt, seed) row in one batch: (text, prompt tokens, completion tokens, finish).
+
+    `on_step(n)` is called at every decoding step (live progress of a long batch)."""
     if len(prompts) != len(seeds):
         raise ValueError("one seed per prompt row")
     if not prompts:
@@ -143,6 +159,8 @@ def sample(
     ).to(device)
     eos_ids = _eos_ids(model, tokenizer)
     processors = LogitsProcessorList()
+    if on_step is not None:
+        processors.append(_StepCounter(on_step))
     if params.temperature > 0:
         gens = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
         processors.append(_PerRowSampler(gens, params.temperature, params.top_p))
@@ -191,18 +209,32 @@ def is_near_duplicate(a: str, b: str, threshold: float) -> bool:
     return matcher.quick_ratio() > threshold and matcher.ratio() > threshold
 
 
+def _offset(on_step: Callable[[int], None] | None, before: int) -> Callable[[int], None] | None:
+    """`on_step` counting on from `before` steps (the steps of the batches already done)."""
+    if on_step is None:
+        return None
+    report = on_step
+    return lambda n: report(before + n)
+
+
 def generate_candidates(
     model: Any,
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[str],
     cfg: CandidateConfig,
+    *,
+    on_step: Callable[[int], None] | None = None,
 ) -> GenerationResult:
-    """Up to `cfg.k` distinct candidates for every prompt, sampled in batches of `cfg.batch_size` rows."""
+    """Up to `cfg.k` distinct candidates for every prompt, sampled in batches of `cfg.batch_size` rows.
+
+    `on_step(n)`: called at the n-th decoding step, counted over the whole call (batches one after another
+    count as one long run of steps, each batch up to max_new_tokens)."""
     base_seed = cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(2**31)
     # One stream of seeds for the whole call: the same base seed and prompts give the same candidates.
     seed_stream = random.Random(base_seed)
     kept: list[list[Candidate]] = [[] for _ in prompts]
     total_tokens, seconds, dropped = 0, 0.0, 0
+    steps_before = 0  # decoding steps of earlier batches, at max_new_tokens each
 
     for _round in range(1 + cfg.refill_rounds):
         rows = [
@@ -224,7 +256,9 @@ def generate_candidates(
                 [s for _, s in batch],
                 cfg.sampling,
                 max_prompt_tokens=cfg.max_prompt_tokens,
+                on_step=_offset(on_step, steps_before),
             )
+            steps_before += cfg.sampling.max_new_tokens
             seconds += time.perf_counter() - t0
             for (i, seed), (text, n_prompt, n_completion, finish) in zip(batch, outputs, strict=True):
                 total_tokens += n_completion

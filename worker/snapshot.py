@@ -115,7 +115,7 @@ def load_training_data(session: Session, ranking_ids: Sequence[int], multi_annot
     candidates = {
         c.id: (c.text, human)
         for c, human in session.execute(
-            select(Candidate, _is_human())
+            select(Candidate, is_human_version())
             .join(ModelVersion, ModelVersion.id == Candidate.model_version_id)
             .where(Candidate.id.in_(candidate_ids))
         ).all()
@@ -151,7 +151,8 @@ def load_training_data(session: Session, ranking_ids: Sequence[int], multi_annot
     )
 
 
-def _is_human() -> Any:
+def is_human_version() -> Any:
+    """Model versions whose texts people wrote: external, "human" in the name or the config."""
     return (ModelVersion.kind == ModelKind.external) & (
         ModelVersion.name.ilike(f"%{HUMAN_MARK}%") | (ModelVersion.config[HUMAN_MARK].as_boolean().is_(True))
     )

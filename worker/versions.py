@@ -26,12 +26,13 @@ class VersionRef:
     base_model: str
     adapter_path: str | None
     status: str
+    kind: str = "policy"
 
 
 def _ref(v: ModelVersion | None) -> VersionRef | None:
     if v is None:
         return None
-    return VersionRef(v.id, v.name, v.base_model, v.adapter_path, v.status.value)
+    return VersionRef(v.id, v.name, v.base_model, v.adapter_path, v.status.value, v.kind.value)
 
 
 def get_version(session: Session, version_id: int | None) -> VersionRef | None:

@@ -8,7 +8,6 @@ app.annotation.activity_repository.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,8 +31,27 @@ from app.web import render
 
 router = page_router()
 
-# Timing histogram bucket edges in seconds: fine where most tasks fall, coarse in the long tail.
-TIMING_EDGES = (0, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1800)
+# The timing histogram's bins double in width (equal widths on its log axis), between these bounds.
+TIMING_FLOOR = 0.125  # seconds; faster rankings count in the first bin
+TIMING_CEILING = 2.0**15  # about 9 hours; slower ones count in the last bin
+TIMING_MIN_BINS = 8
+
+
+def timing_edges(fastest: float, slowest: float) -> list[float]:
+    """Doubling bin edges (powers of two, in seconds) covering [fastest, slowest], at least TIMING_MIN_BINS
+    bins, within [TIMING_FLOOR, TIMING_CEILING]."""
+    lo_exp = math.floor(math.log2(min(max(fastest, TIMING_FLOOR), TIMING_CEILING / 2)))
+    hi_exp = math.floor(math.log2(min(max(slowest, TIMING_FLOOR), TIMING_CEILING / 2))) + 1
+    floor_exp, ceiling_exp = round(math.log2(TIMING_FLOOR)), round(math.log2(TIMING_CEILING))
+    while hi_exp - lo_exp < TIMING_MIN_BINS:
+        # Widen on the slow side first (the long tail), then the fast side.
+        if hi_exp < ceiling_exp:
+            hi_exp += 1
+        elif lo_exp > floor_exp:
+            lo_exp -= 1
+        else:
+            break
+    return [2.0**e for e in range(lo_exp, hi_exp + 1)]
 
 
 @dataclass(frozen=True)
@@ -103,6 +121,7 @@ def annotators_table(session: Session) -> charts.Table:
             "skips",
             "skip_rate",
             "median_seconds",
+            "median_client_seconds",
             "pairwise_agreement",
             "compared_pairs",
             "mean_kendall_tau_b",
@@ -118,6 +137,7 @@ def annotators_table(session: Session) -> charts.Table:
                 v.row.skips,
                 rounded(v.skip_rate),
                 rounded(v.row.median_seconds, 1),
+                rounded(v.row.median_client_seconds, 1),
                 rounded(v.agreement.rate) if v.agreement else None,
                 v.agreement.compared if v.agreement else 0,
                 rounded(v.agreement.mean_tau_b) if v.agreement else None,
@@ -154,21 +174,22 @@ def _user(session: Session, user_id: int) -> activity.AnnotatorRow:
     return row
 
 
-def _histogram(session: Session, user_id: int) -> list[tuple[str, int]]:
-    """(bucket label, rankings) over TIMING_EDGES; the last bucket is open-ended."""
-    counts = dict(activity.timing_histogram(session, user_id, [float(e) for e in TIMING_EDGES]))
-    labels = [f"{a}-{b}s" for a, b in itertools.pairwise(TIMING_EDGES)]
-    labels.append(f"≥{TIMING_EDGES[-1]}s")
-    return [(label, counts.get(i + 1, 0)) for i, label in enumerate(labels)]
+def _histogram(session: Session, user_id: int) -> tuple[list[float], list[int]]:
+    """Bin edges and counts of the annotator's server-measured seconds per ranking."""
+    span = activity.timing_range(session, user_id)
+    edges = timing_edges(*(span or (10.0, 10.0)))
+    counts = dict(activity.timing_histogram(session, user_id, edges)) if span else {}
+    return edges, [counts.get(i + 1, 0) for i in range(len(edges) - 1)]
 
 
 def annotator_timing_table(session: Session, user_id: int) -> charts.Table:
-    """An annotator's timing histogram as data."""
+    """An annotator's timing histogram as data: each bin's seconds [from, to) and its rankings."""
     _user(session, user_id)
+    edges, counts = _histogram(session, user_id)
     return charts.Table(
         f"annotator-{user_id}-timing",
-        ("seconds", "rankings"),
-        [(label, n) for label, n in _histogram(session, user_id)],
+        ("from_seconds", "to_seconds", "rankings"),
+        [(a, b, n) for a, b, n in zip(edges[:-1], edges[1:], counts, strict=True)],
     )
 
 
@@ -188,7 +209,7 @@ def annotator_detail(session: Session, user_id: int, page: int) -> AnnotatorDeta
         ),
         key=lambda p: (-p.agreement.compared, p.username),
     )
-    histogram = _histogram(session, user_id)
+    edges, counts = _histogram(session, user_id)
     filt = review.RankingFilter(annotator_id=user_id, status="all")
     pager = Pager.of(page, 20, review.count_rankings(session, filt))
     recent = review.rankings(session, filt, pager.per_page, pager.offset)
@@ -196,13 +217,7 @@ def annotator_detail(session: Session, user_id: int, page: int) -> AnnotatorDeta
         view=_views(session, [row])[0],
         peers=peers,
         consensus=annotator_stats.annotator_consensus(session, user_id),
-        histogram=charts.bar_chart(
-            [label for label, _ in histogram],
-            [float(n) for _, n in histogram],
-            title="Seconds per ranking",
-            width=560,
-            label_every=2,
-        ),
+        histogram=charts.log_histogram(edges, counts, title="Seconds per ranking (log scale)"),
         recent=ranking_views(session, recent),
         pager=pager,
         flags=ranking_views(session, review.flags_raised_by(session, user_id, 20)),

@@ -244,6 +244,101 @@ def bar_chart(
     )
 
 
+# Tick values for a duration axis, in seconds: a tick is drawn at each one that fits without crowding.
+DURATION_TICKS = (
+    0.1,
+    0.2,
+    0.5,
+    1,
+    2,
+    5,
+    10,
+    20,
+    30,
+    60,
+    120,
+    300,
+    600,
+    1200,
+    1800,
+    3600,
+    7200,
+    14400,
+    28800,
+    86400,
+)
+
+
+def fmt_duration(seconds: float) -> str:
+    """Axis label for a duration: 0.5 s, 30 s, 2 min, 1 h."""
+    if seconds < 1:
+        return f"{seconds:g} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:g} min"
+    return f"{seconds / 3600:g} h"
+
+
+def log_histogram(
+    edges: Sequence[float],
+    counts: Sequence[int],
+    *,
+    title: str,
+    width: int = 560,
+    height: int = 220,
+    min_tick_gap: float = 46.0,
+) -> BarChart:
+    """A histogram of positive values on a log x axis: bar i spans [edges[i], edges[i+1]), drawn with a
+    width proportional to its log range (equal for doubling bins), and every axis label drawn at its value.
+
+    Equal-width bars over unequal ranges (5 s next to 20 min) misdraw a distribution; on a log axis a bar's
+    width matches the range it counts, and the labels are ticks at round durations, not bin names.
+    """
+    if len(edges) != len(counts) + 1 or len(counts) == 0 or edges[0] <= 0:
+        raise ValueError("a log histogram needs positive edges, one more than counts")
+    left, top, bottom_pad, right = 44, 10, 24, width - 8
+    bottom = height - bottom_pad
+    lo, hi, ticks = nice_ticks(0.0, max([*map(float, counts), 1.0]), 4, integer=True)
+    y = _Scale(lo, hi, bottom, top)
+    log_lo, log_hi = math.log(edges[0]), math.log(edges[-1])
+
+    def x(value: float) -> float:
+        return left + (math.log(value) - log_lo) / (log_hi - log_lo) * (right - left)
+
+    bars = []
+    for a, b, n in zip(edges[:-1], edges[1:], counts, strict=True):
+        x0, x1, bar_top = x(a), x(b), y(float(n))
+        bars.append(
+            Bar(
+                x=round(x0 + 0.5, 1),
+                y=round(bar_top, 1),
+                width=round(max(1.0, x1 - x0 - 1.0), 1),
+                height=round(bottom - bar_top, 1),
+                label=f"{fmt_duration(a)} to {fmt_duration(b)}",
+                value=fmt_number(float(n)),
+            )
+        )
+    x_ticks: list[Tick] = []
+    for value in DURATION_TICKS:
+        if not edges[0] <= value <= edges[-1]:
+            continue
+        pos = x(value)
+        if x_ticks and pos - x_ticks[-1].pos < min_tick_gap:
+            continue
+        x_ticks.append(Tick(round(pos, 1), fmt_duration(value)))
+    return BarChart(
+        width=width,
+        height=height,
+        left=left,
+        bottom=bottom,
+        bars=bars,
+        y_ticks=[Tick(round(y(t), 1), fmt_number(t)) for t in ticks],
+        x_ticks=x_ticks,
+        title=title,
+    )
+
+
 def line_chart(
     series: dict[str, Sequence[tuple[float, float]]],
     *,

@@ -2,8 +2,8 @@
 flagged candidates (hide, show).
 
 The moderation rules are the owning features' (app.prompts.service for prompt sets, app.annotation.service
-for rankings and candidates); `ranking_views` labels candidates by their letter in the set and is shared
-with the annotator pages.
+for rankings and candidates); `ranking_views` labels candidates by the letter the annotator saw and is
+shared with the annotator pages.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ router = page_router()
 
 @dataclass(frozen=True)
 class TierLabel:
-    label: str  # A, B, ... by position in the set
+    label: str  # the letter the annotator saw (A, B, ... in their display order), else "#<candidate id>"
     version: str
     hidden: bool
 
@@ -43,16 +43,31 @@ class RankingView:
     row: review.RankingRow
     tiers: list[list[TierLabel]]
     flags: list[tuple[str, str]]  # (candidate label, flag)
+    # False when the display order does not cover the ranked candidates (data from before it was kept):
+    # candidates are then named by id, never by a letter the annotator may not have seen.
+    lettered: bool = True
+
+
+def seen_letters(display_order: Sequence[int], ranked: set[int]) -> dict[int, str]:
+    """Candidate id -> the letter the annotator saw it under; empty when the order is unknown.
+
+    The set's stored order is not what the annotator saw (each gets their own shuffle), so a rationale
+    saying "B is better" only matches a label taken from this ranking's own display order.
+    """
+    order = [int(c) for c in display_order or ()]
+    if not order or not ranked <= set(order):
+        return {}
+    return {c: letter(i) for i, c in enumerate(order)}
 
 
 def ranking_views(session: Session, rows: Sequence[review.RankingRow]) -> list[RankingView]:
-    """Tiers and flags of rankings with candidates named by their letter in the set and their version."""
+    """Tiers and flags of rankings, candidates named by the letter the annotator saw and their version."""
     members = review.set_members(session, sorted({r.set_id for r in rows}))
     views = []
     for r in rows:
-        shown = members.get(r.set_id, [])
-        letters = {m.candidate.id: letter(i) for i, m in enumerate(shown)}
-        versions = {m.candidate.id: (m.model_version, m.candidate.hidden) for m in shown}
+        versions = {m.candidate.id: (m.model_version, m.candidate.hidden) for m in members.get(r.set_id, [])}
+        ranked = {int(c) for tier in r.tiers for c in tier}
+        letters = seen_letters(r.display_order, ranked)
 
         def label(
             c: int, letters: dict[int, str] = letters, versions: dict[int, tuple[str, bool]] = versions
@@ -67,7 +82,7 @@ def ranking_views(session: Session, rows: Sequence[review.RankingRow]) -> list[R
             if str(c).isdigit()
             for value in values
         ]
-        views.append(RankingView(r, tiers, flags))
+        views.append(RankingView(r, tiers, flags, lettered=bool(letters)))
     return views
 
 

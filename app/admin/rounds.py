@@ -24,7 +24,7 @@ from app.auth import repository as auth_repo
 from app.config import Settings
 from app.deps import DB, AdminUser, SettingsDep
 from app.errors import AppError
-from app.orm import ModelVersion, Round, RoundStatus, User
+from app.orm import ModelVersion, Round, RoundKind, RoundStatus, User
 from app.training import repository as training_repo
 from app.training import rounds as training_rounds
 from app.training import service as training
@@ -105,6 +105,9 @@ class RoundView:
     versions: dict[int, ModelVersion]
     requested_by: str
     metric_rows: list[tuple[str, str]] = field(default_factory=list)
+    generation: bool = False  # a generation-only job: no training, no loss
+    noun: str = "Round"  # what the page calls it
+    plan: str = ""  # a generation job's prompt set, version, K and sampling, in words
 
 
 def _duration(seconds: float | None) -> str:
@@ -164,6 +167,7 @@ def round_view(session: Session, round_id: int) -> RoundView:
         session, [v for v in (row.policy_version_id, row.reward_version_id) if v is not None]
     )
     requested = auth_repo.usernames(session, [row.requested_by_id] if row.requested_by_id else [])
+    generation = row.kind == RoundKind.generate
     return RoundView(
         round=row,
         charts=drawn,
@@ -174,7 +178,27 @@ def round_view(session: Session, round_id: int) -> RoundView:
         versions=versions,
         requested_by=requested.get(row.requested_by_id or 0, row.trigger),
         metric_rows=_flatten(row.metrics or {}),
+        generation=generation,
+        noun="Generation job" if generation else "Round",
+        plan=_generation_plan(session, row.config or {}) if generation else "",
     )
+
+
+def _generation_plan(session: Session, config: dict[str, Any]) -> str:
+    """A generation job's settings in one line: which prompts, which version, K and sampling."""
+    prompt_set = training_repo.get_prompt_set(session, int(config.get("prompt_set_id") or 0) or -1)
+    version_id = int(config.get("model_version_id") or 0)
+    version = training_repo.get_model_version(session, version_id) if version_id else None
+    parts = [
+        f"up to {config.get('generate_prompts')} prompts of "
+        + (f"prompt set {prompt_set.name}" if prompt_set else "every unpaused prompt set"),
+        f"K = {config.get('k')} from " + (version.name if version else "the active policy (and the newest)"),
+        f"temperature {config.get('temperature')}, top-p {config.get('top_p')}, "
+        f"at most {config.get('max_new_tokens')} new tokens",
+    ]
+    if config.get("human_replies"):
+        parts.append(f"plus up to {config.get('human_replies')} human-written replies")
+    return "; ".join(parts)
 
 
 def loss_table(session: Session, round_id: int) -> charts.Table:

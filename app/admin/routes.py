@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from app.admin import (
     annotators,
     data,
+    generation,
     import_export,
     leaderboard,
     models,
@@ -21,5 +22,16 @@ from app.admin import (
 )
 
 router = APIRouter()
-for page in (overview, import_export, rounds, models, leaderboard, annotators, users, data, quality):
+for page in (
+    overview,
+    import_export,
+    generation,
+    rounds,
+    models,
+    leaderboard,
+    annotators,
+    users,
+    data,
+    quality,
+):
     router.include_router(page.router)

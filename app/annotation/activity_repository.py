@@ -7,6 +7,7 @@ repository.py; the rankings browser and moderation queue in review_repository.py
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -114,12 +115,14 @@ class AnnotatorRow:
     dropped: int
     skips: int
     flagged: int
-    median_seconds: float | None
+    median_seconds: float | None  # measured by the server: lease handed out -> ranking stored
+    median_client_seconds: float | None  # what the clients reported, an extra beside it
     last_ranked_at: dt.datetime | None
 
 
 def _annotator_stats() -> Any:
-    """Per user: live and dropped rankings, skips, flags raised, median seconds, last ranking."""
+    """Per user: live and dropped rankings, skips, flags raised, median seconds (server-measured and
+    client-reported), last ranking."""
     ranked = (
         select(
             Ranking.annotator_id.label("annotator_id"),
@@ -129,9 +132,13 @@ def _annotator_stats() -> Any:
             .filter(Ranking.dropped.is_(False), Ranking.flags != text("'{}'::jsonb"))
             .label("flagged"),
             func.percentile_cont(0.5)
-            .within_group(Ranking.seconds_spent)
+            .within_group(Ranking.server_seconds)
             .filter(Ranking.dropped.is_(False))
             .label("median_seconds"),
+            func.percentile_cont(0.5)
+            .within_group(Ranking.seconds_spent)
+            .filter(Ranking.dropped.is_(False))
+            .label("median_client_seconds"),
             func.max(Ranking.created_at).label("last_ranked_at"),
         )
         .group_by(Ranking.annotator_id)
@@ -149,6 +156,7 @@ def _annotator_stats() -> Any:
             func.coalesce(skipped.c.skips, 0).label("skips"),
             func.coalesce(ranked.c.flagged, 0).label("flagged"),
             ranked.c.median_seconds,
+            ranked.c.median_client_seconds,
             ranked.c.last_ranked_at,
         )
         .outerjoin(ranked, ranked.c.annotator_id == User.id)
@@ -165,7 +173,7 @@ def _annotator_stats() -> Any:
 
 
 def _annotator_row(row: Any) -> AnnotatorRow:
-    uid, name, role, active, rankings, dropped, skips, flagged, median, last = row
+    uid, name, role, active, rankings, dropped, skips, flagged, median, client_median, last = row
     return AnnotatorRow(
         id=int(uid),
         username=str(name),
@@ -176,6 +184,7 @@ def _annotator_row(row: Any) -> AnnotatorRow:
         skips=int(skips),
         flagged=int(flagged),
         median_seconds=float(median) if median is not None else None,
+        median_client_seconds=float(client_median) if client_median is not None else None,
         last_ranked_at=last,
     )
 
@@ -199,19 +208,29 @@ def annotator_row(session: Session, user_id: int) -> AnnotatorRow | None:
     return _annotator_row(row) if row is not None else None
 
 
-def timing_histogram(session: Session, annotator_id: int, edges: Sequence[float]) -> list[tuple[int, int]]:
-    """(bucket, count) of an annotator's live rankings by seconds; bucket i is [edges[i-1], edges[i])."""
-    bucket = func.width_bucket(
-        Ranking.seconds_spent, text("CAST(:edges AS float8[])").bindparams(edges=list(edges))
-    )
-    stmt = (
-        select(bucket, func.count())
-        .where(
-            Ranking.annotator_id == annotator_id,
-            Ranking.dropped.is_(False),
-            Ranking.seconds_spent.is_not(None),
+def _timed(annotator_id: int) -> list[Any]:
+    return [
+        Ranking.annotator_id == annotator_id,
+        Ranking.dropped.is_(False),
+        Ranking.server_seconds.is_not(None),
+    ]
+
+
+def timing_range(session: Session, annotator_id: int) -> tuple[float, float] | None:
+    """The fastest and slowest server-measured seconds of an annotator's live rankings (None: none)."""
+    lo, hi = session.execute(
+        select(func.min(Ranking.server_seconds), func.max(Ranking.server_seconds)).where(
+            *_timed(annotator_id)
         )
-        .group_by(bucket)
-        .order_by(bucket)
-    )
+    ).one()
+    return None if lo is None or hi is None else (float(lo), float(hi))
+
+
+def timing_histogram(session: Session, annotator_id: int, edges: Sequence[float]) -> list[tuple[int, int]]:
+    """(bucket, count) of an annotator's live rankings by server-measured seconds; bucket i (1-based) is
+    [edges[i-1], edges[i]). Values outside the edges count in the first or the last bucket."""
+    lo, hi = float(edges[0]), float(edges[-1])
+    clamped = func.least(func.greatest(Ranking.server_seconds, lo), math.nextafter(hi, lo))
+    bucket = func.width_bucket(clamped, text("CAST(:edges AS float8[])").bindparams(edges=list(edges)))
+    stmt = select(bucket, func.count()).where(*_timed(annotator_id)).group_by(bucket).order_by(bucket)
     return [(int(b), int(n)) for b, n in session.execute(stmt)]

@@ -80,7 +80,10 @@ class RankingRow:
     all_bad: bool
     flags: dict[str, list[str]]
     rationale: str
-    seconds_spent: float | None
+    # Candidate ids in the order this annotator saw them (the task page's letters A, B, ... follow it).
+    display_order: list[int]
+    seconds_spent: float | None  # the client's claim
+    server_seconds: float | None  # measured by the server: lease handed out -> stored
     source: str
     dropped: bool
     created_at: dt.datetime
@@ -99,7 +102,9 @@ def _ranking_rows_stmt() -> Any:
             Ranking.all_bad,
             Ranking.flags,
             Ranking.rationale,
+            Ranking.display_order,
             Ranking.seconds_spent,
+            Ranking.server_seconds,
             Ranking.source,
             Ranking.dropped,
             Ranking.created_at,

@@ -63,7 +63,10 @@ class RankingOut(BaseModel):
     flags: dict[str, list[str]]
     rationale: str
     display_order: list[int]
-    seconds_spent: float | None
+    seconds_spent: float | None = Field(description="the time the client reported, if any")
+    server_seconds: float | None = Field(
+        default=None, description="the time the server measured: task handed out to ranking stored"
+    )
     source: str
     created_at: dt.datetime
 

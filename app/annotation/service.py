@@ -253,9 +253,6 @@ def submit_ranking(
         raise Conflict("your time on this task ran out and it went back to the queue; load the next task")
     if cset.status != SetStatus.open:
         raise Conflict("this comparison set was closed; load the next task")
-    seconds = norm.seconds_spent
-    if seconds is None:
-        seconds = max(0.0, (now - assignment.leased_at).total_seconds())
     ranking = repo.insert_ranking(
         session,
         {
@@ -267,7 +264,9 @@ def submit_ranking(
             "flags": norm.flags,
             "rationale": norm.rationale,
             "display_order": list(assignment.display_order),
-            "seconds_spent": seconds,
+            "seconds_spent": norm.seconds_spent,
+            # The client's figure is its claim; this one the server measured (lease start -> now).
+            "server_seconds": max(0.0, (now - assignment.leased_at).total_seconds()),
             "source": source,
             "fingerprint": digest,
         },

@@ -1,4 +1,4 @@
-"""JSON API for training rounds (admins): start, follow, list, cancel."""
+"""JSON API for training rounds and generation jobs (admins): start, follow, list, cancel."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from app.training import rounds, service
 from app.training.config import RoundConfig
 from app.training.schemas import (
     ConfigKey,
+    GenerationRequest,
     RoundCreated,
     RoundDetail,
     RoundList,
@@ -66,6 +67,24 @@ def start_round(
 ) -> RoundCreated:
     overrides = body.overrides() if body is not None else {}
     row = rounds.start_round(db, settings, overrides, requested_by_id=user.id)
+    return RoundCreated(id=row.id, status=row.status.value, job_id=row.job_id)
+
+
+@router.post(
+    "/generations",
+    response_model=RoundCreated,
+    status_code=202,
+    responses={
+        409: {"description": "a generation job is already queued or running"},
+        422: {"description": "bad settings, unknown prompt set or version, or nothing to generate"},
+    },
+    summary="Start a generation-only job (admin): candidates for prompts waiting for them, no training",
+)
+def start_generation(
+    db: DB, settings: SettingsDep, user: AdminUser, body: GenerationRequest | None = Body(default=None)
+) -> RoundCreated:
+    overrides = body.overrides() if body is not None else {}
+    row = rounds.start_generation(db, settings, overrides, requested_by_id=user.id)
     return RoundCreated(id=row.id, status=row.status.value, job_id=row.job_id)
 
 

@@ -112,11 +112,12 @@ def print_intro(
 
 
 def first_generation() -> int | None:
-    """On the first start, queue candidates from the default model for the demo's model prompts."""
+    """On the first start, queue candidates from the default model for the demo's model prompts (beside the
+    people's replies to them)."""
     from app.config import get_settings
     from app.db import session_scope
-    from app.demo.seed import MODEL_PROMPTS
-    from app.orm import ACTIVE_ROUND_STATUSES, RoundKind
+    from app.demo import seed as demo_seed
+    from app.orm import ACTIVE_ROUND_STATUSES
     from app.training import rounds
     from app.training import service as training_service
 
@@ -126,12 +127,11 @@ def first_generation() -> int | None:
             # Follow it again if an earlier demo was stopped before the worker finished it.
             active = [r.id for r in earlier if r.status in ACTIVE_ROUND_STATUSES]
             return active[0] if active else None
-        row = rounds.start_round(
+        row = rounds.start_generation(
             session,
             get_settings(),
-            {"generate_prompts": MODEL_PROMPTS},
+            demo_seed.first_generation(session),
             requested_by_id=None,
-            kind=RoundKind.generate,
             trigger="demo",
         )
         return row.id

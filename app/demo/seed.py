@@ -24,9 +24,13 @@ from app.prompts.schemas import ImportKind, ImportSummary
 
 DEMO_PROMPT_SET = "oasst-demo"
 # A handful of Open-Assistant opening prompts the default model answers on first start, so the demo
-# shows model candidates next to human ones. Priority 1: annotators see them first.
+# shows model candidates next to human ones in the same set. Priority 1: annotators see them first.
 MODEL_PROMPT_SET = "demo-model"
 MODEL_PROMPTS = 8
+# Each of those sets: the default model's replies beside the people's (Open-Assistant's), so rankings compare
+# two versions from the first task on.
+MODEL_REPLIES = 3
+HUMAN_REPLIES = 2
 DATA_FILE = Path(__file__).resolve().parent / "data" / "oasst_en_100_trees.jsonl"
 DEMO_USERS = (("admin", Role.admin), ("annotator", Role.annotator))
 CREDENTIALS_FILE = "demo-credentials.txt"
@@ -81,27 +85,42 @@ def seed(session: Session, settings: Settings) -> SeedResult:
 
 
 def _seed_model_prompts(session: Session, settings: Settings, records: list[importers.Record]) -> None:
-    """The first few distinct single-turn prompts, without candidates: the worker generates them."""
-    texts: list[str] = []
+    """The first few distinct single-turn prompts, with their Open-Assistant replies but no comparison set:
+    the demo's first generation job puts the default model's replies beside the people's in one set, so
+    the Leaderboard and Compare pages have two versions to compare after a few rankings."""
+    chosen: dict[str, importers.Record] = {}
     for record in records:
-        if "\n\nAssistant:" not in record.prompt and record.prompt not in texts:
-            texts.append(record.prompt)
-        if len(texts) == MODEL_PROMPTS:
+        if "\n\nAssistant:" not in record.prompt and record.prompt not in chosen:
+            chosen[record.prompt] = record
+        if len(chosen) == MODEL_PROMPTS:
             break
     prompt_records = [
-        importers.Record(line=i + 1, prompt=t, tags=["oasst", "demo-model"]) for i, t in enumerate(texts)
+        dataclasses.replace(r, line=i + 1, tags=["oasst", "demo-model"], tiers=None)
+        for i, r in enumerate(chosen.values())
     ]
-    prompts_service.import_records(
+    prompts_service.import_replies(
         session,
-        settings,
         prompt_records,
         MODEL_PROMPT_SET,
-        description="Open-Assistant opening prompts answered by the default model on the demo's first start",
+        description="Open-Assistant opening prompts: the default model answers them beside the people's "
+        "replies on the demo's first start",
         origin=DATA_FILE.name,
     )
     prompt_set = prompts_repo.get_prompt_set_by_name(session, MODEL_PROMPT_SET)
     assert prompt_set is not None
     prompt_set.priority = 1
+
+
+def first_generation(session: Session) -> dict[str, object]:
+    """The demo's first generation job: MODEL_REPLIES of the default model and up to HUMAN_REPLIES of the
+    people's per model prompt, in one set (config overrides for app.training.rounds.start_generation)."""
+    prompt_set = prompts_repo.get_prompt_set_by_name(session, MODEL_PROMPT_SET)
+    return {
+        "generate_prompts": MODEL_PROMPTS,
+        "prompt_set_id": prompt_set.id if prompt_set is not None else 0,
+        "k": MODEL_REPLIES,
+        "human_replies": HUMAN_REPLIES,
+    }
 
 
 def write_credentials(path: Path, credentials: list[Credential]) -> None:

@@ -36,7 +36,12 @@ class RankingRecord(BaseModel):
     rationale: str
     annotator_id: int
     display_order: list[int] = Field(description="candidate ids in the order the annotator saw them")
-    seconds_spent: float | None
+    seconds_spent: float | None = Field(description="the time the client reported (null: none reported)")
+    server_seconds: float | None = Field(
+        default=None,
+        description="the time the server measured, from the task handed out to the ranking stored "
+        "(null for imported rankings)",
+    )
     created_at: dt.datetime
     source: str = Field(description='"web", "api", "import", ...')
 

@@ -137,6 +137,7 @@ def _ranking_lines(row: RankingRow, members: Sequence[SetMember]) -> Iterator[st
         annotator_id=r.annotator_id,
         display_order=list(r.display_order),
         seconds_spent=r.seconds_spent,
+        server_seconds=r.server_seconds,
         created_at=r.created_at,
         source=r.source,
     )

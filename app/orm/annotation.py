@@ -136,7 +136,11 @@ class Ranking(Base):
     flags: Mapped[dict[str, Any]] = mapped_column(default=dict)
     rationale: Mapped[str] = mapped_column(Text, default="")
     display_order: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    # What the client reports (the page's own timer, an API caller's claim): kept as an extra only.
     seconds_spent: Mapped[float | None] = mapped_column(Float)
+    # Measured by the server: the lease handed out (assignment.leased_at) to the submission. The admin
+    # timing figures use this one; None for imported rankings.
+    server_seconds: Mapped[float | None] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(20), default="web")
     # sha256 of the canonical submission: an identical repeat is recognised and answered, not stored.
     fingerprint: Mapped[str] = mapped_column(String(64))

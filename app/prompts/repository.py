@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -172,6 +172,21 @@ class PromptSetRow:
     open_sets: int
     sets: int
     rankings: int  # live ones
+    # Prompts in no comparison set at all: no annotator sees them until a generation job writes candidates.
+    without_candidates: int = 0
+
+
+def count_prompts_without_sets(session: Session, prompt_set_id: int) -> int:
+    """Prompts of the set in no comparison set at all: no annotator sees them until candidates exist."""
+    stmt = (
+        select(func.count())
+        .select_from(Prompt)
+        .where(
+            Prompt.prompt_set_id == prompt_set_id,
+            ~exists(select(ComparisonSet.id).where(ComparisonSet.prompt_id == Prompt.id)),
+        )
+    )
+    return int(session.scalar(stmt) or 0)
 
 
 def prompt_set_rows(session: Session, limit: int, offset: int) -> list[PromptSetRow]:
@@ -200,6 +215,15 @@ def prompt_set_rows(session: Session, limit: int, offset: int) -> list[PromptSet
         .group_by(Prompt.prompt_set_id)
         .subquery()
     )
+    bare = (
+        select(Prompt.prompt_set_id, func.count().label("n"))
+        .where(
+            Prompt.prompt_set_id.in_(select(page.c.id)),
+            ~exists(select(ComparisonSet.id).where(ComparisonSet.prompt_id == Prompt.id)),
+        )
+        .group_by(Prompt.prompt_set_id)
+        .subquery()
+    )
     ranked = (
         select(Prompt.prompt_set_id, func.count().label("n"))
         .join(ComparisonSet, ComparisonSet.prompt_id == Prompt.id)
@@ -215,11 +239,13 @@ def prompt_set_rows(session: Session, limit: int, offset: int) -> list[PromptSet
             func.coalesce(sets.c.open, 0),
             func.coalesce(sets.c.n, 0),
             func.coalesce(ranked.c.n, 0),
+            func.coalesce(bare.c.n, 0),
         )
         .join(page, page.c.id == PromptSet.id)
         .outerjoin(prompts, prompts.c.prompt_set_id == PromptSet.id)
         .outerjoin(sets, sets.c.prompt_set_id == PromptSet.id)
         .outerjoin(ranked, ranked.c.prompt_set_id == PromptSet.id)
+        .outerjoin(bare, bare.c.prompt_set_id == PromptSet.id)
         .order_by(PromptSet.priority.desc(), PromptSet.name)
     )
     rows = session.execute(stmt).all()
@@ -236,8 +262,9 @@ def prompt_set_rows(session: Session, limit: int, offset: int) -> list[PromptSet
             int(o),
             int(s),
             int(r),
+            int(b),
         )
-        for ps, n, o, s, r in rows
+        for ps, n, o, s, r, b in rows
     ]
 
 

@@ -86,6 +86,12 @@ class ImportSummary(BaseModel):
     sets: int = Field(description="comparison sets created")
     rankings: int = Field(description='rankings created, by the "imported" annotator')
     duplicates: int = Field(description="records skipped because the same set (and ranking) already exists")
+    prompt_set_id: int | None = Field(default=None, description="the prompt set's id")
+    waiting_for_candidates: int = Field(
+        default=0,
+        description="prompts of the set in no comparison set: no annotator sees them until a generation "
+        "job writes candidates (POST /api/v1/generations with this prompt_set_id)",
+    )
 
 
 class DemonstrationSummary(BaseModel):

@@ -159,9 +159,10 @@ def import_records(
         sets=0,
         rankings=0,
         duplicates=_repeated_prompts([r for r in records if not r.completions], preexisting),
+        prompt_set_id=prompt_set_row.id,
     )
     if not grouped:
-        return summary
+        return _with_next_step(session, summary, prompt_set_row.id)
 
     versions = _model_versions(session, {r.model for r in grouped}, origin)
     candidate_ids, summary.candidates = _candidates(session, grouped, prompts, versions)
@@ -210,7 +211,30 @@ def import_records(
 
     if to_rank and annotator_id is not None:
         summary.rankings = _imported_rankings(session, annotator_id, to_rank)
+    return _with_next_step(session, summary, prompt_set_row.id)
+
+
+def _with_next_step(session: Session, summary: ImportSummary, prompt_set_id: int) -> ImportSummary:
+    """The summary with how many of the set's prompts wait for candidates (no annotator sees them yet)."""
+    session.flush()
+    summary.waiting_for_candidates = repo.count_prompts_without_sets(session, prompt_set_id)
     return summary
+
+
+def import_replies(
+    session: Session, records: Sequence[Record], prompt_set: str, *, description: str = "", origin: str = ""
+) -> int:
+    """Prompts with their replies as candidates of each record's model, in no comparison set: they wait for
+    a generation job with `human_replies` to put them beside a model's (the demo's people-vs-model sets).
+    Flushes, never commits; returns how many candidates are new."""
+    prompt_set_row = repo.get_or_add_prompt_set(session, _prompt_set_name(prompt_set), description)
+    prompts, _ = _prompts(session, prompt_set_row.id, records, origin)
+    with_replies = [r for r in records if r.completions]
+    if not with_replies:
+        return 0
+    versions = _model_versions(session, {r.model for r in with_replies}, origin)
+    _, stored = _candidates(session, with_replies, prompts, versions)
+    return stored
 
 
 def _prompt_set_name(name: str | None, default: str = DEFAULT_PROMPT_SET) -> str:

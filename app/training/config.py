@@ -20,6 +20,10 @@ from typing import Any
 
 from app.config import Settings, get_settings
 
+# The most candidates a comparison set may hold: sets larger than app.annotation.tiers.MAX_CANDIDATES are
+# never handed out (a test keeps the two equal; the training contract does not import the annotation code).
+MAX_SET_SIZE = 9
+
 
 class ConfigError(ValueError):
     """A round config key or value is not acceptable; the message says which and why."""
@@ -219,6 +223,25 @@ class RoundConfig:
         hi=1.0,
     )
     generate_prompts: int = _opt(32, "prompts that get a new comparison set; 0 = none", lo=0, hi=100_000)
+    prompt_set_id: int = _opt(
+        0,
+        "only prompts of this prompt set get new comparison sets; 0 = every unpaused set",
+        lo=0,
+        hi=2**31 - 1,
+    )
+    model_version_id: int = _opt(
+        0,
+        "the policy version that writes every new candidate; 0 = the newest policy mixed with the active one",
+        lo=0,
+        hi=2**31 - 1,
+    )
+    human_replies: int = _opt(
+        0,
+        "up to this many human-written replies of a prompt already stored (imported Open-Assistant replies, "
+        "demonstrations) join each new set beside the model's, so the set compares people with the model",
+        lo=0,
+        hi=7,
+    )
     max_new_tokens: int = _opt(128, "reply length cap when sampling", lo=1, hi=8192)
     temperature: float = _opt(0.8, "sampling temperature (0 = greedy)", lo=0.0, hi=5.0)
     top_p: float = _opt(0.95, "nucleus sampling mass", lo=0.01, hi=1.0)
@@ -265,6 +288,11 @@ class RoundConfig:
             cfg = dataclasses.replace(cfg, base_model=settings.base_model)
         if cfg.max_attempts == 0:
             cfg = dataclasses.replace(cfg, max_attempts=settings.round_max_attempts)
+        if cfg.k + cfg.human_replies > MAX_SET_SIZE:
+            raise ConfigError(
+                f"k + human_replies must be at most {MAX_SET_SIZE} (the largest set annotators rank); "
+                f"got {cfg.k} + {cfg.human_replies}"
+            )
         return cfg
 
     def lora_targets(self) -> list[str] | str | None:

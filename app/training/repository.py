@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from app.orm import (
     ACTIVE_ROUND_STATUSES,
+    ComparisonSet,
     ModelKind,
     ModelStatus,
     ModelVersion,
+    Prompt,
+    PromptSet,
     Ranking,
     Round,
     RoundKind,
     RoundStatus,
+    SetStatus,
 )
 
 
@@ -173,3 +178,40 @@ def newest_unfailed_reward_version(session: Session) -> ModelVersion | None:
         .order_by(ModelVersion.id.desc())
         .limit(1)
     ).first()
+
+
+# --- prompts waiting for candidates (the generation job's work) ---------------------------------------
+
+
+def prompts_needing_work_stmt(prompt_set_id: int | None = None) -> Any:
+    """(id, text) of prompts of unpaused prompt sets (or of one) without an open comparison set, most wanted
+    first (priorities), fewest rankings first: what a generation job fills, in the order it fills them."""
+    open_set = select(ComparisonSet.id).where(
+        ComparisonSet.prompt_id == Prompt.id, ComparisonSet.status == SetStatus.open
+    )
+    rankings = (
+        select(func.count())
+        .select_from(Ranking)
+        .join(ComparisonSet, ComparisonSet.id == Ranking.set_id)
+        .where(ComparisonSet.prompt_id == Prompt.id)
+        .correlate(Prompt)
+        .scalar_subquery()
+    )
+    in_set = [PromptSet.id == prompt_set_id] if prompt_set_id else []
+    return (
+        select(Prompt.id, Prompt.text)
+        .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
+        .where(PromptSet.paused.is_(False), ~exists(open_set), *in_set)
+        .order_by(PromptSet.priority.desc(), Prompt.priority.desc(), rankings, Prompt.id)
+    )
+
+
+def count_prompts_needing_work(session: Session, prompt_set_id: int | None = None) -> int:
+    """How many prompts a generation job (for this prompt set, or all) would fill."""
+    sub = prompts_needing_work_stmt(prompt_set_id).order_by(None).subquery()
+    return int(session.scalar(select(func.count()).select_from(sub)) or 0)
+
+
+def get_prompt_set(session: Session, prompt_set_id: int) -> PromptSet | None:
+    """One prompt set by id (a generation job's target)."""
+    return session.get(PromptSet, prompt_set_id)

@@ -2,7 +2,8 @@
 
 - `start_round`: check the config, then queue a round and its job in the caller's transaction; at most one
   round of a kind is queued or running (Conflict otherwise). The periodic auto-round calls it with
-  trigger="auto".
+  trigger="auto". `start_generation` queues the generation-only job (new comparison sets for a prompt
+  set, from a chosen version, with the sampling settings given).
 - `promote_policy`: make a policy version the active one and retire the previous one; admins promote by
   hand (and roll back), at once.
 - `request_promotion` / `promote_ready`: "promote when ready" (an admin's choice, or the worker's when a
@@ -62,6 +63,7 @@ def start_round(
         cfg = RoundConfig.resolve(overrides, settings)
     except ConfigError as exc:
         raise Invalid(f"bad round config: {exc}") from exc
+    _check_generation_targets(session, cfg, kind)
     lock_round_start(session)
     active = repo.active_round(session, kind)
     if active is not None:
@@ -82,6 +84,55 @@ def start_round(
     )
     queue.enqueue_round(session, round_)
     return round_
+
+
+def start_generation(
+    session: Session,
+    settings: Settings,
+    overrides: dict[str, Any],
+    *,
+    requested_by_id: int | None,
+    trigger: str = "manual",
+) -> Round:
+    """Queue a generation-only job (new comparison sets, no training): the admin form, the API, the CLI and
+    the demo all start it here. `overrides` are round config keys: prompt_set_id, model_version_id, k,
+    temperature, top_p, max_new_tokens, generate_prompts, human_replies, ...; raises like start_round.
+    For one prompt set, generate_prompts defaults to every prompt of it waiting for candidates."""
+    target = str(overrides.get("prompt_set_id") or "").strip()
+    if "generate_prompts" not in overrides and target.isdigit() and int(target):
+        waiting = repo.count_prompts_needing_work(session, int(target))
+        overrides = {**overrides, "generate_prompts": waiting or 1}
+    return start_round(
+        session,
+        settings,
+        overrides,
+        requested_by_id=requested_by_id,
+        trigger=trigger,
+        kind=RoundKind.generate,
+    )
+
+
+def _check_generation_targets(session: Session, cfg: RoundConfig, kind: RoundKind) -> None:
+    """The prompt set and model version a config names exist and can serve (Invalid otherwise)."""
+    if cfg.prompt_set_id:
+        prompt_set = repo.get_prompt_set(session, cfg.prompt_set_id)
+        if prompt_set is None:
+            raise Invalid(f"prompt_set_id {cfg.prompt_set_id}: no such prompt set")
+        if prompt_set.paused:
+            raise Invalid(f"prompt set {prompt_set.name!r} is paused; unpause it first")
+        if (
+            kind == RoundKind.generate
+            and cfg.generate_prompts
+            and not repo.count_prompts_needing_work(session, prompt_set.id)
+        ):
+            raise Invalid(f"every prompt of {prompt_set.name!r} already has an open comparison set")
+    if cfg.model_version_id:
+        version = repo.get_model_version(session, cfg.model_version_id)
+        if version is None or version.kind != ModelKind.policy or version.status == ModelStatus.failed:
+            raise Invalid(
+                f"model_version_id {cfg.model_version_id}: not a policy version that can write replies "
+                "(reward models, external sources and failed versions cannot)"
+            )
 
 
 def lock_round_start(session: Session) -> None:

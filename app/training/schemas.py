@@ -24,6 +24,42 @@ class RoundRequest(BaseModel):
         return {**(self.model_extra or {}), **self.config}
 
 
+class GenerationRequest(BaseModel):
+    """A generation-only job: new comparison sets for prompts waiting for candidates. Every field is optional
+    (the round config's default then applies; GET /api/v1/rounds/config-keys describes them)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"prompt_set_id": 3, "model_version_id": 7, "k": 4, "temperature": 0.8, "top_p": 0.95}
+            ]
+        },
+    )
+
+    prompt_set_id: int | None = Field(default=None, ge=1, description="only this prompt set's prompts")
+    model_version_id: int | None = Field(
+        default=None,
+        ge=1,
+        description="the policy that writes every candidate; omitted: newest and active mixed",
+    )
+    k: int | None = Field(default=None, description="candidates per new comparison set")
+    temperature: float | None = Field(default=None, description="sampling temperature (0 = greedy)")
+    top_p: float | None = Field(default=None, description="nucleus sampling mass")
+    max_new_tokens: int | None = Field(default=None, description="reply length cap")
+    prompts: int | None = Field(default=None, description="prompts that get a new set (generate_prompts)")
+    human_replies: int | None = Field(
+        default=None, description="stored human-written replies of a prompt that join its new set"
+    )
+
+    def overrides(self) -> dict[str, Any]:
+        """The round config keys this request sets."""
+        values = self.model_dump(exclude_none=True)
+        if "prompts" in values:
+            values["generate_prompts"] = values.pop("prompts")
+        return values
+
+
 class RoundCreated(BaseModel):
     id: int = Field(description="the new round's id; follow it at GET /api/v1/rounds/{id}")
     status: str

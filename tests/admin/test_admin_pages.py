@@ -274,8 +274,9 @@ def test_annotator_figures_are_counted_right(admin):
     detail = admin.get(f"/admin/annotators/{ann_id}").text
     assert 'data-stat="rankings">3<' in detail
     timing = rows_of(admin.get(f"/admin/annotators/{ann_id}/timing.csv"))
-    by_bucket = {r["seconds"]: int(r["rankings"]) for r in timing}
-    assert by_bucket["10-15s"] == 1 and by_bucket["20-30s"] == 1 and by_bucket["30-45s"] == 1
+    by_bucket = {(float(r["from_seconds"]), float(r["to_seconds"])): int(r["rankings"]) for r in timing}
+    # Doubling bins: 10 s in [8, 16), 20 s in [16, 32), 40 s in [32, 64).
+    assert by_bucket[(8, 16)] == 1 and by_bucket[(16, 32)] == 1 and by_bucket[(32, 64)] == 1
     assert sum(by_bucket.values()) == 3
     assert admin.get("/admin/annotators/999999").status_code == 404
 

@@ -71,15 +71,25 @@ def test_submission_stores_tiers_display_order_time_and_fingerprint(db):
     assert task.assignment.completed_at is not None
 
 
-def test_seconds_spent_defaults_to_the_lease_age(db):
+def test_the_server_measures_the_time_from_lease_to_submission_whatever_the_client_claims(db):
     ann, task = leased(db)
     earlier = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=90)
     db.execute(update(Assignment).where(Assignment.id == task.assignment.id).values(leased_at=earlier))
     db.expire_all()
     r = service.submit_ranking(
+        db, settings(), ann, RankingIn(assignment_id=task.assignment.id, tiers=[ids(task)], seconds_spent=2)
+    ).ranking
+    assert r.server_seconds is not None and 89 <= r.server_seconds < 600
+    assert r.seconds_spent == 2  # the client's claim, kept beside it
+
+
+def test_without_a_client_figure_only_the_server_one_is_stored(db):
+    ann, task = leased(db)
+    r = service.submit_ranking(
         db, settings(), ann, RankingIn(assignment_id=task.assignment.id, tiers=[ids(task)])
     ).ranking
-    assert r.seconds_spent is not None and 89 <= r.seconds_spent < 600
+    assert r.seconds_spent is None
+    assert r.server_seconds is not None and 0 <= r.server_seconds < 60
 
 
 def test_identical_repeat_is_answered_with_the_stored_ranking(db):

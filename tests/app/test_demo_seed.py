@@ -56,7 +56,8 @@ def test_first_run_seeds_open_sets_and_logins(db, tmp_path):
         select(func.count()).select_from(Prompt).where(Prompt.prompt_set_id == prompt_set.id)
     )
     assert oasst_prompts == result.summary.prompts == 212
-    assert count(db, Candidate) == sum(sizes)
+    in_demo_set = Candidate.prompt_id.in_(select(Prompt.id).where(Prompt.prompt_set_id == prompt_set.id))
+    assert count_where(db, Candidate, in_demo_set) == sum(sizes)
     sets = db.scalars(select(ComparisonSet)).all()
     assert len(sets) == 212
     assert {(s.status, s.overlap) for s in sets} == {(SetStatus.open, 3)}
@@ -126,10 +127,18 @@ def test_first_run_leaves_a_few_opening_prompts_for_the_default_model(db, tmp_pa
     prompts = db.scalars(select(Prompt).where(Prompt.prompt_set_id == model_set.id)).all()
     assert len(prompts) == demo.MODEL_PROMPTS
     assert all("Assistant:" not in p.text for p in prompts)
-    # No candidates and no sets yet: these are exactly the prompts the worker's generation picks up.
+    # No sets yet: these are exactly the prompts the worker's generation picks up. Their people's replies
+    # wait, in no set, for the first generation to put them beside the default model's.
     ids = [p.id for p in prompts]
-    assert count_where(db, Candidate, Candidate.prompt_id.in_(ids)) == 0
     assert count_where(db, ComparisonSet, ComparisonSet.prompt_id.in_(ids)) == 0
+    human = db.execute(
+        select(Candidate.prompt_id, ModelVersion.name)
+        .join(ModelVersion, ModelVersion.id == Candidate.model_version_id)
+        .where(Candidate.prompt_id.in_(ids))
+    ).all()
+    assert {p for p, _ in human} == set(ids) and {n for _, n in human} == {"oasst-human"}
+    overrides = demo.first_generation(db)
+    assert overrides["prompt_set_id"] == model_set.id and overrides["human_replies"] == demo.HUMAN_REPLIES
 
 
 def count_where(session, model, condition) -> int:
@@ -137,7 +146,7 @@ def count_where(session, model, condition) -> int:
 
 
 def test_demo_queues_one_first_generation_and_follows_it_until_done(clean_db):
-    from app.cli import _demo_generation
+    from app.demo.cli import first_generation as _demo_generation
     from app.db import session_scope
     from app.orm import Round, RoundKind, RoundStatus
 

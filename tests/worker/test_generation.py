@@ -130,3 +130,19 @@ def test_sampler_draws_from_the_renormalised_nucleus(vocab: int, temperature: fl
         assert (counts / draws - expected).abs().max() < 0.03
     else:
         assert int((counts > 0).sum()) > 256  # beyond the top-k shortcut
+
+
+def test_every_decoding_step_is_reported_as_it_happens(policy) -> None:
+    # The generation job's ETA starts from these calls, not from the first finished batch.
+    model, tokenizer = policy
+    steps: list[int] = []
+    cfg = CandidateConfig(k=2, seed=3, sampling=SAMPLING, batch_size=2)
+    with_steps = generation.generate_candidates(model, tokenizer, PROMPTS[:2], cfg, on_step=steps.append)
+    plain = generation.generate_candidates(model, tokenizer, PROMPTS[:2], cfg)
+    assert steps and steps[0] == 1
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)  # counted on across batches
+    assert max(steps) <= SAMPLING.max_new_tokens * -(-4 // 2) * (1 + cfg.refill_rounds)
+    # Watching the steps changes nothing in what is sampled.
+    assert [[c.text for c in cs] for cs in with_steps.candidates] == [
+        [c.text for c in cs] for cs in plain.candidates
+    ]

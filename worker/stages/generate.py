@@ -1,4 +1,5 @@
-"""Stage 6: K new candidates for prompts that need work, the new and the active policy in each set.
+"""Stage 6: K new candidates for prompts that need work, the new and the active policy in each set (or one
+chosen version), with stored human-written replies beside them when the config asks (`human_replies`).
 
 Every candidate of the new sets is then scored by the newest reward model (the round's own in a training
 round): the reward model's predicted win-rate of the new policy over the active one, next to the blind human
@@ -9,39 +10,42 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.training.config import ConfigError
 from worker import candidates, versions
 from worker.stages.configs import candidate_config
 from worker.stages.context import RoundContext, free_memory
 
 
 def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
-    """K candidates per prompt needing work, new and active policy mixed in each set; returns sets made."""
+    """K candidates per prompt needing work, new and active policy mixed in each set (or all from the
+    config's model_version_id), plus up to human_replies stored human-written ones; returns sets made."""
     from worker.generation import generate_candidates, is_near_duplicate
     from worker.models import load_causal_lm
 
     cfg = ctx.cfg
     with ctx.sessions() as session, session.begin():
-        prompts = candidates.prompts_needing_work(session, cfg.generate_prompts)
-        newest = versions.get_version(session, new_policy_id)
-        # Without any active policy the base model serves (and becomes the active version).
-        compare_with = versions.active_policy(session) or versions.base_policy(session, cfg.base_model)
-        if newest is not None and compare_with.id == newest.id:
-            # The new policy is already active (auto-promoted): compare it with the one it replaced.
-            compare_with = (
-                versions.get_version(session, versions.parent_id(session, newest.id)) or compare_with
-            )
+        prompts = candidates.prompts_needing_work(session, cfg.generate_prompts, cfg.prompt_set_id or None)
+        plan = _plan(session, cfg, new_policy_id)
+        humans = candidates.human_replies(session, [p.id for p in prompts], cfg.human_replies)
     if not prompts:
         ctx.progress.log("no prompts need new candidates")
         return 0
-    plan = _mix(cfg.k, cfg.new_policy_share, newest, compare_with)
-    ctx.progress.stage("generate", total=len(prompts) * cfg.k)
+    total = len(prompts) * cfg.k
+    ctx.progress.stage("generate", total=total)
     ctx.progress.log(
-        "generating for {} prompts: {}".format(len(prompts), ", ".join(f"{k} from {v.name}" for v, k in plan))
+        "generating for {} prompts: {}{}".format(
+            len(prompts),
+            ", ".join(f"{k} from {v.name}" for v, k in plan),
+            f", up to {cfg.human_replies} human-written" if cfg.human_replies else "",
+        )
     )
     per_prompt: list[list[tuple[versions.VersionRef, Any]]] = [[] for _ in prompts]
+    clock = _Clock(ctx, total)
     done = 0
     for offset, (version, k) in enumerate(plan):
         model, tokenizer = load_causal_lm(
@@ -57,19 +61,23 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
         for start in range(0, len(prompts), step):
             chunk = prompts[start : start + step]
             result = generate_candidates(
-                model, tokenizer, [p.text for p in chunk], dataclasses.replace(cand_cfg, seed=seed + start)
+                model,
+                tokenizer,
+                [p.text for p in chunk],
+                dataclasses.replace(cand_cfg, seed=seed + start),
+                on_step=clock.chunk(done, len(chunk) * k, cfg.max_new_tokens),
             )
             for i, cands in enumerate(result.candidates):
                 per_prompt[start + i].extend((version, c) for c in cands)
             done += len(chunk) * k
-            ctx.progress.update(done, len(prompts) * cfg.k)
+            ctx.progress.update(done, total)
         del model
         free_memory()
 
-    sets: list[tuple[int, list[candidates.NewCandidate]]] = []
+    sets: list[tuple[int, list[candidates.NewCandidate | candidates.StoredCandidate]]] = []
     dropped = 0
     for prompt, generated in zip(prompts, per_prompt, strict=True):
-        kept: list[candidates.NewCandidate] = []
+        kept: list[candidates.NewCandidate | candidates.StoredCandidate] = []
         for version, cand in generated:
             if any(is_near_duplicate(cand.text, other.text, cfg.dedupe_threshold) for other in kept):
                 dropped += 1
@@ -90,6 +98,8 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
                     truncated=cand.finish_reason == "length",
                 )
             )
+        # People's replies join the model's (k + human_replies is checked against the largest set size).
+        kept.extend(humans.get(prompt.id, []))
         random.Random(cfg.seed + prompt.id).shuffle(kept)
         sets.append((prompt.id, kept))
     with ctx.sessions() as session, session.begin():
@@ -129,6 +139,52 @@ def _score_candidates(ctx: RoundContext, exchanges: list[tuple[int, str, str]]) 
     with ctx.sessions() as session, session.begin():
         candidates.store_reward_scores(session, reward.id, scores)
     ctx.progress.log(f"{len(scores)} candidates scored by {reward.name}")
+
+
+def _plan(session: Any, cfg: Any, new_policy_id: int | None) -> list[tuple[versions.VersionRef, int]]:
+    """Which versions write how many of each set's K candidates."""
+    if cfg.model_version_id:
+        chosen = versions.get_version(session, cfg.model_version_id)
+        if chosen is None or chosen.kind != "policy" or chosen.status == "failed":
+            raise ConfigError(
+                f"model_version_id {cfg.model_version_id} is not a policy version that can write replies"
+            )
+        return [(chosen, cfg.k)]
+    newest = versions.get_version(session, new_policy_id)
+    # Without any active policy the base model serves (and becomes the active version).
+    compare_with = versions.active_policy(session) or versions.base_policy(session, cfg.base_model)
+    if newest is not None and compare_with.id == newest.id:
+        # The new policy is already active (auto-promoted): compare it with the one it replaced.
+        compare_with = versions.get_version(session, versions.parent_id(session, newest.id)) or compare_with
+    return _mix(cfg.k, cfg.new_policy_share, newest, compare_with)
+
+
+class _Clock:
+    """Step count and ETA of the generation stage from its first decoding steps, not its first finished
+    batch: a batch of replies on a CPU takes minutes, and an admin should not wait that long to see one."""
+
+    def __init__(self, ctx: RoundContext, total: int) -> None:
+        self._progress = ctx.progress
+        self._total = total
+        self._started: float | None = None
+        self._base = 0.0
+
+    def chunk(self, done: int, rows: int, max_new_tokens: int) -> Callable[[int], None]:
+        """The per-decoding-step callback for a batch of `rows` replies, `done` replies finished before it."""
+
+        def on_step(step: int) -> None:
+            now = time.monotonic()
+            # A batch is done at max_new_tokens at the latest: an upper bound, so the ETA errs long.
+            reached = done + rows * min(1.0, step / max(1, max_new_tokens))
+            if self._started is None:
+                self._started, self._base = now, reached
+                self._progress.eta(done, self._total, None)
+                return
+            rate = (reached - self._base) / max(1e-6, now - self._started)
+            eta = (self._total - reached) / rate if rate > 0 else None
+            self._progress.eta(int(reached), self._total, eta)
+
+        return on_step
 
 
 def _mix(
