@@ -55,7 +55,9 @@ def serve(
     from app.db import database_url
 
     database_url()  # start the embedded server once, before workers fork
-    uvicorn.run("app.asgi:app", host=host, port=port, workers=workers, proxy_headers=True)
+    # Proxy headers are the app's to read (RANKLOOP_TRUSTED_PROXIES): uvicorn's default trusts any client
+    # on 127.0.0.1, so anyone on the host could claim any address and dodge the login throttle.
+    uvicorn.run("app.asgi:app", host=host, port=port, workers=workers, proxy_headers=False)
 
 
 @users_app.command("add")
@@ -119,7 +121,16 @@ def import_data(
     table = Table(title=f"imported {escape(file.name)} into prompt set {escape(summary.prompt_set)!r}")
     table.add_column("")
     table.add_column("count", justify="right")
-    for label in ("records", "prompts", "candidates", "sets", "rankings", "duplicates"):
+    for label in (
+        "records",
+        "prompts",
+        "candidates",
+        "sets",
+        "rankings",
+        "duplicates",
+        "conflicts",
+        "left_out",
+    ):
         table.add_row(label, str(getattr(summary, label)))
     console.print(table)
 
@@ -264,7 +275,7 @@ def _serve_demo(host: str, port: int, first_round: int | None) -> None:
 
     from app.training.cli import follow
 
-    server = uvicorn.Server(uvicorn.Config("app.asgi:app", host=host, port=port, proxy_headers=True))
+    server = uvicorn.Server(uvicorn.Config("app.asgi:app", host=host, port=port, proxy_headers=False))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     # SIGTERM (a service manager, `timeout`) takes the same path as Ctrl+C, so the worker is stopped too.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)

@@ -9,9 +9,14 @@ Pure functions: bytes in, `Record`s out, or `Invalid` naming each bad line. Form
   first; without `ranking` the group waits for annotators), or Open-Assistant trees (detected per line:
   `prompt` is a message object). Every group of two or more ranked sibling assistant replies becomes a
   record; its prompt is the root text for replies to the root, else the conversation so far rendered as
-  "User: ...\n\nAssistant: ...\n\nUser: ...". Equal ranks are a tie; deleted replies are left out.
+  "User: ...\n\nAssistant: ...\n\nUser: ...". Equal ranks are a tie; deleted replies are left out, and
+  so are blank ones (with what follows them), counted in `Parsed.left_out`; a blank root is an error.
 - demonstrations: JSONL `{"prompt", "completion"}`, a human-written reply for the supervised (SFT) stage ->
   a record with that one completion and no ranking.
+
+Every text goes through app.text's rule (valid Unicode, no control characters, prompts and completions
+not blank, the documented limits). JSONL files are split into lines on "\n" only ("\r\n" is fine): a JSON
+string may hold U+2028 and other characters that `str.splitlines` would break a line at.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from app.prompts.schemas import (
     PromptLine,
     RankedGroupLine,
 )
+from app.text import NAME_CHARS, PROMPT_CHARS, TAG_CHARS, is_blank, text_problem
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -62,19 +68,32 @@ class Record:
     completion_meta: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class Parsed:
+    records: list[Record]
+    # Open-Assistant replies left out because their text is blank (their own replies go with them).
+    left_out: int = 0
+
+
 class LineError(Exception):
     """A problem with one line; collected so that the user sees every bad line at once."""
 
 
 def parse(data: bytes, kind: ImportKind, filename: str = "") -> list[Record]:
     """All records of a file, or Invalid listing the malformed lines (by line number)."""
+    return parse_file(data, kind, filename).records
+
+
+def parse_file(data: bytes, kind: ImportKind, filename: str = "") -> Parsed:
+    """All records of a file and what was left out of it, or Invalid listing the malformed lines."""
     text = _decode(data)
     if not text.strip():
         raise Invalid("the file holds no records to import")
+    left_out = [0]
     if kind == ImportKind.prompts and _is_csv(filename, text):
         records, errors = _parse_csv_prompts(text)
     else:
-        records, errors = _parse_jsonl(text, kind)
+        records, errors = _parse_jsonl(text, kind, left_out)
     if errors:
         shown = "; ".join(errors[:MAX_REPORTED_ERRORS])
         more = len(errors) - MAX_REPORTED_ERRORS
@@ -84,7 +103,7 @@ def parse(data: bytes, kind: ImportKind, filename: str = "") -> list[Record]:
         )
     if not records:
         raise Invalid("the file holds no records to import")
-    return records
+    return Parsed(records, left_out[0])
 
 
 def _decode(data: bytes) -> str:
@@ -121,14 +140,16 @@ def _parse_csv_prompts(text: str) -> tuple[list[Record], list[str]]:
                 continue
             prompt = row.get("prompt") or ""
             tags = [t.strip() for t in (row.get("tags") or "").split(";") if t.strip()]
-            if not prompt.strip():
-                if any((v or "").strip() for v in row.values()):
-                    errors.append(f"line {line}: prompt: the prompt is empty")
+            if is_blank(prompt):
+                if any(not is_blank(v or "") for v in row.values()):
+                    errors.append(f"line {line}: prompt: must not be blank")
                 continue
-            if any(len(t) > 100 for t in tags):
-                errors.append(f"line {line}: tags: a tag is longer than 100 characters")
+            if len(prompt) > PROMPT_CHARS:
+                errors.append(
+                    f"line {line}: prompt: is longer than {PROMPT_CHARS:,} characters ({len(prompt):,})"
+                )
                 continue
-            record = Record(line=line, prompt=prompt, tags=tags)
+            record = Record(line=line, prompt=prompt, tags=_unique(tags))
             try:
                 _check_storable(record)
             except LineError as exc:
@@ -140,10 +161,16 @@ def _parse_csv_prompts(text: str) -> tuple[list[Record], list[str]]:
     return records, errors
 
 
-def _parse_jsonl(text: str, kind: ImportKind) -> tuple[list[Record], list[str]]:
+def _lines(text: str) -> Iterator[tuple[int, str]]:
+    """(number, line) split on "\n" only, a "\r" before it dropped."""
+    for number, raw in enumerate(text.split("\n"), start=1):
+        yield number, raw.removesuffix("\r")
+
+
+def _parse_jsonl(text: str, kind: ImportKind, left_out: list[int]) -> tuple[list[Record], list[str]]:
     records: list[Record] = []
     errors: list[str] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in _lines(text):
         if not raw.strip():
             continue
         try:
@@ -158,7 +185,7 @@ def _parse_jsonl(text: str, kind: ImportKind) -> tuple[list[Record], list[str]]:
             errors.append(f"line {number}: expected a JSON object")
             continue
         try:
-            parsed = _parse_object(number, obj, kind)
+            parsed = _parse_object(number, obj, kind, left_out)
             for record in parsed:
                 _check_storable(record)
             records.extend(parsed)
@@ -167,7 +194,7 @@ def _parse_jsonl(text: str, kind: ImportKind) -> tuple[list[Record], list[str]]:
     return records, errors
 
 
-def _parse_object(number: int, obj: dict[str, Any], kind: ImportKind) -> list[Record]:
+def _parse_object(number: int, obj: dict[str, Any], kind: ImportKind, left_out: list[int]) -> list[Record]:
     if kind == ImportKind.prompts:
         p = _validate(PromptLine, obj)
         return [Record(line=number, prompt=p.prompt, tags=_unique(p.tags))]
@@ -197,7 +224,7 @@ def _parse_object(number: int, obj: dict[str, Any], kind: ImportKind) -> list[Re
             )
         ]
     if kind == ImportKind.oasst or isinstance(obj.get("prompt"), dict):
-        return _parse_oasst(number, obj)
+        return _parse_oasst(number, obj, left_out)
     group = _validate(RankedGroupLine, obj)
     _check_group(group.completions)
     tiers = None
@@ -216,17 +243,26 @@ def _parse_object(number: int, obj: dict[str, Any], kind: ImportKind) -> list[Re
 
 
 def _check_storable(record: Record) -> None:
-    """PostgreSQL text holds neither NUL characters nor lone surrogates (which JSON escapes can carry)."""
-    fields = [("prompt", record.prompt), ("model", record.model)]
-    fields += [("tags", t) for t in record.tags] + [("completions", c) for c in record.completions]
-    fields += [(k, v) for meta in record.completion_meta for k, v in meta.items() if isinstance(v, str)]
-    for name, value in fields:
-        if "\x00" in value:
-            raise LineError(f"{name}: contains a NUL character")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise LineError(f"{name}: contains an unpaired surrogate (invalid Unicode)") from None
+    """Every text of a record under app.text's rule: what the line schemas checked, and what the
+    importer made of them (a rendered conversation, tags from CSV, provenance strings)."""
+    fields: list[tuple[str, str, dict[str, Any]]] = [
+        ("prompt", record.prompt, {"blank_ok": False}),
+        ("model", record.model, {"one_line": True, "blank_ok": False, "max_chars": NAME_CHARS}),
+    ]
+    fields += [
+        ("tags", t, {"one_line": True, "blank_ok": False, "max_chars": TAG_CHARS}) for t in record.tags
+    ]
+    fields += [("completions", c, {"blank_ok": False}) for c in record.completions]
+    fields += [
+        (k, v, {"one_line": True})
+        for meta in record.completion_meta
+        for k, v in meta.items()
+        if isinstance(v, str)
+    ]
+    for name, value, rule in fields:
+        problem = text_problem(value, **rule)
+        if problem:
+            raise LineError(f"{name}: {problem}")
 
 
 def _validate(model: type[M], obj: dict[str, Any]) -> M:
@@ -268,15 +304,17 @@ def _check_ranking(ranking: list[list[int]], size: int) -> list[list[int]]:
         raise LineError(f"ranking: {exc.message}") from exc
 
 
-def _parse_oasst(number: int, obj: dict[str, Any]) -> list[Record]:
+def _parse_oasst(number: int, obj: dict[str, Any], left_out: list[int]) -> list[Record]:
     if not isinstance(obj.get("prompt"), dict) and {"text", "role"} <= obj.keys():
         # A bare message tree without the export wrapper.
         obj = {"prompt": obj}
     if not isinstance(obj.get("prompt"), dict):
         raise LineError("prompt: not an Open-Assistant message tree (expected an object with text and role)")
     tree = _validate(OATree, obj)
+    if is_blank(tree.prompt.text):
+        raise LineError("prompt.text: must not be blank (the root message is the prompt)")
     records: list[Record] = []
-    for path, group in _ranked_groups(tree.prompt, []):
+    for path, group in _ranked_groups(tree.prompt, [], left_out):
         if len(group) > MAX_CANDIDATES:
             where = path[-1].message_id or "a message"
             raise LineError(f"{len(group)} ranked replies to {where}; a group takes at most {MAX_CANDIDATES}")
@@ -299,18 +337,24 @@ def _parse_oasst(number: int, obj: dict[str, Any]) -> list[Record]:
 
 
 def _ranked_groups(
-    message: OAMessage, before: list[OAMessage]
+    message: OAMessage, before: list[OAMessage], left_out: list[int]
 ) -> Iterator[tuple[list[OAMessage], list[OAMessage]]]:
+    """(conversation so far, its ranked replies) for each prompter message with two or more of them.
+
+    A blank reply is left out and counted, with everything below it: it is no candidate, and no later
+    turn's conversation can contain it.
+    """
     path = [*before, message]
+    replies = [r for r in message.replies if not r.deleted]
+    blank = [r for r in replies if is_blank(r.text)]
+    left_out[0] += len(blank)
+    replies = [r for r in replies if not is_blank(r.text)]
     if message.role == "prompter":
-        ranked = [
-            r for r in message.replies if r.role == "assistant" and r.rank is not None and not r.deleted
-        ]
+        ranked = [r for r in replies if r.role == "assistant" and r.rank is not None]
         if len(ranked) >= MIN_CANDIDATES:
             yield path, ranked
-    for reply in message.replies:
-        if not reply.deleted:
-            yield from _ranked_groups(reply, path)
+    for reply in replies:
+        yield from _ranked_groups(reply, path, left_out)
 
 
 def _tiers_from_ranks(ranks: Sequence[int]) -> list[list[int]]:

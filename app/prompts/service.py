@@ -4,6 +4,9 @@ An import is all or nothing: `importers.parse` checks every line before anything
 caller commits once. Re-importing is safe: a prompt is identified by its text within the prompt set, a
 candidate by (prompt, model version, text), and a set by its prompt and candidates, so a record whose set
 (or, for a ranked record, whose imported ranking) already exists is counted as a duplicate, not stored twice.
+Two rankings of the same candidates that disagree (A>B from one judge, B>A from another) are both kept,
+each in its own closed set, and counted as conflicts; only an identical ranking is a duplicate, so what
+survives never depends on the order of the lines.
 Demonstrations (`import_demonstrations`) become candidates of the human "demonstrations" version, in no set.
 
 A prompt set's hand-out settings (priority, pause) are set here too, from the admin Data page.
@@ -39,12 +42,15 @@ from app.prompts import importers
 from app.prompts import repository as repo
 from app.prompts.importers import Record
 from app.prompts.schemas import DemonstrationSummary, ImportKind, ImportSummary
+from app.text import check_name
 from app.training.rounds import DEMONSTRATION_SOURCE
 
 DEFAULT_PROMPT_SET = "imported"
 RANKING_SOURCE = "import"
 # A comparison set's identity for re-imports: its prompt and the candidates in it.
 SetKey = tuple[int, frozenset[int]]
+# A ranking's identity: tiers of candidate ids, best first.
+Verdict = tuple[frozenset[int], ...]
 MAX_PRIORITY = 1_000_000
 
 
@@ -80,10 +86,12 @@ def import_file(
     if kind == ImportKind.demonstrations:
         return _import_demonstrations(session, settings, data, prompt_set)
     name = _prompt_set_name(prompt_set)
-    records = importers.parse(data, kind, filename)
+    parsed = importers.parse_file(data, kind, filename)
     # The file name is only a label (stored in Prompt.source); keep it storable whatever the client sent.
     origin = filename.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")[:100]
-    return import_records(session, settings, records, name, origin=origin)
+    summary = import_records(session, settings, parsed.records, name, origin=origin)
+    summary.left_out = parsed.left_out
+    return summary
 
 
 def import_demonstrations(
@@ -98,11 +106,11 @@ def import_demonstrations(
     """
     if len(data) > settings.max_upload_bytes:
         raise PayloadTooLarge(f"the file is larger than {settings.max_upload_bytes} bytes")
+    name = _prompt_set_name(prompt_set, default=importers.DEMONSTRATIONS_MODEL)
     records = [
         replace(r, completion_meta=[{"source": DEMONSTRATION_SOURCE}])
         for r in importers.parse(data, ImportKind.demonstrations)
     ]
-    name = _prompt_set_name(prompt_set, default=importers.DEMONSTRATIONS_MODEL)
     prompt_set_row = repo.get_or_add_prompt_set(session, name, "prompts with human-written demonstrations")
     version = repo.get_or_add_external_model_version(
         session, importers.DEMONSTRATIONS_MODEL, {"source": DEMONSTRATION_SOURCE, "human": True}
@@ -168,16 +176,15 @@ def import_records(
     prompt_ids = sorted({prompts[r.prompt].id for r in grouped})
     existing_sets = _existing_sets(session, prompt_ids)
     annotator_id = imported_annotator(session).id if any(r.tiers is not None for r in grouped) else None
-    ranked_sets = (
-        repo.sets_with_assignment_of(
-            session, annotator_id, [s for keys in existing_sets.values() for s in keys]
-        )
-        if annotator_id is not None
-        else set()
-    )
+    # The outside judgements already stored, by set key: an identical one is a duplicate, another one
+    # of the same candidates a conflict (kept: both judges' word counts).
+    judged: dict[SetKey, set[Verdict]] = {}
+    if annotator_id is not None:
+        by_set = {s: key for key, ids in existing_sets.items() for s in ids}
+        for set_id, tiers in repo.rankings_of_annotator(session, annotator_id, list(by_set)):
+            judged.setdefault(by_set[set_id], set()).add(_verdict(tiers))
 
     new_open: set[SetKey] = set()
-    new_ranked: set[SetKey] = set()
     to_rank: list[tuple[ComparisonSet, list[int], list[list[int]]]] = []
     new_sets: list[ComparisonSet] = []
     for record, ids in zip(grouped, candidate_ids, strict=True):
@@ -189,10 +196,13 @@ def import_records(
             new_open.add(key)
             overlap, status = settings.overlap, SetStatus.open
         else:
-            if key in new_ranked or ranked_sets.intersection(existing_sets.get(key, ())):
+            verdict = _verdict([[ids[i] for i in tier] for tier in record.tiers])
+            seen = judged.setdefault(key, set())
+            if verdict in seen:
                 summary.duplicates += 1
                 continue
-            new_ranked.add(key)
+            summary.conflicts += bool(seen)
+            seen.add(verdict)
             # Already judged outside: nobody here is asked again, the outside judgement is the one ranking.
             overlap, status = 1, SetStatus.closed
         comparison_set = ComparisonSet(
@@ -213,18 +223,15 @@ def import_records(
     return summary
 
 
+def _verdict(tiers: Sequence[Sequence[int]]) -> Verdict:
+    """A ranking's identity for re-imports: its tiers of candidate ids, order within a tier ignored."""
+    return tuple(frozenset(tier) for tier in tiers)
+
+
 def _prompt_set_name(name: str | None, default: str = DEFAULT_PROMPT_SET) -> str:
-    """The prompt set name to use: the given one, trimmed, or the default."""
-    name = (name or "").strip() or default
-    if len(name) > 200:
-        raise Invalid("prompt set names are at most 200 characters")
-    if not name.isprintable():
-        raise Invalid("prompt set names cannot contain control characters")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise Invalid("prompt set names must be valid Unicode") from None
-    return name
+    """The prompt set name to use, the same for every import kind: the given one, trimmed, or the default;
+    one line of at most NAME_CHARS under app.text's rule (422 otherwise)."""
+    return check_name(name, "prompt_set", default=default)
 
 
 def _repeated_prompts(records: Sequence[Record], preexisting: set[str]) -> int:
