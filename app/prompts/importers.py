@@ -7,8 +7,10 @@ Pure functions: bytes in, `Record`s out, or `Invalid` naming each bad line. Form
 - pairs: TRL preference pairs, JSONL `{"prompt", "chosen", "rejected"}` -> a ranking [[chosen], [rejected]].
 - ranked-groups: JSONL `{"prompt": str, "completions": [str], "ranking": [[int]]}` (tiers of indexes, best
   first; without `ranking` the group waits for annotators), or Open-Assistant trees (detected per line:
-  `prompt` is a message object). Every group of two or more ranked sibling assistant replies becomes a
-  record; its prompt is the root text for replies to the root, else the conversation so far rendered as
+  `prompt` is a message object), or lines of rankloop's own rankings export (rankings.jsonl: `candidates`
+  with their model versions and `tiers` of their ids; all-bad marks kept). In an Open-Assistant tree,
+  every group of two or more ranked sibling assistant replies becomes a record; its prompt is the root
+  text for replies to the root, else the conversation so far rendered as
   "User: ...\n\nAssistant: ...\n\nUser: ...". Equal ranks are a tie; deleted replies are left out, and
   so are blank ones (with what follows them), counted in `Parsed.left_out`; a blank root is an error.
 - demonstrations: JSONL `{"prompt", "completion"}`, a human-written reply for the supervised (SFT) stage ->
@@ -24,7 +26,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -34,6 +36,7 @@ from app.annotation.tiers import MAX_CANDIDATES, MIN_CANDIDATES, validate_tiers
 from app.errors import Invalid
 from app.prompts.schemas import (
     DemonstrationLine,
+    ExportedRankingLine,
     ImportKind,
     OAMessage,
     OATree,
@@ -66,6 +69,13 @@ class Record:
     source: str = "import"
     # Per completion, stored as the candidate's generation_params (where an imported text came from).
     completion_meta: list[dict[str, Any]] = field(default_factory=list)
+    # Per completion, the model version that wrote it, where they differ (else `model` for all).
+    completion_models: list[str] = field(default_factory=list)
+    all_bad: bool = False
+
+    def models(self) -> list[str]:
+        """The model version name of each completion."""
+        return self.completion_models or [self.model] * len(self.completions)
 
 
 @dataclass
@@ -223,6 +233,8 @@ def _parse_object(number: int, obj: dict[str, Any], kind: ImportKind, left_out: 
                 source="demonstrations",
             )
         ]
+    if kind == ImportKind.ranked_groups and isinstance(obj.get("candidates"), list) and "tiers" in obj:
+        return [_parse_exported_ranking(number, obj)]
     if kind == ImportKind.oasst or isinstance(obj.get("prompt"), dict):
         return _parse_oasst(number, obj, left_out)
     group = _validate(RankedGroupLine, obj)
@@ -242,6 +254,27 @@ def _parse_object(number: int, obj: dict[str, Any], kind: ImportKind, left_out: 
     ]
 
 
+def _parse_exported_ranking(number: int, obj: dict[str, Any]) -> Record:
+    """A rankings.jsonl line as a ranked group: the candidates in set order, the tiers as their indexes."""
+    line = _validate(ExportedRankingLine, obj)
+    index = {c.id: i for i, c in enumerate(line.candidates)}
+    unknown = sorted({c for tier in line.tiers for c in tier} - set(index))
+    if unknown:
+        raise LineError(f"tiers: candidate ids {unknown[:5]} are not among the candidates")
+    texts = [c.text for c in line.candidates]
+    # Two versions may have written the same text: a candidate is its text and its version.
+    _check_group([(c.model_version, c.text) for c in line.candidates])
+    return Record(
+        line=number,
+        prompt=line.prompt.text,
+        tags=_unique(line.prompt.tags),
+        completions=texts,
+        tiers=_check_ranking([[index[c] for c in tier] for tier in line.tiers], len(texts)),
+        completion_models=[c.model_version for c in line.candidates],
+        all_bad=line.all_bad,
+    )
+
+
 def _check_storable(record: Record) -> None:
     """Every text of a record under app.text's rule: what the line schemas checked, and what the
     importer made of them (a rendered conversation, tags from CSV, provenance strings)."""
@@ -253,6 +286,7 @@ def _check_storable(record: Record) -> None:
         ("tags", t, {"one_line": True, "blank_ok": False, "max_chars": TAG_CHARS}) for t in record.tags
     ]
     fields += [("completions", c, {"blank_ok": False}) for c in record.completions]
+    fields += [("model_version", m, {"one_line": True, "blank_ok": False}) for m in record.completion_models]
     fields += [
         (k, v, {"one_line": True})
         for meta in record.completion_meta
@@ -281,13 +315,13 @@ def _unique(tags: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
-def _check_group(completions: Sequence[str]) -> None:
+def _check_group(completions: Sequence[Hashable]) -> None:
     if not MIN_CANDIDATES <= len(completions) <= MAX_CANDIDATES:
         raise LineError(
             f"completions: a group needs {MIN_CANDIDATES} to {MAX_CANDIDATES} completions, "
             f"got {len(completions)}"
         )
-    seen: dict[str, int] = {}
+    seen: dict[Hashable, int] = {}
     for index, text in enumerate(completions):
         if text in seen:
             raise LineError(f"completions: {seen[text]} and {index} are the same text")

@@ -51,6 +51,26 @@ class RankedGroupLine(_Line):
     model: NameLine | None = None
 
 
+class ExportedPrompt(_Line):
+    text: PromptText
+    tags: list[TagLine] = Field(default_factory=list)
+
+
+class ExportedCandidate(_Line):
+    id: int
+    text: CompletionText
+    model_version: NameLine
+
+
+class ExportedRankingLine(_Line):
+    """A line of rankloop's own rankings export (rankings.jsonl): tiers of candidate ids, best first."""
+
+    prompt: ExportedPrompt
+    candidates: list[ExportedCandidate]
+    tiers: list[list[int]]
+    all_bad: bool = False
+
+
 class OAMessage(_Line):
     """One message of an Open-Assistant conversation tree.
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session
 
@@ -51,6 +51,17 @@ RANKING_SOURCE = "import"
 SetKey = tuple[int, frozenset[int]]
 # A ranking's identity: tiers of candidate ids, best first.
 Verdict = tuple[frozenset[int], ...]
+
+
+class ToRank(NamedTuple):
+    """A new closed set and the outside judgement to store for it (tiers of candidate ids)."""
+
+    comparison_set: ComparisonSet
+    candidate_ids: list[int]
+    tiers: list[list[int]]
+    all_bad: bool
+
+
 MAX_PRIORITY = 1_000_000
 
 
@@ -171,7 +182,7 @@ def import_records(
     if not grouped:
         return summary
 
-    versions = _model_versions(session, {r.model for r in grouped}, origin)
+    versions = _model_versions(session, {m for r in grouped for m in r.models()}, origin)
     candidate_ids, summary.candidates = _candidates(session, grouped, prompts, versions)
     prompt_ids = sorted({prompts[r.prompt].id for r in grouped})
     existing_sets = _existing_sets(session, prompt_ids)
@@ -185,7 +196,7 @@ def import_records(
             judged.setdefault(by_set[set_id], set()).add(_verdict(tiers))
 
     new_open: set[SetKey] = set()
-    to_rank: list[tuple[ComparisonSet, list[int], list[list[int]]]] = []
+    to_rank: list[ToRank] = []
     new_sets: list[ComparisonSet] = []
     for record, ids in zip(grouped, candidate_ids, strict=True):
         key = (prompts[record.prompt].id, frozenset(ids))
@@ -214,7 +225,8 @@ def import_records(
         )
         new_sets.append(comparison_set)
         if record.tiers is not None:
-            to_rank.append((comparison_set, ids, [[ids[i] for i in tier] for tier in record.tiers]))
+            tiers = [[ids[i] for i in tier] for tier in record.tiers]
+            to_rank.append(ToRank(comparison_set, ids, tiers, record.all_bad))
     repo.add_all(session, new_sets)
     summary.sets = len(new_sets)
 
@@ -287,23 +299,28 @@ def _candidates(
         (c.prompt_id, c.model_version_id, c.text): c for c in repo.candidates_of_prompts(session, prompt_ids)
     }
     new: list[Candidate] = []
+    ids: list[list[int]] = []
     for r in records:
-        prompt_id, version_id = prompts[r.prompt].id, versions[r.model].id
-        for index, text in enumerate(r.completions):
-            key = (prompt_id, version_id, text)
+        prompt_id = prompts[r.prompt].id
+        keys = [(prompt_id, versions[m].id, text) for m, text in zip(r.models(), r.completions, strict=True)]
+        for index, key in enumerate(keys):
             if key not in known:
                 params: dict[str, Any] = (
                     r.completion_meta[index] if r.completion_meta else {"source": r.source}
                 )
                 known[key] = Candidate(
-                    prompt_id=prompt_id, model_version_id=version_id, text=text, generation_params=params
+                    prompt_id=key[0], model_version_id=key[1], text=key[2], generation_params=params
                 )
                 new.append(known[key])
     repo.add_all(session, new)
-    ids = [
-        [known[(prompts[r.prompt].id, versions[r.model].id, text)].id for text in r.completions]
-        for r in records
-    ]
+    for r in records:
+        prompt_id = prompts[r.prompt].id
+        ids.append(
+            [
+                known[(prompt_id, versions[m].id, text)].id
+                for m, text in zip(r.models(), r.completions, strict=True)
+            ]
+        )
     return ids, len(new)
 
 
@@ -321,7 +338,7 @@ def _existing_sets(session: Session, prompt_ids: Sequence[int]) -> dict[SetKey, 
 def _imported_rankings(
     session: Session,
     annotator_id: int,
-    to_rank: Sequence[tuple[ComparisonSet, list[int], list[list[int]]]],
+    to_rank: Sequence[ToRank],
 ) -> int:
     """A submitted assignment and a ranking by the imported annotator for each newly ranked set."""
     now = dt.datetime.now(dt.UTC)
@@ -335,11 +352,11 @@ def _imported_rankings(
             lease_expires_at=now,
             completed_at=now,
         )
-        for s, ids, _ in to_rank
+        for s, ids, _, _ in to_rank
     ]
     repo.add_all(session, assignments)
     rankings = []
-    for assignment, (s, ids, tiers) in zip(assignments, to_rank, strict=True):
+    for assignment, (s, ids, tiers, all_bad) in zip(assignments, to_rank, strict=True):
         normalised = validate_tiers(tiers, ids)
         rankings.append(
             Ranking(
@@ -347,13 +364,13 @@ def _imported_rankings(
                 set_id=s.id,
                 annotator_id=annotator_id,
                 tiers=normalised,
-                all_bad=False,
+                all_bad=all_bad,
                 flags={},
                 rationale="",
                 display_order=ids,
                 seconds_spent=None,
                 source=RANKING_SOURCE,
-                fingerprint=fingerprint(assignment.id, normalised, False, {}, ""),
+                fingerprint=fingerprint(assignment.id, normalised, all_bad, {}, ""),
             )
         )
     repo.add_all(session, rankings)

@@ -84,6 +84,56 @@ def test_the_pairs_export_imports_back_as_it_was_written(clean_db):
     assert sorted(back, key=json.dumps) == sorted(pairs, key=json.dumps)
 
 
+def comparable(lines: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """A rankings export without its ids: prompt, candidates (text, version) and tiers of those."""
+    out = []
+    for line in lines:
+        by_id = {c["id"]: (c["text"], c["model_version"]) for c in line["candidates"]}
+        tiers = tuple(frozenset(by_id[c] for c in tier) for tier in line["tiers"])
+        out.append(
+            (
+                line["prompt"]["text"],
+                tuple(line["prompt"]["tags"]),
+                frozenset(by_id.values()),
+                tiers,
+                line["all_bad"],
+            )
+        )
+    return sorted(out, key=repr)
+
+
+def test_the_rankings_export_imports_back_as_ranked_groups(clean_db):
+    groups = [
+        {"prompt": ODD, "completions": ["a\u2028b", "c", "d"], "ranking": [[1], [0, 2]], "tags": ["t"]},
+        {"prompt": "two models", "completions": ["same", "other"], "ranking": [[0], [1]], "model": "m1"},
+        {"prompt": "two models", "completions": ["same", "third"], "ranking": [[1], [0]], "model": "m2"},
+    ]
+    with session_scope() as s:
+        service.import_file(s, get_settings(), raw_jsonl(*groups), ImportKind.ranked_groups, "first")
+        # A set of candidates from two versions, one text written by both, judged all bad.
+        first = exports.rankings_export(s, "first")
+    lines = [json.loads(line) for line in first]
+    mixed = {
+        "prompt": {"text": "mixed", "tags": []},
+        "candidates": [
+            {"id": 1, "text": "same", "model_version": "m1"},
+            {"id": 2, "text": "same", "model_version": "m2"},
+        ],
+        "tiers": [[2], [1]],
+        "all_bad": True,
+    }
+    with session_scope() as s:
+        data = raw_jsonl(*lines, mixed)
+        summary = service.import_file(s, get_settings(), data, ImportKind.ranked_groups, "second")
+    assert (summary.records, summary.rankings, summary.duplicates) == (4, 4, 0)
+    with session_scope() as s:
+        back = [json.loads(line) for line in exports.rankings_export(s, "second")]
+    assert comparable(back) == comparable([*lines, mixed])
+    with session_scope() as s:
+        again = service.import_file(s, get_settings(), data, ImportKind.ranked_groups, "second")
+    assert (again.rankings, again.duplicates) == (0, 4)
+
+
 # --- blank texts -------------------------------------------------------------------------------------
 
 
