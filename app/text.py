@@ -8,7 +8,7 @@ sent) when it
   it); a one-line field (a name, a tag, a key) refuses those three and the Unicode line and paragraph
   separators too;
 - is blank where a text is required (nothing but white space and invisible format characters);
-- is longer than its field's limit (`LIMITS`, documented in the README).
+- is longer than its field's limit (the constants below, documented in the README).
 
 A problem is reported as "<field>: <problem>" (and "line N: ..." for files, by the importers), so the
 client learns what to fix. Line breaks inside a text are content: files are split into lines on "\\n" only.
@@ -41,15 +41,6 @@ TAG_CHARS = 100
 SKIP_REASON_CHARS = 500
 TOKEN_NAME_CHARS = 100
 PASSWORD_CHARS = 1024
-LIMITS: dict[str, int] = {
-    "prompt": PROMPT_CHARS,
-    "completion (chosen, rejected, completions)": COMPLETION_CHARS,
-    "prompt set name, model name": NAME_CHARS,
-    "tag": TAG_CHARS,
-    "skip reason": SKIP_REASON_CHARS,
-    "API token name": TOKEN_NAME_CHARS,
-    "password": PASSWORD_CHARS,
-}
 
 
 def _describe(char: str) -> str:
