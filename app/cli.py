@@ -90,7 +90,9 @@ def serve(
     from app.db import database_url
 
     database_url()  # start the embedded server once, before workers fork
-    uvicorn.run("app.asgi:app", host=host, port=port, workers=workers, proxy_headers=True)
+    # Proxy headers are the app's to read (RANKLOOP_TRUSTED_PROXIES): uvicorn's default trusts any client
+    # on 127.0.0.1, so anyone on the host could claim any address and dodge the login throttle.
+    uvicorn.run("app.asgi:app", host=host, port=port, workers=workers, proxy_headers=False)
 
 
 @users_app.command("add")
@@ -154,7 +156,16 @@ def import_data(
     table = Table(title=f"imported {escape(file.name)} into prompt set {escape(summary.prompt_set)!r}")
     table.add_column("")
     table.add_column("count", justify="right")
-    for label in ("records", "prompts", "candidates", "sets", "rankings", "duplicates"):
+    for label in (
+        "records",
+        "prompts",
+        "candidates",
+        "sets",
+        "rankings",
+        "duplicates",
+        "conflicts",
+        "left_out",
+    ):
         table.add_row(label, str(getattr(summary, label)))
     console.print(table)
 

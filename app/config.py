@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import enum
 import secrets
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CookieSecure(enum.StrEnum):
+    auto = "auto"
+    always = "always"
+    never = "never"
+
+    @classmethod
+    def _missing_(cls, value: object) -> CookieSecure | None:
+        # The setting was a boolean before: true and false keep their meaning.
+        text = str(value).strip().lower()
+        if text in {"true", "1", "yes", "on"}:
+            return cls.always
+        if text in {"false", "0", "no", "off"}:
+            return cls.never
+        return None
 
 
 class Settings(BaseSettings):
@@ -41,13 +58,35 @@ class Settings(BaseSettings):
     overlap: int = Field(default=2, ge=1, le=20, description="distinct annotators wanted per comparison set")
     lease_minutes: int = Field(default=30, ge=1, description="how long an annotator holds a task")
     session_hours: int = Field(default=12, ge=1)
-    cookie_secure: bool = False  # set True behind HTTPS
+    cookie_secure: CookieSecure = Field(
+        default=CookieSecure.auto,
+        description="the session cookie's Secure attribute: auto (when the request came over HTTPS, as "
+        "the connection or a trusted proxy's X-Forwarded-Proto says), always, or never",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="comma-separated addresses or networks (10.0.0.0/8) of reverse proxies whose "
+        "X-Forwarded-For and X-Forwarded-Proto are believed; empty: none, the connection's own address "
+        "and scheme count; * trusts every client (only behind a proxy that sets them itself)",
+    )
 
     # Abuse limits
     max_upload_bytes: int = 50 * 1024 * 1024
     max_rationale_chars: int = 5000
-    login_max_failures: int = 5
-    login_window_seconds: int = 900
+    login_max_failures: int = Field(
+        default=5,
+        ge=1,
+        description="failed logins for one username from one address before that address is blocked for "
+        "that username (for login_window_seconds after the last); as many from anywhere start the delays",
+    )
+    login_window_seconds: int = Field(default=900, ge=1, description="how long a failed login counts")
+    login_delay_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="after login_max_failures failures of a username, its next attempt waits this long "
+        "after the last failure, doubling with each further failure",
+    )
+    login_max_delay_seconds: float = Field(default=60.0, ge=0, description="the longest such delay")
 
     # Models
     base_model: str = Field(

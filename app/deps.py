@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -16,6 +17,7 @@ from app.config import Settings, get_settings
 from app.db import end_session, session_factory
 from app.errors import Forbidden, LoginRequired
 from app.orm import Role, User
+from app.text import check_all, label, strings
 
 
 @dataclass(frozen=True)
@@ -122,3 +124,41 @@ async def csrf_protect(request: Request) -> None:
             sent = value if isinstance(value, str) else None
     if not tokens_equal(expected, sent):
         raise Forbidden("missing or invalid CSRF token; reload the page and try again")
+
+
+def _is_json(content_type: str) -> bool:
+    # As FastAPI decides whether to decode a body as JSON: no content type, or application/json or */*+json.
+    media = content_type.split(";", 1)[0].strip().lower()
+    return (
+        not media
+        or media == "application/json"
+        or (media.startswith("application/") and media.endswith("+json"))
+    )
+
+
+async def text_rule(request: Request) -> None:
+    """Every text of the query string, a JSON body or a form goes through app.text's rule (422 naming it).
+
+    One check for every route, so no field can be forgotten: a lone surrogate, a NUL or another control
+    character never reaches a service or PostgreSQL. Per-field rules (blank, one line, length) are the
+    schemas' and services'. Multipart uploads are read by their own endpoint (app.prompts.uploads), which
+    checks their fields, and the import parser checks the file.
+    """
+    check_all((f"query parameter {label(k)}", v) for k, v in request.query_params.multi_items())
+    check_all((f"query parameter {label(k)} (the name)", k) for k in request.query_params)
+    if request.method in SAFE_METHODS:
+        return
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        form = await request.form()
+        check_all((label(k), k) for k in form)
+        check_all((label(k), v) for k, v in form.multi_items() if isinstance(v, str))
+    elif _is_json(content_type):
+        body = await request.body()
+        if not body:
+            return
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            return  # not JSON: FastAPI answers that itself
+        check_all(strings(data))

@@ -14,13 +14,14 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.config import get_settings
 from app.db import session_factory
-from app.deps import csrf_protect
+from app.deps import csrf_protect, text_rule
 from app.errors import AppError, LoginRequired
 from app.inflight import InFlightLimit
-from app.middleware import BODY_OVERHEAD, BodySizeLimit
+from app.middleware import BODY_OVERHEAD, BodySizeLimit, SecureCookies
 from app.web import ROOT, is_htmx, render
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def create_app() -> FastAPI:
         title="rankloop",
         version="0.1.0",
         description="Rank LLM completions, retrain the reward model and policy, serve new candidates.",
-        dependencies=[Depends(csrf_protect)],
+        dependencies=[Depends(csrf_protect), Depends(text_rule)],
         lifespan=_lifespan,
         # Served by app/site.py from our own files, under the same CSP as every page.
         docs_url=None,
@@ -116,8 +117,10 @@ def create_app() -> FastAPI:
         session_cookie="rankloop_session",
         max_age=settings.session_hours * 3600,
         same_site="lax",
-        https_only=settings.cookie_secure,
+        # Secure is added per request (SecureCookies): over HTTPS, or always, as cookie_secure says.
+        https_only=False,
     )
+    app.add_middleware(SecureCookies, mode=settings.cookie_secure.value)
     # Never more requests in progress than pooled connections, nor than threads: a request may wait in
     # its thread for a row lock held by another request, which must then find a thread to finish on.
     app.add_middleware(
@@ -127,8 +130,13 @@ def create_app() -> FastAPI:
     )
     # Bounds every body before sessions, CSRF form parsing or uploads read it.
     app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes + BODY_OVERHEAD)
-    # Outermost: every answer carries them, the limiters' 413 and 503 included.
+    # Outermost but one: every answer carries them, the limiters' 413 and 503 included.
     app.add_middleware(SecurityHeaders)
+    if settings.trusted_proxies.strip():
+        # Outermost: the client address (login throttling) and scheme (Secure cookies) come from
+        # X-Forwarded-For/-Proto only when the connection is from a configured proxy; `rankloop serve`
+        # turns uvicorn's own handling off, which would believe any local client.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
 
     @app.exception_handler(AppError)

@@ -1,4 +1,5 @@
-"""ASGI middleware that caps every request body, before any parsing (CSRF form reads included).
+"""ASGI middleware: a cap on every request body, before any parsing (CSRF form reads included), and the
+Secure attribute on cookies sent over HTTPS.
 
 Also the one way such middleware answers an error itself: `send_json_error`.
 """
@@ -85,3 +86,35 @@ async def send_json_error(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class SecureCookies:
+    """Adds the Secure attribute to the cookies the app sets, per request: `always`, or `auto` when the
+    request came over HTTPS (the connection's scheme, or X-Forwarded-Proto from a trusted proxy, which
+    uvicorn's ProxyHeadersMiddleware has put into the scope before this runs)."""
+
+    def __init__(self, app: ASGIApp, mode: str) -> None:
+        self.app = app
+        self.mode = mode
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        secure = self.mode == "always" or (self.mode == "auto" and scope.get("scheme") == "https")
+        if scope["type"] != "http" or not secure:
+            await self.app(scope, receive, send)
+            return
+
+        async def with_secure(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (name, _secure(value) if name.lower() == b"set-cookie" else value)
+                    for name, value in message.get("headers", [])
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_secure)
+
+
+def _secure(cookie: bytes) -> bytes:
+    attributes = [part.strip().lower() for part in cookie.split(b";")[1:]]
+    return cookie if b"secure" in attributes else cookie + b"; secure"

@@ -116,13 +116,17 @@ def ranking_filter(query: RankingQuery) -> review.RankingFilter:
     if query.status not in STATUS_FILTERS:
         raise Invalid(f"status must be one of {', '.join(STATUS_FILTERS)}")
     until = parse_day(query.until, "until")
+    try:
+        # "until" names a day: rankings of that whole day are included.
+        until_end = until + dt.timedelta(days=1) if until is not None else None
+    except OverflowError:
+        raise Invalid("until must be a date before 9999-12-31") from None
     return review.RankingFilter(
         annotator_id=parse_int(query.annotator, "annotator"),
         prompt_set_id=parse_int(query.prompt_set, "prompt_set"),
         flag=query.flag or None,
         since=parse_day(query.since, "since"),
-        # "until" names a day: rankings of that whole day are included.
-        until=until + dt.timedelta(days=1) if until is not None else None,
+        until=until_end,
         status=query.status,
     )
 

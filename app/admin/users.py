@@ -81,16 +81,22 @@ def set_user_role(session: Session, actor: User, user_id: int, role: str) -> Use
 
 
 def set_user_active(session: Session, actor: User, user_id: int, active: bool) -> UserDetail:
-    """Deactivate (sessions revoked) or reactivate a user."""
+    """Deactivate (sessions and API tokens revoked) or reactivate a user."""
     user = auth.set_active(session, actor, user_id, active)
-    state = "active again" if active else "deactivated; their sessions were ended and API tokens stop working"
+    state = (
+        "active again" if active else "deactivated; their sessions were ended and their API tokens revoked"
+    )
     return user_detail(session, user_id, f"{user.username} is {state}.")
 
 
 def reset_user_password(session: Session, actor: User, user_id: int) -> UserDetail:
     """A new generated password for a user, shown once."""
     user, password = auth.reset_password(session, actor, user_id)
-    detail = user_detail(session, user_id, f"New password for {user.username}; their sessions were ended.")
+    detail = user_detail(
+        session,
+        user_id,
+        f"New password for {user.username}; their sessions were ended and their API tokens revoked.",
+    )
     return UserDetail(
         detail.user,
         detail.tokens,

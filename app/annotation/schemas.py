@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.annotation.tiers import MAX_CANDIDATES
 from app.errors import Invalid
+from app.text import SKIP_REASON_CHARS, AnyText
 
 FLAG_VALUES = ("unsafe", "incorrect")
-MAX_SKIP_REASON_CHARS = 500
+MAX_SKIP_REASON_CHARS = SKIP_REASON_CHARS
+# A candidate id or a rank as a form or a flags key writes it: ASCII digits only (str.isdigit also takes
+# "²", which int() refuses) and short enough that int() is cheap and the value fits PostgreSQL's bigint.
+_CANDIDATE_ID = re.compile(r"[0-9]{1,18}")
+_RANK = re.compile(r"[0-9]{1,6}")
 # Far above any real time on one task; only stops nonsense numbers from skewing timing statistics.
 MAX_SECONDS_SPENT = 7 * 24 * 3600
 
@@ -46,7 +52,7 @@ class RankingIn(BaseModel):
         max_length=MAX_CANDIDATES,
         description='per candidate id, a subset of ["unsafe", "incorrect"]',
     )
-    rationale: str = ""
+    rationale: AnyText = ""
     seconds_spent: float | None = Field(
         default=None, description="time the annotator spent; the lease age when omitted"
     )
@@ -74,7 +80,7 @@ class RankingOut(BaseModel):
 class SkipIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(
+    reason: AnyText = Field(
         description=f"why the task is skipped; required, at most {MAX_SKIP_REASON_CHARS} chars"
     )
 
@@ -88,11 +94,18 @@ class SkipOut(BaseModel):
     created_at: dt.datetime
 
 
+def candidate_key(key: str) -> int | None:
+    """The candidate id a flags key or a form field names ("26", " 26 "), or None if it names none."""
+    key = key.strip()
+    return int(key) if _CANDIDATE_ID.fullmatch(key) else None
+
+
 def _split_pair(value: str, what: str) -> tuple[int, str]:
     cid, sep, rest = value.partition(":")
-    if not sep or not cid.strip().isdigit():
-        raise Invalid(f"malformed {what} field: {value[:40]!r}")
-    return int(cid), rest.strip()
+    number = candidate_key(cid)
+    if not sep or number is None:
+        raise Invalid(f"{what}: malformed field {value[:40]!r}; expected '<candidate id>:<value>'")
+    return number, rest.strip()
 
 
 def ranking_from_form(
@@ -112,8 +125,8 @@ def ranking_from_form(
         cid, number = _split_pair(value, "rank")
         if number == "":
             continue  # left unranked; validation names the candidate
-        if not number.isdigit():
-            raise Invalid(f"rank must be a number, got {number[:10]!r}")
+        if not _RANK.fullmatch(number):
+            raise Invalid(f"rank: must be a whole number from 1 to 999999, got {number[:10]!r}")
         by_rank.setdefault(int(number), []).append(cid)
     flags: dict[str, list[str]] = {}
     for value in flag:

@@ -25,6 +25,7 @@ from app.annotation.schemas import (
     MAX_SECONDS_SPENT,
     MAX_SKIP_REASON_CHARS,
     RankingIn,
+    candidate_key,
 )
 from app.annotation.tiers import MAX_CANDIDATES, MIN_CANDIDATES, validate_tiers
 from app.config import Settings
@@ -40,6 +41,7 @@ from app.orm import (
     Skip,
     User,
 )
+from app.text import check_text, is_blank
 
 # Sets found full after locking are passed over; this bounds the work for one request.
 MAX_PICK_ATTEMPTS = 20
@@ -182,18 +184,21 @@ def _normalise(data: RankingIn, shown: list[int], settings: Settings) -> _Normal
     tiers = validate_tiers(data.tiers, shown)
     allowed = set(FLAG_VALUES)
     flags: dict[str, list[str]] = {}
-    shown_keys = {str(c) for c in shown}
+    named: set[int] = set()
     for key, values in data.flags.items():
-        if key.strip() not in shown_keys:
-            raise Invalid(f"flags name a candidate that is not in this task: {key[:20]!r}")
+        cid = candidate_key(key)
+        if cid is None or cid not in shown:
+            raise Invalid(f"flags: {key[:20]!r} names no candidate of this task")
+        if cid in named:
+            # "26" and " 26 " are one candidate: keeping either list would silently lose the other.
+            raise Invalid(f"flags: candidate {cid} is named by more than one key")
+        named.add(cid)
         bad = sorted(set(values) - allowed)
         if bad:
-            raise Invalid(f"unknown flags {bad}; allowed: {list(FLAG_VALUES)}")
+            raise Invalid(f"flags: unknown flags {bad}; allowed: {list(FLAG_VALUES)}")
         if values:
-            flags[key.strip()] = sorted(set(values))
-    rationale = data.rationale.strip()
-    if len(rationale) > settings.max_rationale_chars:
-        raise Invalid(f"rationale is longer than {settings.max_rationale_chars} characters")
+            flags[str(cid)] = sorted(set(values))
+    rationale = check_text(data.rationale.strip(), "rationale", max_chars=settings.max_rationale_chars)
     seconds = data.seconds_spent
     if seconds is not None and (not math.isfinite(seconds) or not 0 <= seconds <= MAX_SECONDS_SPENT):
         raise Invalid(f"seconds_spent must be between 0 and {MAX_SECONDS_SPENT}")
@@ -281,10 +286,9 @@ def submit_ranking(
 def skip_task(session: Session, user: User, assignment_id: int, reason: str) -> SkipResult:
     """Record why the annotator skipped a task; they never get that set again and the slot is freed."""
     reason = reason.strip()
-    if not reason:
-        raise Invalid("a reason is required to skip a task")
-    if len(reason) > MAX_SKIP_REASON_CHARS:
-        raise Invalid(f"the skip reason is longer than {MAX_SKIP_REASON_CHARS} characters")
+    if is_blank(reason):
+        raise Invalid("reason: a reason is required to skip a task")
+    check_text(reason, "reason", max_chars=MAX_SKIP_REASON_CHARS)
     cset, assignment, now = _own_locked(session, user, assignment_id)
     existing = repo.skip_for_assignment(session, assignment.id)
     if existing is not None:

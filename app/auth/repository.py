@@ -1,4 +1,4 @@
-"""Queries for users, API tokens, web sessions and failed logins."""
+"""Queries for users, API tokens, web sessions and login throttles."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from app.orm import ApiToken, LoginFailure, Role, User, WebSession
+from app.orm import ApiToken, LoginThrottle, Role, User, WebSession
 
 
 def get_user(session: Session, user_id: int) -> User | None:
@@ -100,26 +100,73 @@ def delete_user_sessions(session: Session, user_id: int) -> None:
     session.execute(delete(WebSession).where(WebSession.user_id == user_id))
 
 
-def count_login_failures(session: Session, keys: list[str], since: dt.datetime) -> int:
-    """The most failed logins recorded under any one of these keys since a moment."""
-    counts = session.scalars(
-        select(func.count())
-        .select_from(LoginFailure)
-        .where(LoginFailure.key.in_(keys), LoginFailure.created_at > since)
-        .group_by(LoginFailure.key)
-    )
-    return max(counts, default=0)
+def lock_throttles(session: Session, keys: Sequence[str]) -> tuple[dict[str, LoginThrottle], dt.datetime]:
+    """These keys' throttle rows, inserted where missing and locked until the transaction ends, and the
+    database clock after the locks were granted.
+
+    Locking (in key order, so two attempts never deadlock) before the password is checked makes
+    simultaneous attempts count one after the other.
+    """
+    ordered = sorted(set(keys))
+    for _ in range(3):
+        session.execute(
+            pg_insert(LoginThrottle)
+            .values([{"key": k, "failures": 0} for k in ordered])
+            .on_conflict_do_nothing(index_elements=[LoginThrottle.key])
+        )
+        rows = session.scalars(
+            select(LoginThrottle)
+            .where(LoginThrottle.key.in_(ordered))
+            .order_by(LoginThrottle.key)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).all()
+        found = {r.key: r for r in rows}
+        # A row pruned between the insert and the lock is missing: insert it again.
+        if len(found) == len(ordered):
+            now = session.scalar(select(func.clock_timestamp()))
+            assert now is not None
+            return found, now
+    raise RuntimeError("login throttle rows keep vanishing")  # pragma: no cover
 
 
-def add_login_failures(session: Session, keys: list[str]) -> None:
-    """Record one failed login under each key."""
-    session.add_all(LoginFailure(key=k) for k in keys)
+def record_login_failure(session: Session, rows: Sequence[LoginThrottle], failures: Sequence[int]) -> None:
+    """Store the new failure counts of locked throttle rows, timed by the database clock now (after the
+    password check, so a delay runs from the moment the answer goes out)."""
+    now = session.scalar(select(func.clock_timestamp()))
+    for row, count in zip(rows, failures, strict=True):
+        row.failures = count
+        row.last_failure_at = now
     session.flush()
 
 
-def clear_login_failures(session: Session, keys: list[str]) -> None:
-    """Forget failures after a successful login."""
-    session.execute(delete(LoginFailure).where(LoginFailure.key.in_(keys)))
+def reset_throttles(session: Session, rows: Sequence[LoginThrottle]) -> None:
+    """Forget the failures of locked throttle rows (a successful login)."""
+    for row in rows:
+        row.failures = 0
+        row.last_failure_at = None
+    session.flush()
+
+
+def prune_throttles(session: Session, before: dt.datetime) -> None:
+    """Delete throttle rows with no failure since `before`; rows another attempt holds are left alone."""
+    stale = (
+        select(LoginThrottle.key)
+        .where(or_(LoginThrottle.last_failure_at < before, LoginThrottle.last_failure_at.is_(None)))
+        .with_for_update(skip_locked=True)
+    )
+    session.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(stale)))
+
+
+def revoke_user_tokens(session: Session, user_id: int, now: dt.datetime) -> int:
+    """Revoke every live API token of a user; how many there were."""
+    result = session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def get_api_token(session: Session, token_id: int) -> ApiToken | None:

@@ -157,7 +157,7 @@ def serve(out: Console, host: str, port: int, first_round: int | None) -> None:
     # No request log (it would be written across the progress bar, and says nothing a demo user needs);
     # uvicorn's warnings and errors are printed by `out`, which puts them above the bar.
     config = uvicorn.Config(
-        "app.asgi:app", host=host, port=port, proxy_headers=True, access_log=False, log_config=None
+        "app.asgi:app", host=host, port=port, proxy_headers=False, access_log=False, log_config=None
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)

@@ -14,7 +14,7 @@ from app.orm.base import Base
 from app.orm.models import DataSnapshot, ModelKind, ModelStatus, ModelVersion, RewardScore
 from app.orm.prompts import Prompt, PromptSet
 from app.orm.rounds import ACTIVE_ROUND_STATUSES, Round, RoundKind, RoundStatus
-from app.orm.users import ApiToken, LoginFailure, Role, User, WebSession
+from app.orm.users import ApiToken, LoginThrottle, Role, User, WebSession
 
 __all__ = [
     "ACTIVE_ROUND_STATUSES",
@@ -26,7 +26,7 @@ __all__ = [
     "ComparisonSet",
     "ComparisonSetItem",
     "DataSnapshot",
-    "LoginFailure",
+    "LoginThrottle",
     "ModelKind",
     "ModelStatus",
     "ModelVersion",

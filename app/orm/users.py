@@ -1,11 +1,11 @@
-"""People and their credentials: users, API tokens, web sessions, failed logins."""
+"""People and their credentials: users, API tokens, web sessions, login throttles."""
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, String
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.orm.base import Base, created_at_column, str_enum
@@ -54,10 +54,15 @@ class WebSession(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
-class LoginFailure(Base):
-    __tablename__ = "login_failures"
-    __table_args__ = (Index("ix_login_failures_key_created_at", "key", "created_at"),)
+class LoginThrottle(Base):
+    """Failed logins under one key, in one row that an attempt locks before the password is checked.
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    key: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[dt.datetime] = created_at_column()
+    Keys: "user:<username>" (growing delays for that username, whatever the address) and
+    "pair:<username>|<address>" (the hard block, for that username from that address only).
+    """
+
+    __tablename__ = "login_throttles"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_failure_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)

@@ -7,11 +7,18 @@ Pure functions: bytes in, `Record`s out, or `Invalid` naming each bad line. Form
 - pairs: TRL preference pairs, JSONL `{"prompt", "chosen", "rejected"}` -> a ranking [[chosen], [rejected]].
 - ranked-groups: JSONL `{"prompt": str, "completions": [str], "ranking": [[int]]}` (tiers of indexes, best
   first; without `ranking` the group waits for annotators), or Open-Assistant trees (detected per line:
-  `prompt` is a message object). Every group of two or more ranked sibling assistant replies becomes a
-  record; its prompt is the root text for replies to the root, else the conversation so far rendered as
-  "User: ...\n\nAssistant: ...\n\nUser: ...". Equal ranks are a tie; deleted replies are left out.
+  `prompt` is a message object), or lines of rankloop's own rankings export (rankings.jsonl: `candidates`
+  with their model versions and `tiers` of their ids; all-bad marks kept). In an Open-Assistant tree,
+  every group of two or more ranked sibling assistant replies becomes a record; its prompt is the root
+  text for replies to the root, else the conversation so far rendered as
+  "User: ...\n\nAssistant: ...\n\nUser: ...". Equal ranks are a tie; deleted replies are left out, and
+  so are blank ones (with what follows them), counted in `Parsed.left_out`; a blank root is an error.
 - demonstrations: JSONL `{"prompt", "completion"}`, a human-written reply for the supervised (SFT) stage ->
   a record with that one completion and no ranking.
+
+Every text goes through app.text's rule (valid Unicode, no control characters, prompts and completions
+not blank, the documented limits). JSONL files are split into lines on "\n" only ("\r\n" is fine): a JSON
+string may hold U+2028 and other characters that `str.splitlines` would break a line at.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -29,6 +36,7 @@ from app.annotation.tiers import MAX_CANDIDATES, MIN_CANDIDATES, validate_tiers
 from app.errors import Invalid
 from app.prompts.schemas import (
     DemonstrationLine,
+    ExportedRankingLine,
     ImportKind,
     OAMessage,
     OATree,
@@ -36,6 +44,7 @@ from app.prompts.schemas import (
     PromptLine,
     RankedGroupLine,
 )
+from app.text import NAME_CHARS, PROMPT_CHARS, TAG_CHARS, is_blank, text_problem
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -60,6 +69,20 @@ class Record:
     source: str = "import"
     # Per completion, stored as the candidate's generation_params (where an imported text came from).
     completion_meta: list[dict[str, Any]] = field(default_factory=list)
+    # Per completion, the model version that wrote it, where they differ (else `model` for all).
+    completion_models: list[str] = field(default_factory=list)
+    all_bad: bool = False
+
+    def models(self) -> list[str]:
+        """The model version name of each completion."""
+        return self.completion_models or [self.model] * len(self.completions)
+
+
+@dataclass
+class Parsed:
+    records: list[Record]
+    # Open-Assistant replies left out because their text is blank (their own replies go with them).
+    left_out: int = 0
 
 
 class LineError(Exception):
@@ -68,13 +91,19 @@ class LineError(Exception):
 
 def parse(data: bytes, kind: ImportKind, filename: str = "") -> list[Record]:
     """All records of a file, or Invalid listing the malformed lines (by line number)."""
+    return parse_file(data, kind, filename).records
+
+
+def parse_file(data: bytes, kind: ImportKind, filename: str = "") -> Parsed:
+    """All records of a file and what was left out of it, or Invalid listing the malformed lines."""
     text = _decode(data)
     if not text.strip():
         raise Invalid("the file holds no records to import")
+    left_out = [0]
     if kind == ImportKind.prompts and _is_csv(filename, text):
         records, errors = _parse_csv_prompts(text)
     else:
-        records, errors = _parse_jsonl(text, kind)
+        records, errors = _parse_jsonl(text, kind, left_out)
     if errors:
         shown = "; ".join(errors[:MAX_REPORTED_ERRORS])
         more = len(errors) - MAX_REPORTED_ERRORS
@@ -84,7 +113,7 @@ def parse(data: bytes, kind: ImportKind, filename: str = "") -> list[Record]:
         )
     if not records:
         raise Invalid("the file holds no records to import")
-    return records
+    return Parsed(records, left_out[0])
 
 
 def _decode(data: bytes) -> str:
@@ -121,14 +150,16 @@ def _parse_csv_prompts(text: str) -> tuple[list[Record], list[str]]:
                 continue
             prompt = row.get("prompt") or ""
             tags = [t.strip() for t in (row.get("tags") or "").split(";") if t.strip()]
-            if not prompt.strip():
-                if any((v or "").strip() for v in row.values()):
-                    errors.append(f"line {line}: prompt: the prompt is empty")
+            if is_blank(prompt):
+                if any(not is_blank(v or "") for v in row.values()):
+                    errors.append(f"line {line}: prompt: must not be blank")
                 continue
-            if any(len(t) > 100 for t in tags):
-                errors.append(f"line {line}: tags: a tag is longer than 100 characters")
+            if len(prompt) > PROMPT_CHARS:
+                errors.append(
+                    f"line {line}: prompt: is longer than {PROMPT_CHARS:,} characters ({len(prompt):,})"
+                )
                 continue
-            record = Record(line=line, prompt=prompt, tags=tags)
+            record = Record(line=line, prompt=prompt, tags=_unique(tags))
             try:
                 _check_storable(record)
             except LineError as exc:
@@ -140,10 +171,16 @@ def _parse_csv_prompts(text: str) -> tuple[list[Record], list[str]]:
     return records, errors
 
 
-def _parse_jsonl(text: str, kind: ImportKind) -> tuple[list[Record], list[str]]:
+def _lines(text: str) -> Iterator[tuple[int, str]]:
+    """(number, line) split on "\n" only, a "\r" before it dropped."""
+    for number, raw in enumerate(text.split("\n"), start=1):
+        yield number, raw.removesuffix("\r")
+
+
+def _parse_jsonl(text: str, kind: ImportKind, left_out: list[int]) -> tuple[list[Record], list[str]]:
     records: list[Record] = []
     errors: list[str] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in _lines(text):
         if not raw.strip():
             continue
         try:
@@ -158,7 +195,7 @@ def _parse_jsonl(text: str, kind: ImportKind) -> tuple[list[Record], list[str]]:
             errors.append(f"line {number}: expected a JSON object")
             continue
         try:
-            parsed = _parse_object(number, obj, kind)
+            parsed = _parse_object(number, obj, kind, left_out)
             for record in parsed:
                 _check_storable(record)
             records.extend(parsed)
@@ -167,7 +204,7 @@ def _parse_jsonl(text: str, kind: ImportKind) -> tuple[list[Record], list[str]]:
     return records, errors
 
 
-def _parse_object(number: int, obj: dict[str, Any], kind: ImportKind) -> list[Record]:
+def _parse_object(number: int, obj: dict[str, Any], kind: ImportKind, left_out: list[int]) -> list[Record]:
     if kind == ImportKind.prompts:
         p = _validate(PromptLine, obj)
         return [Record(line=number, prompt=p.prompt, tags=_unique(p.tags))]
@@ -196,8 +233,10 @@ def _parse_object(number: int, obj: dict[str, Any], kind: ImportKind) -> list[Re
                 source="demonstrations",
             )
         ]
+    if kind == ImportKind.ranked_groups and isinstance(obj.get("candidates"), list) and "tiers" in obj:
+        return [_parse_exported_ranking(number, obj)]
     if kind == ImportKind.oasst or isinstance(obj.get("prompt"), dict):
-        return _parse_oasst(number, obj)
+        return _parse_oasst(number, obj, left_out)
     group = _validate(RankedGroupLine, obj)
     _check_group(group.completions)
     tiers = None
@@ -215,18 +254,49 @@ def _parse_object(number: int, obj: dict[str, Any], kind: ImportKind) -> list[Re
     ]
 
 
+def _parse_exported_ranking(number: int, obj: dict[str, Any]) -> Record:
+    """A rankings.jsonl line as a ranked group: the candidates in set order, the tiers as their indexes."""
+    line = _validate(ExportedRankingLine, obj)
+    index = {c.id: i for i, c in enumerate(line.candidates)}
+    unknown = sorted({c for tier in line.tiers for c in tier} - set(index))
+    if unknown:
+        raise LineError(f"tiers: candidate ids {unknown[:5]} are not among the candidates")
+    texts = [c.text for c in line.candidates]
+    # Two versions may have written the same text: a candidate is its text and its version.
+    _check_group([(c.model_version, c.text) for c in line.candidates])
+    return Record(
+        line=number,
+        prompt=line.prompt.text,
+        tags=_unique(line.prompt.tags),
+        completions=texts,
+        tiers=_check_ranking([[index[c] for c in tier] for tier in line.tiers], len(texts)),
+        completion_models=[c.model_version for c in line.candidates],
+        all_bad=line.all_bad,
+    )
+
+
 def _check_storable(record: Record) -> None:
-    """PostgreSQL text holds neither NUL characters nor lone surrogates (which JSON escapes can carry)."""
-    fields = [("prompt", record.prompt), ("model", record.model)]
-    fields += [("tags", t) for t in record.tags] + [("completions", c) for c in record.completions]
-    fields += [(k, v) for meta in record.completion_meta for k, v in meta.items() if isinstance(v, str)]
-    for name, value in fields:
-        if "\x00" in value:
-            raise LineError(f"{name}: contains a NUL character")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise LineError(f"{name}: contains an unpaired surrogate (invalid Unicode)") from None
+    """Every text of a record under app.text's rule: what the line schemas checked, and what the
+    importer made of them (a rendered conversation, tags from CSV, provenance strings)."""
+    fields: list[tuple[str, str, dict[str, Any]]] = [
+        ("prompt", record.prompt, {"blank_ok": False}),
+        ("model", record.model, {"one_line": True, "blank_ok": False, "max_chars": NAME_CHARS}),
+    ]
+    fields += [
+        ("tags", t, {"one_line": True, "blank_ok": False, "max_chars": TAG_CHARS}) for t in record.tags
+    ]
+    fields += [("completions", c, {"blank_ok": False}) for c in record.completions]
+    fields += [("model_version", m, {"one_line": True, "blank_ok": False}) for m in record.completion_models]
+    fields += [
+        (k, v, {"one_line": True})
+        for meta in record.completion_meta
+        for k, v in meta.items()
+        if isinstance(v, str)
+    ]
+    for name, value, rule in fields:
+        problem = text_problem(value, **rule)
+        if problem:
+            raise LineError(f"{name}: {problem}")
 
 
 def _validate(model: type[M], obj: dict[str, Any]) -> M:
@@ -245,13 +315,13 @@ def _unique(tags: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
-def _check_group(completions: Sequence[str]) -> None:
+def _check_group(completions: Sequence[Hashable]) -> None:
     if not MIN_CANDIDATES <= len(completions) <= MAX_CANDIDATES:
         raise LineError(
             f"completions: a group needs {MIN_CANDIDATES} to {MAX_CANDIDATES} completions, "
             f"got {len(completions)}"
         )
-    seen: dict[str, int] = {}
+    seen: dict[Hashable, int] = {}
     for index, text in enumerate(completions):
         if text in seen:
             raise LineError(f"completions: {seen[text]} and {index} are the same text")
@@ -268,15 +338,17 @@ def _check_ranking(ranking: list[list[int]], size: int) -> list[list[int]]:
         raise LineError(f"ranking: {exc.message}") from exc
 
 
-def _parse_oasst(number: int, obj: dict[str, Any]) -> list[Record]:
+def _parse_oasst(number: int, obj: dict[str, Any], left_out: list[int]) -> list[Record]:
     if not isinstance(obj.get("prompt"), dict) and {"text", "role"} <= obj.keys():
         # A bare message tree without the export wrapper.
         obj = {"prompt": obj}
     if not isinstance(obj.get("prompt"), dict):
         raise LineError("prompt: not an Open-Assistant message tree (expected an object with text and role)")
     tree = _validate(OATree, obj)
+    if is_blank(tree.prompt.text):
+        raise LineError("prompt.text: must not be blank (the root message is the prompt)")
     records: list[Record] = []
-    for path, group in _ranked_groups(tree.prompt, []):
+    for path, group in _ranked_groups(tree.prompt, [], left_out):
         if len(group) > MAX_CANDIDATES:
             where = path[-1].message_id or "a message"
             raise LineError(f"{len(group)} ranked replies to {where}; a group takes at most {MAX_CANDIDATES}")
@@ -299,18 +371,24 @@ def _parse_oasst(number: int, obj: dict[str, Any]) -> list[Record]:
 
 
 def _ranked_groups(
-    message: OAMessage, before: list[OAMessage]
+    message: OAMessage, before: list[OAMessage], left_out: list[int]
 ) -> Iterator[tuple[list[OAMessage], list[OAMessage]]]:
+    """(conversation so far, its ranked replies) for each prompter message with two or more of them.
+
+    A blank reply is left out and counted, with everything below it: it is no candidate, and no later
+    turn's conversation can contain it.
+    """
     path = [*before, message]
+    replies = [r for r in message.replies if not r.deleted]
+    blank = [r for r in replies if is_blank(r.text)]
+    left_out[0] += len(blank)
+    replies = [r for r in replies if not is_blank(r.text)]
     if message.role == "prompter":
-        ranked = [
-            r for r in message.replies if r.role == "assistant" and r.rank is not None and not r.deleted
-        ]
+        ranked = [r for r in replies if r.role == "assistant" and r.rank is not None]
         if len(ranked) >= MIN_CANDIDATES:
             yield path, ranked
-    for reply in message.replies:
-        if not reply.deleted:
-            yield from _ranked_groups(reply, path)
+    for reply in replies:
+        yield from _ranked_groups(reply, path, left_out)
 
 
 def _tiers_from_ranks(ranks: Sequence[int]) -> list[list[int]]:

@@ -15,7 +15,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.orm import (
-    Assignment,
     Candidate,
     ComparisonSet,
     ComparisonSetItem,
@@ -114,17 +113,18 @@ def set_items_of_prompts(session: Session, prompt_ids: Sequence[int]) -> list[tu
     return found
 
 
-def sets_with_assignment_of(session: Session, annotator_id: int, set_ids: Sequence[int]) -> set[int]:
-    """Which of these sets the annotator has an assignment for."""
-    found: set[int] = set()
+def rankings_of_annotator(
+    session: Session, annotator_id: int, set_ids: Sequence[int]
+) -> list[tuple[int, list[list[int]]]]:
+    """(set id, tiers) of the annotator's rankings of these sets, dropped ones included."""
+    found: list[tuple[int, list[list[int]]]] = []
     for chunk in _chunks(set_ids):
-        found.update(
-            session.scalars(
-                select(Assignment.set_id).where(
-                    Assignment.annotator_id == annotator_id, Assignment.set_id.in_(chunk)
-                )
+        rows = session.execute(
+            select(Ranking.set_id, Ranking.tiers).where(
+                Ranking.annotator_id == annotator_id, Ranking.set_id.in_(chunk)
             )
         )
+        found.extend((int(r[0]), [[int(c) for c in tier] for tier in r[1]]) for r in rows)
     return found
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
-NonBlank = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
-Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
-ModelName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")]
+from app.text import CompletionText, IdLine, MessageText, NameLine, PromptText, TagLine
 
 
 class ImportKind(enum.StrEnum):
@@ -29,51 +27,75 @@ class _Line(BaseModel):
 
 
 class PromptLine(_Line):
-    prompt: NonBlank
-    tags: list[Tag] = Field(default_factory=list)
+    prompt: PromptText
+    tags: list[TagLine] = Field(default_factory=list)
 
 
 class PairLine(_Line):
     """A TRL preference pair (standard format, texts)."""
 
-    prompt: NonBlank
-    chosen: NonBlank
-    rejected: NonBlank
-    tags: list[Tag] = Field(default_factory=list)
-    model: ModelName | None = None
+    prompt: PromptText
+    chosen: CompletionText
+    rejected: CompletionText
+    tags: list[TagLine] = Field(default_factory=list)
+    model: NameLine | None = None
 
 
 class RankedGroupLine(_Line):
     """Completions of one prompt; `ranking` is tiers of indexes into `completions`, best first."""
 
-    prompt: NonBlank
-    completions: list[NonBlank]
+    prompt: PromptText
+    completions: list[CompletionText]
     ranking: list[list[int]] | None = None
-    tags: list[Tag] = Field(default_factory=list)
-    model: ModelName | None = None
+    tags: list[TagLine] = Field(default_factory=list)
+    model: NameLine | None = None
+
+
+class ExportedPrompt(_Line):
+    text: PromptText
+    tags: list[TagLine] = Field(default_factory=list)
+
+
+class ExportedCandidate(_Line):
+    id: int
+    text: CompletionText
+    model_version: NameLine
+
+
+class ExportedRankingLine(_Line):
+    """A line of rankloop's own rankings export (rankings.jsonl): tiers of candidate ids, best first."""
+
+    prompt: ExportedPrompt
+    candidates: list[ExportedCandidate]
+    tiers: list[list[int]]
+    all_bad: bool = False
 
 
 class OAMessage(_Line):
-    """One message of an Open-Assistant conversation tree."""
+    """One message of an Open-Assistant conversation tree.
 
-    text: str
+    Its text may be blank here: the importer leaves a blank reply out (and counts it) rather than refusing
+    a whole tree over it; a blank root is refused there.
+    """
+
+    text: MessageText
     role: Literal["prompter", "assistant"]
     replies: list[OAMessage] = Field(default_factory=list)
     rank: int | None = None
     deleted: bool = False
-    message_id: str | None = None
+    message_id: IdLine | None = None
 
 
 class OATree(_Line):
     prompt: OAMessage
-    message_tree_id: str | None = None
+    message_tree_id: IdLine | None = None
 
 
 class DemonstrationLine(_Line):
     """One demonstration: a prompt and the reply a person wrote for it (JSONL `{"prompt","completion"}`)."""
 
-    prompt: str = Field(min_length=1, max_length=100_000, pattern=r"\S")
-    completion: str = Field(min_length=1, max_length=100_000, pattern=r"\S")
+    prompt: PromptText
+    completion: CompletionText
 
 
 class ImportSummary(BaseModel):
@@ -91,6 +113,15 @@ class ImportSummary(BaseModel):
         default=0,
         description="prompts of the set in no comparison set: no annotator sees them until a generation "
         "job writes candidates (POST /api/v1/generations with this prompt_set_id)",
+    )
+    conflicts: int = Field(
+        default=0,
+        description="rankings kept that judge the same candidates differently from another ranking of the "
+        "file or of an earlier import (e.g. two judges disagreeing: A>B and B>A); each is its own set",
+    )
+    left_out: int = Field(
+        default=0,
+        description="Open-Assistant replies left out because their text is blank (with their replies)",
     )
 
 

@@ -4,6 +4,9 @@ An import is all or nothing: `importers.parse` checks every line before anything
 caller commits once. Re-importing is safe: a prompt is identified by its text within the prompt set, a
 candidate by (prompt, model version, text), and a set by its prompt and candidates, so a record whose set
 (or, for a ranked record, whose imported ranking) already exists is counted as a duplicate, not stored twice.
+Two rankings of the same candidates that disagree (A>B from one judge, B>A from another) are both kept,
+each in its own closed set, and counted as conflicts; only an identical ranking is a duplicate, so what
+survives never depends on the order of the lines.
 Demonstrations (`import_demonstrations`) become candidates of the human "demonstrations" version, in no set.
 
 A prompt set's hand-out settings (priority, pause) are set here too, from the admin Data page.
@@ -14,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session
 
@@ -39,12 +42,26 @@ from app.prompts import importers
 from app.prompts import repository as repo
 from app.prompts.importers import Record
 from app.prompts.schemas import DemonstrationSummary, ImportKind, ImportSummary
+from app.text import check_name
 from app.training.rounds import DEMONSTRATION_SOURCE
 
 DEFAULT_PROMPT_SET = "imported"
 RANKING_SOURCE = "import"
 # A comparison set's identity for re-imports: its prompt and the candidates in it.
 SetKey = tuple[int, frozenset[int]]
+# A ranking's identity: tiers of candidate ids, best first.
+Verdict = tuple[frozenset[int], ...]
+
+
+class ToRank(NamedTuple):
+    """A new closed set and the outside judgement to store for it (tiers of candidate ids)."""
+
+    comparison_set: ComparisonSet
+    candidate_ids: list[int]
+    tiers: list[list[int]]
+    all_bad: bool
+
+
 MAX_PRIORITY = 1_000_000
 
 
@@ -80,10 +97,12 @@ def import_file(
     if kind == ImportKind.demonstrations:
         return _import_demonstrations(session, settings, data, prompt_set)
     name = _prompt_set_name(prompt_set)
-    records = importers.parse(data, kind, filename)
+    parsed = importers.parse_file(data, kind, filename)
     # The file name is only a label (stored in Prompt.source); keep it storable whatever the client sent.
     origin = filename.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")[:100]
-    return import_records(session, settings, records, name, origin=origin)
+    summary = import_records(session, settings, parsed.records, name, origin=origin)
+    summary.left_out = parsed.left_out
+    return summary
 
 
 def import_demonstrations(
@@ -98,11 +117,11 @@ def import_demonstrations(
     """
     if len(data) > settings.max_upload_bytes:
         raise PayloadTooLarge(f"the file is larger than {settings.max_upload_bytes} bytes")
+    name = _prompt_set_name(prompt_set, default=importers.DEMONSTRATIONS_MODEL)
     records = [
         replace(r, completion_meta=[{"source": DEMONSTRATION_SOURCE}])
         for r in importers.parse(data, ImportKind.demonstrations)
     ]
-    name = _prompt_set_name(prompt_set, default=importers.DEMONSTRATIONS_MODEL)
     prompt_set_row = repo.get_or_add_prompt_set(session, name, "prompts with human-written demonstrations")
     version = repo.get_or_add_external_model_version(
         session, importers.DEMONSTRATIONS_MODEL, {"source": DEMONSTRATION_SOURCE, "human": True}
@@ -164,22 +183,21 @@ def import_records(
     if not grouped:
         return _with_next_step(session, summary, prompt_set_row.id)
 
-    versions = _model_versions(session, {r.model for r in grouped}, origin)
+    versions = _model_versions(session, {m for r in grouped for m in r.models()}, origin)
     candidate_ids, summary.candidates = _candidates(session, grouped, prompts, versions)
     prompt_ids = sorted({prompts[r.prompt].id for r in grouped})
     existing_sets = _existing_sets(session, prompt_ids)
     annotator_id = imported_annotator(session).id if any(r.tiers is not None for r in grouped) else None
-    ranked_sets = (
-        repo.sets_with_assignment_of(
-            session, annotator_id, [s for keys in existing_sets.values() for s in keys]
-        )
-        if annotator_id is not None
-        else set()
-    )
+    # The outside judgements already stored, by set key: an identical one is a duplicate, another one
+    # of the same candidates a conflict (kept: both judges' word counts).
+    judged: dict[SetKey, set[Verdict]] = {}
+    if annotator_id is not None:
+        by_set = {s: key for key, ids in existing_sets.items() for s in ids}
+        for set_id, tiers in repo.rankings_of_annotator(session, annotator_id, list(by_set)):
+            judged.setdefault(by_set[set_id], set()).add(_verdict(tiers))
 
     new_open: set[SetKey] = set()
-    new_ranked: set[SetKey] = set()
-    to_rank: list[tuple[ComparisonSet, list[int], list[list[int]]]] = []
+    to_rank: list[ToRank] = []
     new_sets: list[ComparisonSet] = []
     for record, ids in zip(grouped, candidate_ids, strict=True):
         key = (prompts[record.prompt].id, frozenset(ids))
@@ -190,10 +208,13 @@ def import_records(
             new_open.add(key)
             overlap, status = settings.overlap, SetStatus.open
         else:
-            if key in new_ranked or ranked_sets.intersection(existing_sets.get(key, ())):
+            verdict = _verdict([[ids[i] for i in tier] for tier in record.tiers])
+            seen = judged.setdefault(key, set())
+            if verdict in seen:
                 summary.duplicates += 1
                 continue
-            new_ranked.add(key)
+            summary.conflicts += bool(seen)
+            seen.add(verdict)
             # Already judged outside: nobody here is asked again, the outside judgement is the one ranking.
             overlap, status = 1, SetStatus.closed
         comparison_set = ComparisonSet(
@@ -205,7 +226,8 @@ def import_records(
         )
         new_sets.append(comparison_set)
         if record.tiers is not None:
-            to_rank.append((comparison_set, ids, [[ids[i] for i in tier] for tier in record.tiers]))
+            tiers = [[ids[i] for i in tier] for tier in record.tiers]
+            to_rank.append(ToRank(comparison_set, ids, tiers, record.all_bad))
     repo.add_all(session, new_sets)
     summary.sets = len(new_sets)
 
@@ -232,23 +254,20 @@ def import_replies(
     with_replies = [r for r in records if r.completions]
     if not with_replies:
         return 0
-    versions = _model_versions(session, {r.model for r in with_replies}, origin)
+    versions = _model_versions(session, {m for r in with_replies for m in r.models()}, origin)
     _, stored = _candidates(session, with_replies, prompts, versions)
     return stored
 
 
+def _verdict(tiers: Sequence[Sequence[int]]) -> Verdict:
+    """A ranking's identity for re-imports: its tiers of candidate ids, order within a tier ignored."""
+    return tuple(frozenset(tier) for tier in tiers)
+
+
 def _prompt_set_name(name: str | None, default: str = DEFAULT_PROMPT_SET) -> str:
-    """The prompt set name to use: the given one, trimmed, or the default."""
-    name = (name or "").strip() or default
-    if len(name) > 200:
-        raise Invalid("prompt set names are at most 200 characters")
-    if not name.isprintable():
-        raise Invalid("prompt set names cannot contain control characters")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise Invalid("prompt set names must be valid Unicode") from None
-    return name
+    """The prompt set name to use, the same for every import kind: the given one, trimmed, or the default;
+    one line of at most NAME_CHARS under app.text's rule (422 otherwise)."""
+    return check_name(name, "prompt_set", default=default)
 
 
 def _repeated_prompts(records: Sequence[Record], preexisting: set[str]) -> int:
@@ -304,23 +323,28 @@ def _candidates(
         (c.prompt_id, c.model_version_id, c.text): c for c in repo.candidates_of_prompts(session, prompt_ids)
     }
     new: list[Candidate] = []
+    ids: list[list[int]] = []
     for r in records:
-        prompt_id, version_id = prompts[r.prompt].id, versions[r.model].id
-        for index, text in enumerate(r.completions):
-            key = (prompt_id, version_id, text)
+        prompt_id = prompts[r.prompt].id
+        keys = [(prompt_id, versions[m].id, text) for m, text in zip(r.models(), r.completions, strict=True)]
+        for index, key in enumerate(keys):
             if key not in known:
                 params: dict[str, Any] = (
                     r.completion_meta[index] if r.completion_meta else {"source": r.source}
                 )
                 known[key] = Candidate(
-                    prompt_id=prompt_id, model_version_id=version_id, text=text, generation_params=params
+                    prompt_id=key[0], model_version_id=key[1], text=key[2], generation_params=params
                 )
                 new.append(known[key])
     repo.add_all(session, new)
-    ids = [
-        [known[(prompts[r.prompt].id, versions[r.model].id, text)].id for text in r.completions]
-        for r in records
-    ]
+    for r in records:
+        prompt_id = prompts[r.prompt].id
+        ids.append(
+            [
+                known[(prompt_id, versions[m].id, text)].id
+                for m, text in zip(r.models(), r.completions, strict=True)
+            ]
+        )
     return ids, len(new)
 
 
@@ -338,7 +362,7 @@ def _existing_sets(session: Session, prompt_ids: Sequence[int]) -> dict[SetKey, 
 def _imported_rankings(
     session: Session,
     annotator_id: int,
-    to_rank: Sequence[tuple[ComparisonSet, list[int], list[list[int]]]],
+    to_rank: Sequence[ToRank],
 ) -> int:
     """A submitted assignment and a ranking by the imported annotator for each newly ranked set."""
     now = dt.datetime.now(dt.UTC)
@@ -352,11 +376,11 @@ def _imported_rankings(
             lease_expires_at=now,
             completed_at=now,
         )
-        for s, ids, _ in to_rank
+        for s, ids, _, _ in to_rank
     ]
     repo.add_all(session, assignments)
     rankings = []
-    for assignment, (s, ids, tiers) in zip(assignments, to_rank, strict=True):
+    for assignment, (s, ids, tiers, all_bad) in zip(assignments, to_rank, strict=True):
         normalised = validate_tiers(tiers, ids)
         rankings.append(
             Ranking(
@@ -364,13 +388,13 @@ def _imported_rankings(
                 set_id=s.id,
                 annotator_id=annotator_id,
                 tiers=normalised,
-                all_bad=False,
+                all_bad=all_bad,
                 flags={},
                 rationale="",
                 display_order=ids,
                 seconds_spent=None,
                 source=RANKING_SOURCE,
-                fingerprint=fingerprint(assignment.id, normalised, False, {}, ""),
+                fingerprint=fingerprint(assignment.id, normalised, all_bad, {}, ""),
             )
         )
     repo.add_all(session, rankings)

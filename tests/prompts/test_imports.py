@@ -262,7 +262,7 @@ TEN = json.dumps({"prompt": "p", "completions": [str(i) for i in range(10)]})
         (PAIRS, '{"prompt": "p", "chosen": "a"}', "rejected: Field required"),
         (PAIRS, '{"prompt": "p", "chosen": "a", "rejected": "a"}', "same text"),
         (PROMPTS, '{"prompt": "p", "tags": "a;b"}', "tags: Input should be"),
-        (RG, '{"prompt": "a\\u0000b", "completions": ["a", "b"]}', "prompt: contains a NUL character"),
+        (RG, '{"prompt": "a\\u0000b", "completions": ["a", "b"]}', "prompt: character 2 is a NUL (U+0000)"),
         (
             PAIRS,
             '{"prompt": "p", "chosen": "\\ud800", "rejected": "b"}',
@@ -332,6 +332,7 @@ def test_api_import_returns_the_summary(app_client, api_token):
     assert r.json() == {
         "prompt_set": "api-set", "records": 1, "prompts": 1, "candidates": 3, "sets": 1, "rankings": 1,
         "duplicates": 0, "prompt_set_id": r.json()["prompt_set_id"], "waiting_for_candidates": 0,
+        "conflicts": 0, "left_out": 0,
     }  # fmt: skip
     assert committed_counts()["Ranking"] == 1
 
@@ -364,7 +365,7 @@ def test_api_import_needs_an_admin_and_a_known_kind(app_client, api_token):
     r = post(admin, kind="essays")
     assert r.status_code == 422 and "kind must be one of" in r.json()["detail"]
     r = post(admin, kind="prompts", prompt_set="a\x00")
-    assert r.status_code == 422 and "control characters" in r.json()["detail"]
+    assert r.status_code == 422 and "prompt_set: character 2 is a NUL" in r.json()["detail"]
     assert committed_counts()["Prompt"] == 0
 
 

@@ -5,8 +5,8 @@ script that claims 50 s per task showed a 50 s median while posting hundreds of 
 `server_seconds` is measured by the server alone; `seconds_spent` stays as the client's claim, an extra.
 Existing rankings get theirs from their assignment (lease start to completion); imported ones have none.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 from collections.abc import Sequence
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
