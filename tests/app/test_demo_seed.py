@@ -146,8 +146,8 @@ def count_where(session, model, condition) -> int:
 
 
 def test_demo_queues_one_first_generation_and_follows_it_until_done(clean_db):
-    from app.demo.cli import first_generation as _demo_generation
     from app.db import session_scope
+    from app.demo.cli import first_generation as _demo_generation
     from app.orm import Round, RoundKind, RoundStatus
 
     first = _demo_generation()
