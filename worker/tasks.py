@@ -143,6 +143,19 @@ async def retry_stalled_jobs(timestamp: int) -> str:
     return f"retried jobs {retried}, closed rounds {closed}"
 
 
+def configure_torch_threads(threads: int) -> int:
+    """Set torch's intra-op CPU threads for this process (0 = leave torch's default); returns the count in use.
+
+    The setting exists because torch's OpenMP threads spin-wait: with other busy processes on the same cores a
+    batch-16 decoding step of the default model took 1.25 s on 2 threads and 0.19 s on 1 (bench/RESULTS.md).
+    """
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    return int(torch.get_num_threads())
+
+
 def run_worker(
     *,
     queues: list[str] | None = None,
@@ -161,10 +174,7 @@ async def _run_workers(queues: list[str], concurrency: int, maintenance: bool, w
     from app.db import database_url
 
     settings = get_settings()
-    if settings.torch_threads:
-        import torch
-
-        torch.set_num_threads(settings.torch_threads)
+    configure_torch_threads(settings.torch_threads)
     common: dict[str, Any] = {
         "wait": wait,
         # Signals are ours: one SIGTERM must stop both workers.
