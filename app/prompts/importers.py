@@ -440,6 +440,8 @@ def _pair_texts(
         return prompt, _reply("chosen", chosen), _reply("rejected", rejected)
     if isinstance(chosen, str) or isinstance(rejected, str):
         raise LineError("prompt: missing (an implicit prompt needs chosen and rejected as message lists)")
+    if chosen == rejected:
+        raise LineError("chosen and rejected are the same conversation")
     shared = 0
     while shared < min(len(chosen), len(rejected)) and chosen[shared] == rejected[shared]:
         shared += 1
