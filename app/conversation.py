@@ -148,7 +148,9 @@ def _prompt_value(value: object) -> PromptLike:
         return as_prompt(parse_messages(value))
     except ConversationError as exc:
         # The turn goes in the context: the importers add it to the field's location ("prompt.2.content").
-        raise PydanticCustomError("conversation", "{problem}", {"at": exc.at, "problem": exc.problem}) from exc
+        raise PydanticCustomError(
+            "conversation", "{problem}", {"at": exc.at, "problem": exc.problem}
+        ) from exc
 
 
 def _reply_value(value: object) -> str | Conversation:
@@ -157,7 +159,9 @@ def _reply_value(value: object) -> str | Conversation:
     try:
         return parse_messages(value, final=None)
     except ConversationError as exc:
-        raise PydanticCustomError("conversation", "{problem}", {"at": exc.at, "problem": exc.problem}) from exc
+        raise PydanticCustomError(
+            "conversation", "{problem}", {"at": exc.at, "problem": exc.problem}
+        ) from exc
 
 
 # A prompt field of an import line: a text or a message list, checked as above (pydantic field type).

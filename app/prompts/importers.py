@@ -20,9 +20,10 @@ Pure functions: bytes in, `Record`s out, or `Invalid` naming each bad line. Form
   a human-written reply for the supervised (SFT) stage -> a record with that one completion and no ranking.
 
 A prompt given as messages follows app.conversation's rule (known roles, no blank turn, the last one the
-user's); a conversation of one user turn is a plain prompt. Every text goes through app.text's rule (valid Unicode, no control characters, prompts and completions
-not blank, the documented limits). JSONL files are split into lines on "\n" only ("\r\n" is fine): a JSON
-string may hold U+2028 and other characters that `str.splitlines` would break a line at.
+user's); a conversation of one user turn is a plain prompt. Every text goes through app.text's rule
+(valid Unicode, no control characters, prompts and completions not blank, the documented limits). JSONL
+files are split into lines on "\n" only ("\r\n" is fine): a JSON string may hold U+2028 and other
+characters that `str.splitlines` would break a line at.
 """
 
 from __future__ import annotations

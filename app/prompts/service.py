@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 from app.annotation.service import fingerprint
 from app.annotation.tiers import validate_tiers
 from app.auth.service import imported_annotator
-from app.conversation import PromptLike, flatten, stored_messages
 from app.config import Settings
+from app.conversation import PromptLike, flatten, stored_messages
 from app.errors import Conflict, Invalid, NotFound, PayloadTooLarge
 from app.orm import (
     Assignment,

@@ -125,19 +125,55 @@ PROMPTS, PAIRS, RG = ImportKind.prompts, ImportKind.pairs, ImportKind.ranked_gro
     [
         (PROMPTS, {"prompt": []}, "prompt: must be a text or a non-empty list of messages"),
         (PROMPTS, {"prompt": [user("a"), "b"]}, 'prompt.1: must be an object with "role" and "content"'),
-        (PROMPTS, {"prompt": [{"role": "tool", "content": "x"}, user("a")]}, "prompt.0.role: must be system, user or assistant (got 'tool')"),
+        (
+            PROMPTS,
+            {"prompt": [{"role": "tool", "content": "x"}, user("a")]},
+            "prompt.0.role: must be system, user or assistant (got 'tool')",
+        ),
         (PROMPTS, {"prompt": [user("a"), bot(" \u200b ")]}, "prompt.1.content: must not be blank"),
-        (PROMPTS, {"prompt": [user("a"), {"role": "user", "content": ["x"]}]}, "prompt.1.content: must be a text"),
+        (
+            PROMPTS,
+            {"prompt": [user("a"), {"role": "user", "content": ["x"]}]},
+            "prompt.1.content: must be a text",
+        ),
         (PROMPTS, {"prompt": [user("a\x00")]}, "prompt.0.content: character 2 is a NUL (U+0000)"),
-        (PROMPTS, {"prompt": [user("a"), bot("b")]}, "prompt.1.role: the last turn must be the user's (got assistant)"),
-        (RG, {"prompt": [user("a"), bot("b")], "completions": ["x", "y"]}, "prompt.1.role: the last turn must be the user's"),
-        (PAIRS, {"prompt": CHAT, "chosen": [bot("a"), user("more")], "rejected": [bot("b")]}, "chosen: a reply is one assistant message (got assistant, user)"),
-        (PAIRS, {"chosen": "a", "rejected": "b"}, "prompt: missing (an implicit prompt needs chosen and rejected as message lists)"),
-        (PAIRS, {"chosen": [user("a"), bot("x")], "rejected": [user("b"), bot("y")]}, "prompt: chosen and rejected must share the conversation up to a user turn"),
-        (PAIRS, {"chosen": [user("a"), bot("x")], "rejected": [user("a"), bot("x")]}, "chosen and rejected are the same conversation"),
-        (PAIRS, {"prompt": CHAT, "chosen": [bot("")], "rejected": [bot("b")]}, "chosen.0.content: must not be blank"),
+        (
+            PROMPTS,
+            {"prompt": [user("a"), bot("b")]},
+            "prompt.1.role: the last turn must be the user's (got assistant)",
+        ),
+        (
+            RG,
+            {"prompt": [user("a"), bot("b")], "completions": ["x", "y"]},
+            "prompt.1.role: the last turn must be the user's",
+        ),
+        (
+            PAIRS,
+            {"prompt": CHAT, "chosen": [bot("a"), user("more")], "rejected": [bot("b")]},
+            "chosen: a reply is one assistant message (got assistant, user)",
+        ),
+        (
+            PAIRS,
+            {"chosen": "a", "rejected": "b"},
+            "prompt: missing (an implicit prompt needs chosen and rejected as message lists)",
+        ),
+        (
+            PAIRS,
+            {"chosen": [user("a"), bot("x")], "rejected": [user("b"), bot("y")]},
+            "prompt: chosen and rejected must share the conversation up to a user turn",
+        ),
+        (
+            PAIRS,
+            {"chosen": [user("a"), bot("x")], "rejected": [user("a"), bot("x")]},
+            "chosen and rejected are the same conversation",
+        ),
+        (
+            PAIRS,
+            {"prompt": CHAT, "chosen": [bot("")], "rejected": [bot("b")]},
+            "chosen.0.content: must not be blank",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_bad_conversation_is_named_by_line_field_and_turn(db, kind, line, message):
     good = {"prompt": CHAT, "chosen": [bot("x")], "rejected": [bot("y")], "completions": ["x", "y"]}
     before = counts(db)
