@@ -217,7 +217,8 @@ def _parse_object(number: int, obj: dict[str, Any], kind: ImportKind, left_out: 
         return [Record(line=number, prompt=p.prompt, tags=_unique(p.tags))]
     if kind == ImportKind.pairs:
         pair = _validate(PairLine, obj)
-        prompt, chosen, rejected = _pair_texts(pair.prompt, pair.chosen, pair.rejected)
+        given = isinstance(obj.get("prompt"), list) or pair.prompt is None
+        prompt, chosen, rejected = _pair_texts(pair.prompt, pair.chosen, pair.rejected, given)
         if chosen == rejected:
             raise LineError("chosen and rejected are the same text")
         return [
@@ -429,13 +430,16 @@ def _reply(field: str, value: str | Conversation) -> str:
 
 
 def _pair_texts(
-    prompt: PromptLike | None, chosen: str | Conversation, rejected: str | Conversation
+    prompt: PromptLike | None,
+    chosen: str | Conversation,
+    rejected: str | Conversation,
+    prompt_as_messages: bool,
 ) -> tuple[PromptLike, str, str]:
     """(prompt, chosen, rejected) of a TRL preference line; without an explicit prompt (or with a text
     prompt beside message lists, as TRL's maybe_extract_prompt reads it) the prompt is the turns that
-    chosen and rejected share."""
+    chosen and rejected share. `prompt_as_messages`: the line gave its prompt as a message list (or none)."""
     both_lists = not isinstance(chosen, str) and not isinstance(rejected, str)
-    explicit = prompt is not None and (not both_lists or not isinstance(prompt, str))
+    explicit = prompt is not None and (not both_lists or prompt_as_messages)
     if explicit:
         assert prompt is not None
         return prompt, _reply("chosen", chosen), _reply("rejected", rejected)
