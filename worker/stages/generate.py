@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.conversation import PromptLike
 from app.training.config import ConfigError
 from worker import candidates, versions
 from worker.stages.configs import candidate_config
@@ -63,7 +64,7 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
             result = generate_candidates(
                 model,
                 tokenizer,
-                [p.text for p in chunk],
+                [p.prompt for p in chunk],
                 dataclasses.replace(cand_cfg, seed=seed + start),
                 on_step=clock.chunk(done, len(chunk) * k, cfg.max_new_tokens),
             )
@@ -106,7 +107,7 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
         stored = candidates.store_sets(session, sets, ctx.settings.overlap, f"round:{ctx.round_id}")
     made = len(stored)
     ctx.progress.log(f"{made} new comparison sets; {dropped} near-duplicate candidates dropped")
-    texts = {p.id: p.text for p in prompts}
+    texts = {p.id: p.prompt for p in prompts}
     exchanges = [
         (cid, texts[prompt_id], cand.text)
         for (prompt_id, kept), ids in zip((s for s in sets if len(s[1]) >= 2), stored, strict=True)
@@ -117,7 +118,7 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
     return made
 
 
-def _score_candidates(ctx: RoundContext, exchanges: list[tuple[int, str, str]]) -> None:
+def _score_candidates(ctx: RoundContext, exchanges: list[tuple[int, PromptLike, str]]) -> None:
     """Score (candidate id, prompt, reply) with the newest reward model, in batches; store the scores."""
     from worker.reward import load_reward_model
 
