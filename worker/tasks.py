@@ -144,10 +144,11 @@ async def retry_stalled_jobs(timestamp: int) -> str:
 
 
 def configure_torch_threads(threads: int) -> int:
-    """Set torch's intra-op CPU threads for this process (0 = leave torch's default); returns the count in use.
+    """Set torch's intra-op CPU threads for this process (0 = leave torch's default); returns the count.
 
-    The setting exists because torch's OpenMP threads spin-wait: with other busy processes on the same cores a
-    batch-16 decoding step of the default model took 1.25 s on 2 threads and 0.19 s on 1 (bench/RESULTS.md).
+    The setting exists because torch's OpenMP threads spin-wait: with other busy processes on the same cores
+    a batch-16 decoding step of the default model took 1.25 s on 2 threads and 0.19 s on 1
+    (bench/RESULTS.md).
     """
     import torch
 
