@@ -22,7 +22,13 @@ def register(app: typer.Typer) -> None:
 
 
 def worker(
-    queues: Annotated[str, typer.Option(help="comma-separated device queues")] = "train,generate",
+    queues: Annotated[
+        str,
+        typer.Option(
+            help="comma-separated device queues: train (training rounds up to their published versions; "
+            "GPU hosts), generate (new comparison sets, each training round's last stage included)"
+        ),
+    ] = "train,generate",
     concurrency: Annotated[int, typer.Option(min=1, help="device jobs at a time")] = 1,
     maintenance: Annotated[
         bool, typer.Option(help="also run periodic jobs: auto rounds, retrying dead workers' jobs")

@@ -1,7 +1,8 @@
 """Stages 4-5: win-rate of the new policy against its parent, then publication of both versions.
 
 Publication puts both versions in the model store first (worker/store.py: complete, hashed, immutable),
-then both rows in one transaction; a crashed attempt's versions without rows are removed before.
+then both rows in one transaction, which also hands the round's generation stage to the generate queue
+(worker/rounds.py); a crashed attempt's versions without rows are removed before.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import dataclasses
 from typing import Any
 
 from app.orm import ModelKind
-from worker import versions
+from worker import rounds, versions
 from worker.snapshot import Snapshot
 from worker.stages.configs import candidate_config
 from worker.stages.context import RoundContext, free_memory, timing
@@ -105,6 +106,8 @@ def stage_publish(
     )
     reward_name, policy_name = version_dir_name("reward", name), version_dir_name("policy", name)
     promote = ctx.cfg.promote(ctx.settings)
+    # From the commit below the round belongs to its generation job; this job's progress writer stops here.
+    ctx.progress.hand_over()
     with ctx.sessions() as session, session.begin():
         reward_id, policy_id, outcome = versions.publish(
             session,
@@ -131,7 +134,19 @@ def stage_publish(
             promote,
             ctx.settings,
         )
-    ctx.progress.log(f"published {reward_name} (#{reward_id}) and {policy_name} (#{policy_id}), {outcome}")
+        rounds.hand_to_generation(
+            session,
+            ctx.round_id,
+            {
+                "data_snapshot_id": snapshot.id,
+                "rankings": len(snapshot.ranking_ids),
+                "reward_version_id": reward_id,
+                "policy_version_id": policy_id,
+                **evaluation,
+                **run_timing,
+            },
+            f"published {reward_name} (#{reward_id}) and {policy_name} (#{policy_id}), {outcome}",
+        )
     return reward_id, policy_id
 
 
