@@ -169,6 +169,7 @@ def open_version(location: str, cache_dir: Path) -> Path:
     root, _, dir_name = location.rstrip("/").rpartition("/")
     fs, path = _fs(location)
     local = _cache_root(Path(cache_dir), root) / dir_name
+    local.parent.mkdir(parents=True, exist_ok=True)
     try:
         manifest = fs.cat_file(f"{path}/{artifacts.MANIFEST_FILE}")
     except FileNotFoundError:
@@ -182,7 +183,6 @@ def open_version(location: str, cache_dir: Path) -> Path:
                 )
                 return local
         raise VersionUnavailable(f"model version {location} is unreachable: {exc}") from exc
-    local.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{local}.lock"):
         if _matches(local, manifest):
             return local
