@@ -1,7 +1,9 @@
 """The worker's jobs, and `run_worker` behind `rankloop worker`.
 
-- `run_round` (queue "train"): one training round, worker/pipeline.py, on the round's row.
-- `generate` (queue "generate"): a generation-only round (new comparison sets from the active policy).
+- `run_round` (queue "train"): one training round, worker/pipeline.py, on the round's row, up to the
+  publication of its versions, which queues its generation stage as a `generate` job.
+- `generate` (queue "generate"): a generation-only round (new comparison sets from the active policy), or
+  a training round's generation stage; it finishes the round.
 - `schedule_auto_round` (periodic, queue "maintenance"): starts a round once enough new rankings arrived.
 - `promote_ready` (periodic, queue "maintenance"): a policy waiting for the promotion gate becomes active
   once people prefer it to the active one (app.training.rounds.promote_ready).
@@ -39,6 +41,9 @@ from worker.progress import Cancelled, Interrupted
 
 log = logging.getLogger(__name__)
 
+# What the training job returns once the round's generation stage waits on the generate queue.
+HANDED_OVER = "generation queued"
+
 
 class RetryAfterShutdown(BaseRetryStrategy):
     """Back to the queue only when the worker was shutting down; real failures are final."""
@@ -73,10 +78,13 @@ def run_round_job(round_id: int, job_id: int | None, context: JobContext | None 
         with ProgressReporter(
             round_id, sessions, interval=settings.progress_interval_seconds, should_abort=should_abort
         ) as progress:
+            metrics: dict[str, Any] | None
             if claim.kind == "generate":
                 metrics = pipeline.run_generation_round(claim, progress, sessions, settings)
             else:
                 metrics = pipeline.run_training_round(claim, progress, sessions, settings)
+            if metrics is None:
+                return HANDED_OVER
     except Cancelled:
         rounds.cancelled(sessions, round_id)
         raise exceptions.JobAborted("round cancelled") from None

@@ -12,7 +12,6 @@ import dataclasses
 import random
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from app.conversation import PromptLike
@@ -52,7 +51,7 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
         model, tokenizer = load_causal_lm(
             version.base_model or cfg.base_model,
             data_dir=ctx.data_dir,
-            adapter_dir=Path(version.adapter_path) if version.adapter_path else None,
+            adapter_dir=ctx.store.open(version.adapter_path) if version.adapter_path else None,
         )
         seed = random.Random(cfg.seed * 1000 + ctx.round_id * 10 + offset + ctx.claim.attempt).randrange(
             2**31
@@ -127,7 +126,7 @@ def _score_candidates(ctx: RoundContext, exchanges: list[tuple[int, PromptLike, 
     if reward is None or reward.adapter_path is None or not exchanges:
         return
     ctx.progress.stage("score", total=len(exchanges))
-    rm = load_reward_model(Path(reward.adapter_path), data_dir=ctx.data_dir)
+    rm = load_reward_model(ctx.store.open(reward.adapter_path), data_dir=ctx.data_dir)
     scores: list[tuple[int, float]] = []
     step = max(1, ctx.cfg.generation_batch_size)
     for start in range(0, len(exchanges), step):

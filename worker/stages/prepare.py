@@ -64,6 +64,6 @@ def previous_policy(ctx: RoundContext) -> Parent:
         ref = versions.newest_policy(session, ctx.cfg.base_model) or versions.base_policy(
             session, ctx.cfg.base_model
         )
-    adapter = Path(ref.adapter_path) if ref.adapter_path else None
+    adapter = ctx.store.open(ref.adapter_path) if ref.adapter_path else None
     ctx.progress.log(f"building on policy {ref.name}")
     return Parent(ref.id, ref.name, adapter)
