@@ -23,6 +23,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 VIEWPORTS = [(390, 844), (1366, 900)]
 LONG_WORD = "https://example.org/" + "a-very-long-path-segment/" * 8  # no break opportunity but its own
+# Model Markdown with a code line far wider than a phone: its box scrolls, the page must not.
+CODE = "Like this:\n\n```python\nresult = parse(text)  # " + "a comment that runs on and on " * 6 + "\n```"
 
 # The elements that stick out past the right edge, to say what to fix when the test fails.
 OVERFLOWING = """() => {
@@ -51,10 +53,18 @@ def seed_history() -> dict[str, Any]:
         loop = random_loop(s, sets=16, annotators=3)
         ps = make_prompt_set(s, "a-prompt-set-with-a-rather-long-name-for-a-phone")
         prompt = make_prompt(s, ps, "A long prompt with a link " + LONG_WORD + " " + "and words " * 60)
-        cands = make_candidates(s, prompt, [LONG_WORD, "short " * 80], model_version=loop.versions[0])
+        cands = make_candidates(s, prompt, [LONG_WORD, "short " * 80, CODE], model_version=loop.versions[0])
+        # The Compare page shows both versions' replies to this prompt side by side.
+        make_candidates(s, prompt, [CODE], model_version=loop.versions[-1])
         cset = make_comparison_set(s, prompt, candidates=cands)
         who = make_annotator(s, "annotator-with-a-long-username")
-        rank(s, cset, who, [[cands[0].id], [cands[1].id]], flags={str(cands[0].id): ["unsafe"]})
+        rank(
+            s,
+            cset,
+            who,
+            [[cands[0].id], [cands[1].id], [cands[2].id]],
+            flags={str(cands[0].id): ["unsafe"], str(cands[2].id): ["incorrect"]},
+        )
         now = dt.datetime.now(dt.UTC)
         row = Round(
             kind=RoundKind.train,
