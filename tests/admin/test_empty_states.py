@@ -35,6 +35,7 @@ EXPECTED = {
     "/admin/quality/consensus": ["RANKLOOP_OVERLAP"],
     "/admin/export": ["/admin/import"],
     "/admin/models/compare": ["/admin/rounds"],
+    "/admin/generate": ["/admin/import"],
 }
 
 
