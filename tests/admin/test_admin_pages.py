@@ -131,7 +131,9 @@ def test_overview_calls_a_generation_job_by_its_name(admin):
     with session_scope() as s:
         ps = make_prompt_set(s)
         make_prompt(s, ps)
-        job_id = training.start_generation(s, get_settings(), {"prompt_set_id": ps.id}, requested_by_id=None).id
+        job_id = training.start_generation(
+            s, get_settings(), {"prompt_set_id": ps.id}, requested_by_id=None
+        ).id
     block = stat_block(admin.get("/admin").text, "current-round")
     assert block.startswith('data-stat="current-round">Generation job')
     assert f'href="/admin/rounds/{job_id}">#{job_id}</a>' in block
