@@ -256,8 +256,8 @@ def train_dpo(
         beta=cfg.beta,
         learning_rate=cfg.lr,
         num_train_epochs=epochs,
-        # Our plan, not cfg.max_steps: the Trainer runs a positive max_steps to the end whatever the epochs say,
-        # so a cap above the epochs' updates made it repeat the pairs up to the cap.
+        # Our plan, not cfg.max_steps: the Trainer runs a positive max_steps to the end whatever the epochs
+        # say, so a cap above the epochs' updates made it repeat the pairs up to the cap.
         max_steps=total_updates,
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,

@@ -142,8 +142,8 @@ def train_sft(
         output_dir=str(output_dir / ".checkpoints"),
         learning_rate=cfg.lr,
         num_train_epochs=cfg.epochs,
-        # Our plan, not cfg.max_steps: the Trainer runs a positive max_steps to the end whatever the epochs say,
-        # so a cap above the epochs' updates (policy_max_steps is 32 by default) made it train 32 updates.
+        # Our plan, not cfg.max_steps: the Trainer runs a positive max_steps to the end whatever the epochs
+        # say, so a cap above the epochs' updates (policy_max_steps, 32 by default) made it train 32 updates.
         max_steps=total_updates,
         # Batches of demonstrations of similar length: each is padded to its longest member.
         train_sampling_strategy="group_by_length",

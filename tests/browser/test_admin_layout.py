@@ -50,14 +50,14 @@ OVERFLOWING = """() => {
 # Chart labels on screen outside these sizes: a chart drawn 1100 units wide, squeezed onto a phone, had 3 px
 # ones; a lone 360-unit loss chart stretched across a laptop had 37 px ones.
 MIN_LABEL_PX, MAX_LABEL_PX = 7.5, 20
-ODD_LABELS = """() => {
+ODD_LABELS = """([low, high]) => {
   const out = [];
   for (const t of document.querySelectorAll('svg.chart text')) {
     const px = parseFloat(getComputedStyle(t).fontSize) * t.ownerSVGElement.getScreenCTM().a;
-    if (px < %s || px > %s) out.push(`${t.textContent.trim()} ${px.toFixed(1)}px`);
+    if (px < low || px > high) out.push(`${t.textContent.trim()} ${px.toFixed(1)}px`);
   }
   return out.slice(0, 3);
-}""" % (MIN_LABEL_PX, MAX_LABEL_PX)
+}"""
 
 
 def seed_history() -> dict[str, Any]:
@@ -124,7 +124,7 @@ def test_every_admin_page_fits_a_phone_and_a_laptop(live_server, chromium, make_
             scroll_width = page.evaluate("document.documentElement.scrollWidth")
             if scroll_width > width:
                 wide[f"{path} at {width}px: {scroll_width}px"] = page.evaluate(OVERFLOWING)
-            odd = page.evaluate(ODD_LABELS)
+            odd = page.evaluate(ODD_LABELS, [MIN_LABEL_PX, MAX_LABEL_PX])
             if odd:
                 labels[f"{path} at {width}px"] = odd
         if width == 390:
@@ -133,7 +133,9 @@ def test_every_admin_page_fits_a_phone_and_a_laptop(live_server, chromium, make_
         assert watched.errors == [] and watched.csp_violations == []
         context.close()
     assert wide == {}, "\n".join(f"{k}: {v}" for k, v in wide.items())
-    assert labels == {}, "chart labels too small or too large:\n" + "\n".join(f"{k}: {v}" for k, v in labels.items())
+    assert labels == {}, "chart labels too small or too large:\n" + "\n".join(
+        f"{k}: {v}" for k, v in labels.items()
+    )
 
 
 def test_the_page_list_covers_every_section_of_the_admin_nav():
