@@ -257,7 +257,9 @@ def train_dpo(
         beta=cfg.beta,
         learning_rate=cfg.lr,
         num_train_epochs=epochs,
-        max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
+        # Our plan, not cfg.max_steps: the Trainer runs a positive max_steps to the end whatever the epochs
+        # say, so a cap above the epochs' updates made it repeat the pairs up to the cap.
+        max_steps=total_updates,
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,

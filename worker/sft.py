@@ -143,7 +143,9 @@ def train_sft(
         output_dir=str(output_dir / ".checkpoints"),
         learning_rate=cfg.lr,
         num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
+        # Our plan, not cfg.max_steps: the Trainer runs a positive max_steps to the end whatever the epochs
+        # say, so a cap above the epochs' updates (policy_max_steps, 32 by default) made it train 32 updates.
+        max_steps=total_updates,
         # Batches of demonstrations of similar length: each is padded to its longest member.
         train_sampling_strategy="group_by_length",
         per_device_train_batch_size=cfg.batch_size,

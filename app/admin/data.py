@@ -75,7 +75,12 @@ def ranking_views(session: Session, rows: Sequence[review.RankingRow]) -> list[R
             name, hidden = versions.get(c, ("?", False))
             return TierLabel(letters.get(c, f"#{c}"), name, hidden)
 
-        tiers = [[label(int(c)) for c in tier] for tier in r.tiers]
+        # A tie reads as the annotator made it ("A = C"), not in stored (candidate id) order.
+        seen = {int(c): i for i, c in enumerate(r.display_order or ()) if letters}
+        tiers = [
+            [label(c) for c in sorted((int(c) for c in tier), key=lambda c: (seen.get(c, len(seen)), c))]
+            for tier in r.tiers
+        ]
         flags = [
             (letters.get(int(c), f"#{c}"), str(value))
             for c, values in sorted(r.flags.items())

@@ -19,7 +19,7 @@ from app.admin.common import page_router, redirect
 from app.config import Settings
 from app.deps import DB, AdminUser, SettingsDep
 from app.errors import AppError
-from app.orm import ModelKind, ModelStatus, ModelVersion, Round, User
+from app.orm import ModelKind, ModelStatus, ModelVersion, Round, RoundKind, User
 from app.prompts import repository as prompts_repo
 from app.training import repository as training_repo
 from app.training import rounds as training_rounds
@@ -64,6 +64,8 @@ class GeneratePage:
     model_version_id: int | None
     prompts: str
     error: str | None = None
+    # The queued or running generation job: one runs at a time, so the form says which is in the way first.
+    active: Round | None = None
 
 
 def _usable_versions(session: Session) -> list[ModelVersion]:
@@ -105,6 +107,7 @@ def generate_page(
         model_version_id=int(version) if version.isdigit() else None,
         prompts=values.get("prompts") or (str(chosen.waiting) if chosen and chosen.waiting else ""),
         error=error,
+        active=training_repo.active_round(session, RoundKind.generate),
     )
 
 

@@ -98,6 +98,7 @@ def follow(round_id: int, poll_seconds: float = 1.0, out: Console | None = None)
             with session_scope() as session:
                 row = service.get_round(session, round_id)
                 status, stage, step, total = row.status.value, row.stage, row.step, row.total
+                noun = "generation job" if row.kind.value == "generate" else "round"
                 loss, eta, error, metrics = row.loss, row.eta_seconds, row.error, dict(row.metrics or {})
             info = []
             if total:
@@ -117,11 +118,11 @@ def follow(round_id: int, poll_seconds: float = 1.0, out: Console | None = None)
                 break
             time.sleep(poll_seconds)
     if status == "succeeded":
-        out.print(f"[green]round {round_id} succeeded[/green]")
+        out.print(f"[green]{noun} {round_id} succeeded[/green]")
         for key, value in sorted(metrics.items()):
             out.print(f"  {key}: {value}")
         return 0
-    out.print(f"[red]round {round_id} {status}[/red]: {escape(error or '')}")
+    out.print(f"[red]{noun} {round_id} {status}[/red]: {escape(error or '')}")
     return 1
 
 

@@ -67,8 +67,9 @@ def start_round(
     lock_round_start(session)
     active = repo.active_round(session, kind)
     if active is not None:
+        what = "generation job" if kind == RoundKind.generate else "round"
         raise Conflict(
-            f"round {active.id} is still {active.status.value}; wait for it or cancel it first",
+            f"{what} {active.id} is still {active.status.value}; wait for it or cancel it first",
             round_id=active.id,
         )
     round_ = Round(

@@ -121,6 +121,24 @@ def test_overview_shows_the_running_round(admin):
         round_id = row.id
     html = admin.get("/admin").text
     assert f'href="/admin/rounds/{round_id}">#{round_id}</a>' in stat_block(html, "current-round")
+    assert stat_block(html, "current-round").startswith('data-stat="current-round">Training round')
+
+
+def test_overview_calls_a_generation_job_by_its_name(admin):
+    from app.config import get_settings
+    from app.training import rounds as training
+
+    with session_scope() as s:
+        ps = make_prompt_set(s)
+        make_prompt(s, ps)
+        job_id = training.start_generation(
+            s, get_settings(), {"prompt_set_id": ps.id}, requested_by_id=None
+        ).id
+    block = stat_block(admin.get("/admin").text, "current-round")
+    assert block.startswith('data-stat="current-round">Generation job')
+    assert f'href="/admin/rounds/{job_id}">#{job_id}</a>' in block
+    shown = re.sub(r"<[^>]+>", "", block.split(">", 1)[1].split("</p>")[0])
+    assert "round" not in shown.lower()
 
 
 def stat_block(html: str, name: str) -> str:

@@ -93,6 +93,8 @@ def test_progress_fragment_follows_the_round_until_it_ends(admin):
     assert 'hx-trigger="every 1s"' in page and f'hx-get="/admin/rounds/{row.id}/progress"' in page
     frag = admin.get(f"/admin/rounds/{row.id}/progress", headers={"HX-Request": "true"}).text
     assert "<html" not in frag and 'id="round-progress"' in frag and 'data-stage="queued"' in frag
+    # Before the worker writes a line the log box says what fills it, not an empty dark strip.
+    assert '<pre class="log"' not in frag and "The worker writes its log here" in frag
 
     with session_scope() as s:
         live = s.get(Round, row.id)

@@ -56,3 +56,15 @@ def test_letters_follow_the_annotators_display_order_not_the_set_order(admin):
     # The annotator's own page shows the same letters.
     page = admin.get(f"/admin/annotators/{ann_id}").text
     assert labels(ranking_cell(page, shown)) == ["B", "A", "C"]
+    # No note on the page contradicts the header (it once said letters followed the set order).
+    assert "set order" not in html
+
+
+def test_a_tie_lists_its_letters_in_the_order_the_annotator_saw_them(admin):
+    with session_scope() as s:
+        cset = make_comparison_set(s, texts=["first stored", "second stored", "third stored"])
+        a, b, c = (i.candidate_id for i in cset.items)
+        # Shown as c, b, a (A, B, C); ranked their A = C above B, stored sorted by id: [[a, c], [b]].
+        ranking = rank(s, cset, make_annotator(s), [[a, c], [b]], display_order=[c, b, a]).id
+    row = ranking_cell(admin.get("/admin/data/rankings").text, ranking)
+    assert labels(row) == ["A", "C", "B"]

@@ -92,7 +92,7 @@ def test_serving_draws_the_progress_bar_without_request_log_or_warnings(clean_db
     thread.join(10)
     assert answers == [200, 200, 404]
     text = buffer.getvalue()
-    assert f"round {round_id} succeeded" in text
+    assert f"generation job {round_id} succeeded" in text and "round" not in text.lower()
     assert max(len(line) for line in text.splitlines()) <= 80
     captured = capfd.readouterr()
     everything = text + captured.out + captured.err

@@ -13,7 +13,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def screenshot_dir() -> Path:
+    """For the pictures the README shows."""
     target = "docs" if os.environ.get("RANKLOOP_UPDATE_SCREENSHOTS") == "1" else "test-artifacts"
     path = ROOT / target / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def artifact_dir() -> Path:
+    """For pictures kept only to look at after a run (never in the README, so never in docs/)."""
+    path = ROOT / "test-artifacts" / "screenshots"
     path.mkdir(parents=True, exist_ok=True)
     return path

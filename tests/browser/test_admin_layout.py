@@ -23,6 +23,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 VIEWPORTS = [(390, 844), (1366, 900)]
 LONG_WORD = "https://example.org/" + "a-very-long-path-segment/" * 8  # no break opportunity but its own
+# Model Markdown with a code line far wider than a phone: its box scrolls, the page must not.
+CODE = "Like this:\n\n```python\nresult = parse(text)  # " + "a comment that runs on and on " * 6 + "\n```"
 
 # The elements that stick out past the right edge, to say what to fix when the test fails.
 OVERFLOWING = """() => {
@@ -45,16 +47,37 @@ OVERFLOWING = """() => {
 }"""
 
 
+# Chart labels on screen outside these sizes: a chart drawn 1100 units wide, squeezed onto a phone, had 3 px
+# ones; a lone 360-unit loss chart stretched across a laptop had 37 px ones.
+MIN_LABEL_PX, MAX_LABEL_PX = 7.5, 20
+ODD_LABELS = """([low, high]) => {
+  const out = [];
+  for (const t of document.querySelectorAll('svg.chart text')) {
+    const px = parseFloat(getComputedStyle(t).fontSize) * t.ownerSVGElement.getScreenCTM().a;
+    if (px < low || px > high) out.push(`${t.textContent.trim()} ${px.toFixed(1)}px`);
+  }
+  return out.slice(0, 3);
+}"""
+
+
 def seed_history() -> dict[str, Any]:
     """Rankings across four versions, flags, a long prompt and a finished round: every page has rows."""
     with session_scope() as s:
         loop = random_loop(s, sets=16, annotators=3)
         ps = make_prompt_set(s, "a-prompt-set-with-a-rather-long-name-for-a-phone")
         prompt = make_prompt(s, ps, "A long prompt with a link " + LONG_WORD + " " + "and words " * 60)
-        cands = make_candidates(s, prompt, [LONG_WORD, "short " * 80], model_version=loop.versions[0])
+        cands = make_candidates(s, prompt, [LONG_WORD, "short " * 80, CODE], model_version=loop.versions[0])
+        # The Compare page shows both versions' replies to this prompt side by side.
+        make_candidates(s, prompt, [CODE], model_version=loop.versions[-1])
         cset = make_comparison_set(s, prompt, candidates=cands)
         who = make_annotator(s, "annotator-with-a-long-username")
-        rank(s, cset, who, [[cands[0].id], [cands[1].id]], flags={str(cands[0].id): ["unsafe"]})
+        rank(
+            s,
+            cset,
+            who,
+            [[cands[0].id], [cands[1].id], [cands[2].id]],
+            flags={str(cands[0].id): ["unsafe"], str(cands[2].id): ["incorrect"]},
+        )
         now = dt.datetime.now(dt.UTC)
         row = Round(
             kind=RoundKind.train,
@@ -89,6 +112,7 @@ def test_every_admin_page_fits_a_phone_and_a_laptop(live_server, chromium, make_
     paths += ["/admin/models/compare" + ids["compare"], "/"]
     shots = screenshot_dir()
     wide: dict[str, list[str]] = {}
+    labels: dict[str, list[str]] = {}
     for width, height in VIEWPORTS:
         context = chromium.new_context(viewport={"width": width, "height": height})
         watched = watch(context.new_page())
@@ -100,12 +124,18 @@ def test_every_admin_page_fits_a_phone_and_a_laptop(live_server, chromium, make_
             scroll_width = page.evaluate("document.documentElement.scrollWidth")
             if scroll_width > width:
                 wide[f"{path} at {width}px: {scroll_width}px"] = page.evaluate(OVERFLOWING)
+            odd = page.evaluate(ODD_LABELS, [MIN_LABEL_PX, MAX_LABEL_PX])
+            if odd:
+                labels[f"{path} at {width}px"] = odd
         if width == 390:
             page.goto(live_server + "/admin/annotators")
             page.screenshot(path=str(shots / "admin-phone.png"), full_page=True)
         assert watched.errors == [] and watched.csp_violations == []
         context.close()
     assert wide == {}, "\n".join(f"{k}: {v}" for k, v in wide.items())
+    assert labels == {}, "chart labels too small or too large:\n" + "\n".join(
+        f"{k}: {v}" for k, v in labels.items()
+    )
 
 
 def test_the_page_list_covers_every_section_of_the_admin_nav():

@@ -95,7 +95,7 @@ TASKS = [
 
 @pytest.fixture
 def browser_page(chromium):
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    context = chromium.new_context(viewport={"width": 1366, "height": 900})
     watched = watch(context.new_page())
     yield watched.page, watched.errors
     context.close()

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from app.db import session_scope
 from app.orm import Ranking
 from tests.browser.conftest import assignment_of, card_ids, log_in, wait_for_next_task, watch
-from tests.browser.screens import screenshot_dir
+from tests.browser.screens import artifact_dir
 from tests.factories import (
     make_candidates,
     make_comparison_set,
@@ -178,7 +178,7 @@ def test_a_stale_second_tab_is_told_where_the_user_is_and_offered_the_next_task(
     page.wait_for_selector("[data-next-task]:visible")
     assert "already ranked with a different answer" in page.inner_text("#task-error")
     assert _in_view(page, "#task-error") and page.evaluate("window.scrollY") == scrolled
-    page.screenshot(path=str(screenshot_dir() / "ranking-stale-tab-phone.png"))
+    page.screenshot(path=str(artifact_dir() / "ranking-stale-tab-phone.png"))
     page.locator("[data-next-task]").tap()
     assert wait_for_next_task(page, aid) == next_aid
     assert page.locator("#task-error").is_hidden()

@@ -8,6 +8,7 @@ import pytest
 
 from app.db import session_scope
 from tests.browser.conftest import card_ids, log_in, watch
+from tests.browser.screens import screenshot_dir
 from tests.factories import (
     make_candidates,
     make_comparison_set,
@@ -114,5 +115,13 @@ def test_the_page_opens_at_its_top_and_renders_model_markdown(live_server, chrom
     assert "**Python**" in page.inner_text(".prompt .source")
     page.click("[data-toggle-source]")
     assert page.locator(".prompt-text").is_visible()
+    if phone:
+        # The README's phone picture: the responses (a tie made by taps, the cut-off mark, a table and code)
+        # under the live summary, one screen down the page.
+        for cid, rank in zip(card_ids(page), (1, 1, 2), strict=True):
+            page.locator(f".cand[data-id='{cid}'] [data-set-rank='{rank}']").tap()
+        assert page.inner_text("#tier-summary").split() == ["A", "=", "B", "≻", "C"]
+        page.evaluate("window.scrollTo(0, document.querySelector('#candidates').offsetTop - 90)")
+        page.screenshot(path=str(screenshot_dir() / "ranking-phone.png"))
     assert watched.errors == [] and watched.csp_violations == []
     context.close()

@@ -46,6 +46,9 @@ def test_the_api_docs_render_their_operations_offline_under_the_csp(live_server,
     assert response is not None and response.status == 200
     assert "script-src 'self'" in response.headers["content-security-policy"]
     expect(page.locator(operation).first).to_be_attached(timeout=30_000)
+    # Wait for what renders last (ReDoc's menu footer once drew a logo from its CDN, which the CSP refused).
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(500)
     assert tried == []
     assert watched.errors == [] and watched.csp_violations == []
     context.close()

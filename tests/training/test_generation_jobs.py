@@ -83,7 +83,7 @@ def test_the_api_starts_a_generation_job_for_a_prompt_set_with_its_settings(app_
     assert (cfg["temperature"], cfg["top_p"], cfg["max_new_tokens"]) == (0.7, 0.9, 64)
     # One generation job at a time.
     again = app_client.post("/api/v1/generations", json=body, headers=boss)
-    assert again.status_code == 409
+    assert again.status_code == 409 and "generation job" in again.json()["detail"]
 
 
 def test_a_prompt_set_with_nothing_waiting_is_refused(app_client, api_token, queue):
@@ -148,6 +148,16 @@ def test_import_and_data_pages_say_what_happens_next_and_the_form_starts_the_job
     assert "Cancel job" in page
     # Live like the round page: the progress fragment is polled while the job runs.
     assert f'hx-get="/admin/rounds/{row.id}/progress"' in page
+
+    # One generation job at a time: the form says which one is in the way, with its link, before and after a
+    # second try (as in the demo, whose first generation runs for minutes while the admin imports).
+    busy = app_client.get(f"/admin/generate?prompt_set={ps_id}").text
+    assert f'id="active-job" data-round="{row.id}"' in busy
+    assert f'<a href="/admin/rounds/{row.id}">Generation job #{row.id}</a> is queued' in busy
+    again = app_client.post("/admin/generate", data={"csrf_token": csrf_from(busy), **fields})
+    assert again.status_code == 409 and 'id="generate-error"' in again.text
+    assert f'href="/admin/rounds/{row.id}"' in again.text
+    assert only_round().id == row.id
 
 
 def test_the_generation_form_is_for_admins_only(app_client, make_user, queue):

@@ -143,3 +143,15 @@ def test_schedule_evaluates_only_after_warm_up_and_within_the_run(total):
 
 def test_schedule_keeps_an_explicit_evaluation_interval():
     assert policy_dpo.schedule(40, 0.1, 3) == (4, 3)
+
+
+def test_a_step_cap_above_the_epochs_updates_leaves_the_epochs_in_charge(
+    tiny_llama: Path, tmp_path: Path
+) -> None:
+    # 6 training pairs in batches of 4 are 2 updates an epoch; a cap of 32 must not make it 32 updates.
+    result = policy_dpo.train_dpo(
+        _cfg(tiny_llama, epochs=1, max_steps=32), marker_pairs(8, seed=2), tmp_path / "policy"
+    )
+    m = result.metrics
+    assert m["train_pairs"] == 6
+    assert (m["steps"], m["total_steps"]) == (2, 2)

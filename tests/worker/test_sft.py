@@ -86,3 +86,29 @@ def test_fresh_adapter_takes_the_configured_shape_and_a_continued_one_keeps_it(
         0.2,
         ["o_proj", "q_proj"],
     )
+
+
+def test_a_step_cap_above_the_epochs_updates_leaves_the_epochs_in_charge(
+    tiny_llama: Path, tmp_path: Path
+) -> None:
+    # policy_max_steps (32 by default) is a cap: with 4 training demonstrations in batches of 2, one epoch is
+    # 2 updates. The Trainer's own max_steps would run all 32 (16 epochs), and progress read "step 7 / 2".
+    calls: list[tuple[int, int]] = []
+
+    class Progress:
+        def __call__(self, step: int, total: int, loss: float) -> None:
+            calls.append((step, total))
+
+        def eta(self, step: int, total: int, seconds: float | None) -> None:
+            calls.append((step, total))
+
+    result = train_sft(
+        _cfg(tiny_llama, epochs=1, batch_size=2, max_steps=32, heldout_fraction=0.34),
+        random_demonstrations(6, seed=1),
+        tmp_path / "sft",
+        progress=Progress(),
+    )
+    m = result.metrics
+    assert m["train_demonstrations"] == 4
+    assert (m["steps"], m["total_steps"]) == (2, 2)
+    assert calls and {total for _, total in calls} == {2} and max(step for step, _ in calls) == 2
