@@ -67,6 +67,7 @@ class TaskPage:
     task: TaskView | None
     progress: Progress
     notice: str = ""
+    project_id: int | None = None  # the project the page is narrowed to (None: all of the user's)
 
 
 @dataclass
@@ -192,7 +193,9 @@ def task_page(
 ) -> TaskPage:
     """Everything the ranking page shows: the current task (leasing one if needed) and progress."""
     task = next_task(session, settings, user, project_id)
-    return TaskPage(task=task, progress=progress(session, user, project_id), notice=notice)
+    return TaskPage(
+        task=task, progress=progress(session, user, project_id), notice=notice, project_id=project_id
+    )
 
 
 def _normalise(data: RankingIn, shown: list[int], settings: Settings, flag_types: list[str]) -> _Normalised:
@@ -320,18 +323,25 @@ def skip_task(session: Session, user: User, assignment_id: int, reason: str) -> 
     return SkipResult(skip, created=True)
 
 
-def rank_then_next(session: Session, settings: Settings, user: User, data: RankingIn) -> TaskPage:
-    """Store a ranking from the page, then hand out the next task."""
+def rank_then_next(
+    session: Session, settings: Settings, user: User, data: RankingIn, project_id: int | None = None
+) -> TaskPage:
+    """Store a ranking from the page, then hand out the next task (of the project the page shows)."""
     submit_ranking(session, settings, user, data, source="web")
-    return task_page(session, settings, user, notice="Saved. Thank you!")
+    return task_page(session, settings, user, notice="Saved. Thank you!", project_id=project_id)
 
 
 def skip_then_next(
-    session: Session, settings: Settings, user: User, assignment_id: int, reason: str
+    session: Session,
+    settings: Settings,
+    user: User,
+    assignment_id: int,
+    reason: str,
+    project_id: int | None = None,
 ) -> TaskPage:
-    """Skip a task from the page, then hand out the next task."""
+    """Skip a task from the page, then hand out the next task (of the project the page shows)."""
     skip_task(session, user, assignment_id, reason)
-    return task_page(session, settings, user, notice="Skipped.")
+    return task_page(session, settings, user, notice="Skipped.", project_id=project_id)
 
 
 # --- moderation by admins ---------------------------------------------------------------------------------

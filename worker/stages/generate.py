@@ -29,8 +29,10 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
 
     cfg = ctx.cfg
     with ctx.sessions() as session, session.begin():
-        prompts = candidates.prompts_needing_work(session, cfg.generate_prompts, cfg.prompt_set_id or None)
-        plan = _plan(session, cfg, new_policy_id)
+        prompts = candidates.prompts_needing_work(
+            session, cfg.generate_prompts, cfg.prompt_set_id or None, ctx.project_id
+        )
+        plan = _plan(session, cfg, new_policy_id, ctx.project_id)
         humans = candidates.human_replies(session, [p.id for p in prompts], cfg.human_replies)
     if not prompts:
         ctx.progress.log("no prompts need new candidates")
@@ -103,7 +105,7 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
         random.Random(cfg.seed + prompt.id).shuffle(kept)
         sets.append((prompt.id, kept))
     with ctx.sessions() as session, session.begin():
-        stored = candidates.store_sets(session, sets, ctx.settings.overlap, f"round:{ctx.round_id}")
+        stored = candidates.store_sets(session, sets, ctx.overlap, f"round:{ctx.round_id}")
     made = len(stored)
     ctx.progress.log(f"{made} new comparison sets; {dropped} near-duplicate candidates dropped")
     texts = {p.id: p.text for p in prompts}
@@ -122,7 +124,7 @@ def _score_candidates(ctx: RoundContext, exchanges: list[tuple[int, str, str]]) 
     from worker.reward import load_reward_model
 
     with ctx.sessions() as session:
-        reward = versions.newest_reward(session, ctx.cfg.base_model)
+        reward = versions.newest_reward(session, ctx.cfg.base_model, ctx.project_id)
     if reward is None or reward.adapter_path is None or not exchanges:
         return
     ctx.progress.stage("score", total=len(exchanges))
@@ -141,7 +143,9 @@ def _score_candidates(ctx: RoundContext, exchanges: list[tuple[int, str, str]]) 
     ctx.progress.log(f"{len(scores)} candidates scored by {reward.name}")
 
 
-def _plan(session: Any, cfg: Any, new_policy_id: int | None) -> list[tuple[versions.VersionRef, int]]:
+def _plan(
+    session: Any, cfg: Any, new_policy_id: int | None, project_id: int | None
+) -> list[tuple[versions.VersionRef, int]]:
     """Which versions write how many of each set's K candidates."""
     if cfg.model_version_id:
         chosen = versions.get_version(session, cfg.model_version_id)
@@ -152,7 +156,9 @@ def _plan(session: Any, cfg: Any, new_policy_id: int | None) -> list[tuple[versi
         return [(chosen, cfg.k)]
     newest = versions.get_version(session, new_policy_id)
     # Without any active policy the base model serves (and becomes the active version).
-    compare_with = versions.active_policy(session) or versions.base_policy(session, cfg.base_model)
+    compare_with = versions.active_policy(session, project_id) or versions.base_policy(
+        session, cfg.base_model, project_id
+    )
     if newest is not None and compare_with.id == newest.id:
         # The new policy is already active (auto-promoted): compare it with the one it replaced.
         compare_with = versions.get_version(session, versions.parent_id(session, newest.id)) or compare_with

@@ -132,6 +132,7 @@ def stage_publish(
             ),
             promote,
             ctx.settings,
+            ctx.project_id,
         )
     ctx.progress.log(
         f"published {reward_dir.name} (#{reward_id}) and {policy_dir.name} (#{policy_id}), {outcome}"
