@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from app.admin import charts
-from app.admin.common import DataFormat, data_response, page_router
+from app.admin.common import DataFormat, data_response, page_router, project_context
 from app.deps import DB, AdminUser, ProjectParam
 from app.quality import version_stats
 from app.quality.stats import BASE_RATING
@@ -117,7 +117,9 @@ def leaderboard_table(session: Session, project_id: int | None = None) -> charts
 
 @router.get("/leaderboard", response_class=HTMLResponse)
 def leaderboard_page(request: Request, db: DB, user: AdminUser, project: ProjectParam) -> Response:
-    return render(request, "admin/leaderboard.html", {"p": leaderboard(db, project)})
+    return render(
+        request, "admin/leaderboard.html", {"p": leaderboard(db, project), **project_context(db, project)}
+    )
 
 
 @router.get("/leaderboard.{fmt}")

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from app.admin import charts
-from app.admin.common import DataFormat, Page, data_response, letter, page_router, rounded
+from app.admin.common import DataFormat, Page, data_response, letter, page_router, project_context, rounded
 from app.admin.paging import Pager
 from app.annotation import review_repository as review
 from app.auth import repository as auth_repo
@@ -185,7 +185,9 @@ def consensus_page(session: Session, page: int) -> ConsensusPage:
 
 @router.get("/quality", response_class=HTMLResponse)
 def quality(request: Request, db: DB, user: AdminUser, project: ProjectParam) -> Response:
-    return render(request, "admin/quality.html", {"p": quality_page(db, project)})
+    return render(
+        request, "admin/quality.html", {"p": quality_page(db, project), **project_context(db, project)}
+    )
 
 
 @router.get("/quality/bias.{fmt}")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, Integer, delete, exists, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from app.orm import Project, ProjectMember, Role, User
+from app.orm import ComparisonSet, Project, ProjectMember, Ranking, Role, SetStatus, User
 
 
 def default_project_id(session: Session) -> int:
@@ -103,3 +104,34 @@ def visible_project_ids(
     if project_id is not None:
         stmt = stmt.where(or_(project_id.is_(None), Project.id == project_id))
     return func.array(stmt.scalar_subquery(), type_=Integer)
+
+
+def open_sets_per_project(session: Session) -> dict[int, int]:
+    """Project id -> its open comparison sets (the work left for annotators)."""
+    rows = session.execute(
+        select(ComparisonSet.project_id, func.count())
+        .where(ComparisonSet.status == SetStatus.open)
+        .group_by(ComparisonSet.project_id)
+    )
+    return {int(p): int(n) for p, n in rows}
+
+
+def rankings_per_project_day(session: Session, since: dt.datetime) -> dict[int, dict[dt.date, int]]:
+    """Project id -> UTC day -> live rankings of the project stored that day, since a moment."""
+    day = func.date(func.timezone("UTC", Ranking.created_at))
+    rows = session.execute(
+        select(ComparisonSet.project_id, day, func.count())
+        .join(ComparisonSet, ComparisonSet.id == Ranking.set_id)
+        .where(Ranking.dropped.is_(False), Ranking.created_at >= since)
+        .group_by(ComparisonSet.project_id, day)
+    )
+    out: dict[int, dict[dt.date, int]] = {}
+    for project_id, when, n in rows:
+        out.setdefault(int(project_id), {})[when] = int(n)
+    return out
+
+
+def member_counts(session: Session) -> dict[int, int]:
+    """Project id -> how many members it has."""
+    rows = session.execute(select(ProjectMember.project_id, func.count()).group_by(ProjectMember.project_id))
+    return {int(p): int(n) for p, n in rows}

@@ -18,6 +18,8 @@ NEVER_EMPTY = {
     "/admin/users": "lists the admin looking at it",
     "/admin/import": "a form",
     "/admin/rounds/{round_id}": "exists only for a round",
+    "/admin/projects": "lists the default project, where data goes until there are others",
+    "/admin/projects/{project_id}": "a form",
 }
 # What each empty page must point to (the same links and commands a new admin needs).
 EXPECTED = {
