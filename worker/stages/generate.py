@@ -24,8 +24,8 @@ from worker.stages.context import RoundContext, free_memory
 def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
     """K candidates per prompt needing work, new and active policy mixed in each set (or all from the
     config's model_version_id), plus up to human_replies stored human-written ones; returns sets made."""
-    from worker.generation import generate_candidates, is_near_duplicate
-    from worker.models import load_causal_lm
+    from worker.adapters import AdapterHost
+    from worker.generation import is_near_duplicate
 
     cfg = ctx.cfg
     with ctx.sessions() as session, session.begin():
@@ -49,32 +49,16 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
     per_prompt: list[list[tuple[versions.VersionRef, Any]]] = [[] for _ in prompts]
     clock = _Clock(ctx, total)
     done = 0
+    # One base model per base in memory; each version is an adapter switched on it (PEFT multi-adapter).
+    hosts: dict[str, AdapterHost] = {}
     for offset, (version, k) in enumerate(plan):
-        model, tokenizer = load_causal_lm(
-            version.base_model or cfg.base_model,
-            data_dir=ctx.data_dir,
-            adapter_dir=Path(version.adapter_path) if version.adapter_path else None,
-        )
-        seed = random.Random(cfg.seed * 1000 + ctx.round_id * 10 + offset + ctx.claim.attempt).randrange(
-            2**31
-        )
-        cand_cfg = candidate_config(ctx.cfg, k, seed)
-        step = max(1, cfg.generation_batch_size // k)
-        for start in range(0, len(prompts), step):
-            chunk = prompts[start : start + step]
-            result = generate_candidates(
-                model,
-                tokenizer,
-                [p.text for p in chunk],
-                dataclasses.replace(cand_cfg, seed=seed + start),
-                on_step=clock.chunk(done, len(chunk) * k, cfg.max_new_tokens),
-            )
-            for i, cands in enumerate(result.candidates):
-                per_prompt[start + i].extend((version, c) for c in cands)
-            done += len(chunk) * k
-            ctx.progress.update(done, total)
-        del model
-        free_memory()
+        base = version.base_model or cfg.base_model
+        host = hosts.setdefault(base, AdapterHost(base, data_dir=ctx.data_dir))
+        adapter = Path(version.adapter_path) if version.adapter_path else None
+        with host.use(version.name, adapter) as (model, tokenizer):
+            done = _generate_with(ctx, model, tokenizer, prompts, per_prompt, clock, version, k, offset, done)
+    del hosts
+    free_memory()
 
     sets: list[tuple[int, list[candidates.NewCandidate | candidates.StoredCandidate]]] = []
     dropped = 0
@@ -117,6 +101,43 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
     _score_candidates(ctx, exchanges)
     ctx.record(generation={"sets": made, "prompts": len(prompts), "near_duplicates_dropped": dropped})
     return made
+
+
+def _generate_with(
+    ctx: RoundContext,
+    model: Any,
+    tokenizer: Any,
+    prompts: list[Any],
+    per_prompt: list[list[tuple[versions.VersionRef, Any]]],
+    clock: _Clock,
+    version: versions.VersionRef,
+    k: int,
+    offset: int,
+    done: int,
+) -> int:
+    """`k` candidates per prompt from one version's model, in chunks with live progress; returns the new
+    number of candidates done."""
+    from worker.generation import generate_candidates
+
+    cfg = ctx.cfg
+    total = len(prompts) * cfg.k
+    seed = random.Random(cfg.seed * 1000 + ctx.round_id * 10 + offset + ctx.claim.attempt).randrange(2**31)
+    cand_cfg = candidate_config(ctx.cfg, k, seed)
+    step = max(1, cfg.generation_batch_size // k)
+    for start in range(0, len(prompts), step):
+        chunk = prompts[start : start + step]
+        result = generate_candidates(
+            model,
+            tokenizer,
+            [p.text for p in chunk],
+            dataclasses.replace(cand_cfg, seed=seed + start),
+            on_step=clock.chunk(done, len(chunk) * k, cfg.max_new_tokens),
+        )
+        for i, cands in enumerate(result.candidates):
+            per_prompt[start + i].extend((version, c) for c in cands)
+        done += len(chunk) * k
+        ctx.progress.update(done, total)
+    return done
 
 
 def _score_candidates(ctx: RoundContext, exchanges: list[tuple[int, str, str]]) -> None:
