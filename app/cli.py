@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from app.demo import cli as demo_cli
+from app.exports.schemas import ExportFormat
 from app.orm import Role
 from app.prompts.schemas import ImportKind
 from app.training import cli as training_cli
@@ -176,6 +177,14 @@ def export_data(
     output: Annotated[Path, typer.Option("--output", "-o", help="file to write; - for stdout")],
     prompt_set: Annotated[str | None, typer.Option(help="only this prompt set")] = None,
     since: Annotated[str | None, typer.Option(help="only rankings created at or after (ISO date)")] = None,
+    format: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            help="pairs in TRL's standard format (texts) or its conversational one (message lists); "
+            "rankings always carry both",
+        ),
+    ] = ExportFormat.standard,
 ) -> None:
     """Export rankings or preference pairs as JSONL (streamed; the file appears complete or not at all)."""
 
@@ -185,8 +194,10 @@ def export_data(
 
     try:
         with session_scope() as session:
-            export = service.rankings_export if what == ExportKind.rankings else service.pairs_export
-            lines = export(session, prompt_set, since)
+            if what == ExportKind.rankings:
+                lines = service.rankings_export(session, prompt_set, since)
+            else:
+                lines = service.pairs_export(session, prompt_set, since, format=format)
     except AppError as exc:
         err_console.print(f"[red]error:[/red] {escape(exc.message)}")
         raise typer.Exit(2) from exc

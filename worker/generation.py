@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, PreTrainedTokenizerBase
 
+from app.conversation import PromptLike, flatten
 from worker.models import format_prompt, load_causal_lm
 
 
@@ -129,7 +130,7 @@ class _StepCounter(LogitsProcessor):
 def sample(
     model: Any,
     tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[str],
+    prompts: Sequence[PromptLike],
     seeds: Sequence[int],
     params: SamplingParams,
     *,
@@ -220,7 +221,7 @@ def _offset(on_step: Callable[[int], None] | None, before: int) -> Callable[[int
 def generate_candidates(
     model: Any,
     tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[str],
+    prompts: Sequence[PromptLike],
     cfg: CandidateConfig,
     *,
     on_step: Callable[[int], None] | None = None,
@@ -245,7 +246,7 @@ def generate_candidates(
         if not rows:
             break
         # Similar lengths share a batch, so less compute goes to padding; per-row seeds make order irrelevant.
-        rows.sort(key=lambda row: len(prompts[row[0]]))
+        rows.sort(key=lambda row: len(flatten(prompts[row[0]])))
         for start in range(0, len(rows), cfg.batch_size):
             batch = rows[start : start + cfg.batch_size]
             t0 = time.perf_counter()
@@ -276,7 +277,7 @@ def generate_candidates(
 
 def generate_for_prompts(
     base_model: str,
-    prompts: Sequence[str],
+    prompts: Sequence[PromptLike],
     cfg: CandidateConfig,
     *,
     adapter_dir: Path | None = None,

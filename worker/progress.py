@@ -68,6 +68,7 @@ class ProgressReporter:
         self._curve: list[list[Any]] = []
         self._log: list[str] = []
         self._write_errors = 0
+        self._handed_over = False
 
     # --- lifecycle
 
@@ -83,6 +84,14 @@ class ProgressReporter:
             self._thread.join(timeout=30)
         # The final state must land even when the last interval had not elapsed yet.
         self._flush()
+
+    def hand_over(self) -> None:
+        """The round passes to another job (its generation stage, maybe on another host): write what is
+        pending, then never again, so this job's last snapshot cannot overwrite the next job's progress."""
+        self._flush()
+        with self._flush_lock:
+            self._handed_over = True
+        self._stop.set()
 
     def _load_existing(self) -> None:
         # A retried round keeps its earlier log and curve: the admin sees what happened before the crash.
@@ -164,7 +173,8 @@ class ProgressReporter:
 
     def _flush(self) -> None:
         with self._flush_lock:
-            self._write()
+            if not self._handed_over:
+                self._write()
 
     def _write(self) -> None:
         with self._lock:

@@ -12,26 +12,27 @@ from typing import Any
 
 import torch
 
+from app.conversation import PromptLike
 from worker.models import format_exchange
 
 # --- scoring --------------------------------------------------------------------------------------------
 
 
 def score_texts(
-    model: Any, tokenizer: Any, prompt: str, responses: Sequence[str], max_length: int
+    model: Any, tokenizer: Any, prompt: PromptLike, responses: Sequence[str], max_length: int
 ) -> torch.Tensor:
     """One scalar per reply, in one batch. Gradients flow when the caller has them enabled."""
     return score_exchanges(model, tokenizer, [(prompt, r) for r in responses], max_length)
 
 
 def score_exchanges(
-    model: Any, tokenizer: Any, exchanges: Sequence[tuple[str, str]], max_length: int
+    model: Any, tokenizer: Any, exchanges: Sequence[tuple[PromptLike, str]], max_length: int
 ) -> torch.Tensor:
     return score_ids(model, tokenizer, encode_exchanges(tokenizer, exchanges, max_length))
 
 
 def encode_exchanges(
-    tokenizer: Any, exchanges: Sequence[tuple[str, str]], max_length: int
+    tokenizer: Any, exchanges: Sequence[tuple[PromptLike, str]], max_length: int
 ) -> list[list[int]]:
     """Token ids of each "prompt + reply" as the reward model reads it, longer ones cut from the left."""
     texts = [format_exchange(tokenizer, p, r) for p, r in exchanges]
@@ -65,13 +66,13 @@ class RewardModel:
         self.max_length = max_length
 
     @torch.inference_mode()
-    def score(self, prompt: str, responses: Sequence[str], batch_size: int = 16) -> list[float]:
+    def score(self, prompt: PromptLike, responses: Sequence[str], batch_size: int = 16) -> list[float]:
         return self.score_exchanges([(prompt, r) for r in responses], batch_size)
 
     @torch.inference_mode()
     def score_exchanges(
         self,
-        exchanges: Sequence[tuple[str, str]],
+        exchanges: Sequence[tuple[PromptLike, str]],
         batch_size: int = 16,
         on_batch: Callable[[int], None] | None = None,
     ) -> list[float]:
@@ -80,7 +81,7 @@ class RewardModel:
         unique = list(dict.fromkeys(exchanges))
         ids = encode_exchanges(self.tokenizer, unique, self.max_length)
         order = sorted(range(len(unique)), key=lambda i: len(ids[i]))
-        by_exchange: dict[tuple[str, str], float] = {}
+        by_exchange: dict[tuple[PromptLike, str], float] = {}
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             scores = score_ids(self.model, self.tokenizer, [ids[i] for i in chunk]).float().tolist()
@@ -89,7 +90,7 @@ class RewardModel:
                 on_batch(len(chunk) * max(len(ids[i]) for i in chunk))
         return [by_exchange[e] for e in exchanges]
 
-    def eval_tokens(self, exchanges: Sequence[tuple[str, str]], batch_size: int = 16) -> int:
+    def eval_tokens(self, exchanges: Sequence[tuple[PromptLike, str]], batch_size: int = 16) -> int:
         """Padded tokens `score_exchanges` will run for these exchanges (for ETAs)."""
         unique = list(dict.fromkeys(exchanges))
         lengths = sorted(len(x) for x in encode_exchanges(self.tokenizer, unique, self.max_length))

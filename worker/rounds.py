@@ -1,4 +1,8 @@
-"""A round's life on its `rounds` row, as the worker sees it: claim, finish, fail, cancel, requeue.
+"""A round's life on its `rounds` row, as the worker sees it: claim, hand to generation, finish, fail,
+cancel, requeue.
+
+A training round runs as two jobs: the training job (train queue) up to the publication of its versions,
+then, handed over in the same transaction, its generation stage (generate queue), which finishes the round.
 
 Every transition runs in its own short transaction with the row locked, so the API (cancel) and the worker
 never overwrite each other's decision.
@@ -16,10 +20,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.orm import Project, Round, RoundStatus
+from app.training import queue
 
 log = logging.getLogger(__name__)
 
 FINAL = (RoundStatus.succeeded, RoundStatus.failed, RoundStatus.cancelled)
+# A training round whose versions are published, waiting for a worker on the generate queue.
+GENERATION_QUEUED = "generation_queued"
 
 
 @dataclass(frozen=True)
@@ -64,21 +71,27 @@ def claim(
         if row.status in FINAL:
             log.info("round %s is already %s", round_id, row.status.value)
             return None
+        if job_id is not None and row.job_id is not None and row.job_id != job_id:
+            # The round was handed to another job (its generation stage): a retry of this one must not run it.
+            log.info("round %s belongs to job %s now; job %s has nothing to do", round_id, row.job_id, job_id)
+            return None
         if row.cancel_requested:
             _set_final(row, RoundStatus.cancelled, "cancelled before it started")
             return None
-        max_attempts = int((row.config or {}).get("max_attempts") or 0) or settings.round_max_attempts
-        if row.attempts >= max_attempts:
-            # Only a crash (worker killed, machine lost) brings a started round back here.
-            reason = (
-                f"gave up after {row.attempts} attempt(s): the worker stopped during stage "
-                f"{row.stage!r} (max_attempts={max_attempts})"
-            )
-            _set_final(row, RoundStatus.failed, reason)
-            return None
-        if row.attempts > 0:
-            _append_log(row, f"attempt {row.attempts} was interrupted in stage {row.stage!r}; retrying")
-        row.attempts += 1
+        if row.stage != GENERATION_QUEUED:
+            # The generation job taking over a handed-over round continues the attempt; anything else is
+            # a new attempt, and only a crash (worker killed, machine lost) brings a started round back here.
+            max_attempts = int((row.config or {}).get("max_attempts") or 0) or settings.round_max_attempts
+            if row.attempts >= max_attempts:
+                reason = (
+                    f"gave up after {row.attempts} attempt(s): the worker stopped during stage "
+                    f"{row.stage!r} (max_attempts={max_attempts})"
+                )
+                _set_final(row, RoundStatus.failed, reason)
+                return None
+            if row.attempts > 0:
+                _append_log(row, f"attempt {row.attempts} was interrupted in stage {row.stage!r}; retrying")
+            row.attempts += 1
         row.status = RoundStatus.running
         row.started_at = row.started_at or now()
         row.heartbeat_at = now()
@@ -97,6 +110,19 @@ def claim(
             project_id=row.project_id,
             overlap=session.scalar(select(Project.overlap).where(Project.id == row.project_id)),
         )
+
+
+def hand_to_generation(session: Session, round_id: int, metrics: dict[str, Any], note: str) -> int:
+    """In the transaction that publishes the round's versions: record the training's metrics and queue the
+    generation stage as its own job on the generate queue (any worker there takes it); returns its id."""
+    row = session.get(Round, round_id)
+    assert row is not None  # locked by the publication in this transaction
+    row.metrics = {**(row.metrics or {}), **metrics}
+    row.stage = GENERATION_QUEUED
+    row.step, row.total, row.eta_seconds = 0, 0, None
+    _append_log(row, note)
+    _append_log(row, f"stage {GENERATION_QUEUED} (waiting for a worker on the generate queue)")
+    return queue.enqueue_generation_stage(session, row)
 
 
 def _set_final(row: Round, status: RoundStatus, message: str | None) -> None:

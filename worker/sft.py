@@ -23,6 +23,7 @@ from typing import Any
 from transformers import PrinterCallback
 from trl import SFTTrainer
 
+from app.conversation import PromptLike, flatten, to_messages
 from worker.data import ProgressCallback, WorkMeter, report_eta, split_by_prompt
 from worker.lora_policy import (
     MeteredTrainerMixin,
@@ -53,7 +54,7 @@ def _demo_tokens(tokenizer: Any, demos: Sequence[Demonstration], max_length: int
 
 @dataclass(frozen=True)
 class Demonstration:
-    prompt: str
+    prompt: PromptLike  # a text or a conversation (app.conversation)
     completion: str
 
 
@@ -85,12 +86,12 @@ def _to_records(demonstrations: Sequence[Demonstration], conversational: bool) -
     if conversational:
         return [
             {
-                "prompt": [{"role": "user", "content": d.prompt}],
+                "prompt": to_messages(d.prompt),
                 "completion": [{"role": "assistant", "content": d.completion}],
             }
             for d in demonstrations
         ]
-    return [{"prompt": d.prompt, "completion": d.completion} for d in demonstrations]
+    return [{"prompt": flatten(d.prompt), "completion": d.completion} for d in demonstrations]
 
 
 def train_sft(

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from app.conversation import PromptLike, from_stored
 from app.orm import (
     Candidate,
     ComparisonSet,
@@ -88,7 +89,7 @@ class RankedSet:
     ranking_id: int
     set_id: int
     prompt_id: int
-    prompt: str
+    prompt: PromptLike
     candidate_ids: list[int]
     texts: list[str]
     human: list[bool]
@@ -103,20 +104,20 @@ class RankedSet:
 class TrainingData:
     sets: list[RankedSet]
     rankings: list[TrainRanking]
-    demonstrations: list[tuple[str, str]] = field(default_factory=list)
-    prompt_ids: dict[str, int] = field(default_factory=dict)
+    demonstrations: list[tuple[PromptLike, str]] = field(default_factory=list)
+    prompt_ids: dict[PromptLike, int] = field(default_factory=dict)
 
 
 def load_training_data(session: Session, ranking_ids: Sequence[int], multi_annotator: str) -> TrainingData:
     """The snapshot's rankings as texts, merged per set when `multi_annotator` is 'consensus'."""
     rows = session.execute(
-        select(Ranking, Prompt.id, Prompt.text)
+        select(Ranking, Prompt.id, Prompt.text, Prompt.messages)
         .join(ComparisonSet, ComparisonSet.id == Ranking.set_id)
         .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
         .where(Ranking.id.in_(list(ranking_ids)))
         .order_by(Ranking.id)
     ).all()
-    candidate_ids = {int(c) for r, _, _ in rows for tier in r.tiers for c in tier}
+    candidate_ids = {int(c) for r, *_ in rows for tier in r.tiers for c in tier}
     candidates = {
         c.id: (c.text, human)
         for c, human in session.execute(
@@ -126,7 +127,7 @@ def load_training_data(session: Session, ranking_ids: Sequence[int], multi_annot
         ).all()
     }
     sets: list[RankedSet] = []
-    for ranking, prompt_id, prompt_text in rows:
+    for ranking, prompt_id, prompt_text, messages in rows:
         ids = [int(c) for tier in ranking.tiers for c in tier]
         index = {c: i for i, c in enumerate(ids)}
         sets.append(
@@ -134,7 +135,7 @@ def load_training_data(session: Session, ranking_ids: Sequence[int], multi_annot
                 ranking_id=ranking.id,
                 set_id=ranking.set_id,
                 prompt_id=prompt_id,
-                prompt=prompt_text,
+                prompt=from_stored(prompt_text, messages),
                 candidate_ids=ids,
                 texts=[candidates[c][0] for c in ids],
                 human=[bool(candidates[c][1]) for c in ids],
@@ -201,10 +202,10 @@ def consensus(sets: Sequence[RankedSet]) -> list[RankedSet]:
     return merged
 
 
-def demonstrations(session: Session) -> list[tuple[str, str]]:
+def demonstrations(session: Session) -> list[tuple[PromptLike, str]]:
     """Imported demonstrations: (prompt, reply a person wrote for it)."""
     rows = session.execute(
-        select(Prompt.text, Candidate.text)
+        select(Prompt.text, Prompt.messages, Candidate.text)
         .join(Candidate, Candidate.prompt_id == Prompt.id)
         .join(ModelVersion, ModelVersion.id == Candidate.model_version_id)
         .where(
@@ -214,10 +215,12 @@ def demonstrations(session: Session) -> list[tuple[str, str]]:
         )
         .order_by(Candidate.id)
     ).all()
-    return [(p, c) for p, c in rows]
+    return [(from_stored(p, m), c) for p, m, c in rows]
 
 
-def unlabelled_prompts(session: Session, limit: int, seed: int, project_id: int | None = None) -> list[str]:
+def unlabelled_prompts(
+    session: Session, limit: int, seed: int, project_id: int | None = None
+) -> list[PromptLike]:
     """Prompts (of the project) nobody has ranked yet (for reward-model-labelled pairs), a seeded sample of
     at most `limit`."""
     if limit <= 0:
@@ -227,13 +230,13 @@ def unlabelled_prompts(session: Session, limit: int, seed: int, project_id: int 
         .join(Ranking, Ranking.set_id == ComparisonSet.id)
         .where(ComparisonSet.prompt_id == Prompt.id, Ranking.dropped.is_(False))
     )
-    texts = session.scalars(
-        select(Prompt.text)
+    rows = session.execute(
+        select(Prompt.text, Prompt.messages)
         .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
         .where(~exists(ranked), PromptSet.paused.is_(False))
         .where(*([] if project_id is None else [PromptSet.project_id == project_id]))
         .order_by(Prompt.id)
     ).all()
-    texts = list(dict.fromkeys(texts))
+    texts = list(dict.fromkeys(from_stored(t, m) for t, m in rows))
     random.Random(seed).shuffle(texts)
     return texts[:limit]

@@ -1,7 +1,9 @@
 """The worker's jobs, and `run_worker` behind `rankloop worker`.
 
-- `run_round` (queue "train"): one training round, worker/pipeline.py, on the round's row.
-- `generate` (queue "generate"): a generation-only round (new comparison sets from the active policy).
+- `run_round` (queue "train"): one training round, worker/pipeline.py, on the round's row, up to the
+  publication of its versions, which queues its generation stage as a `generate` job.
+- `generate` (queue "generate"): a generation-only round (new comparison sets from the active policy), or
+  a training round's generation stage; it finishes the round.
 - `schedule_auto_round` (periodic, queue "maintenance"): starts a round once enough new rankings arrived.
 - `promote_ready` (periodic, queue "maintenance"): a policy waiting for the promotion gate becomes active
   once people prefer it to the active one (app.training.rounds.promote_ready).
@@ -39,6 +41,9 @@ from worker.progress import Cancelled, Interrupted
 
 log = logging.getLogger(__name__)
 
+# What the training job returns once the round's generation stage waits on the generate queue.
+HANDED_OVER = "generation queued"
+
 
 class RetryAfterShutdown(BaseRetryStrategy):
     """Back to the queue only when the worker was shutting down; real failures are final."""
@@ -73,10 +78,13 @@ def run_round_job(round_id: int, job_id: int | None, context: JobContext | None 
         with ProgressReporter(
             round_id, sessions, interval=settings.progress_interval_seconds, should_abort=should_abort
         ) as progress:
+            metrics: dict[str, Any] | None
             if claim.kind == "generate":
                 metrics = pipeline.run_generation_round(claim, progress, sessions, settings)
             else:
                 metrics = pipeline.run_training_round(claim, progress, sessions, settings)
+            if metrics is None:
+                return HANDED_OVER
     except Cancelled:
         rounds.cancelled(sessions, round_id)
         raise exceptions.JobAborted("round cancelled") from None
@@ -143,6 +151,20 @@ async def retry_stalled_jobs(timestamp: int) -> str:
     return f"retried jobs {retried}, closed rounds {closed}"
 
 
+def configure_torch_threads(threads: int) -> int:
+    """Set torch's intra-op CPU threads for this process (0 = leave torch's default); returns the count.
+
+    The setting exists because torch's OpenMP threads spin-wait: with other busy processes on the same cores
+    a batch-16 decoding step of the default model took 1.25 s on 2 threads and 0.19 s on 1
+    (bench/RESULTS.md).
+    """
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    return int(torch.get_num_threads())
+
+
 def run_worker(
     *,
     queues: list[str] | None = None,
@@ -161,10 +183,7 @@ async def _run_workers(queues: list[str], concurrency: int, maintenance: bool, w
     from app.db import database_url
 
     settings = get_settings()
-    if settings.torch_threads:
-        import torch
-
-        torch.set_num_threads(settings.torch_threads)
+    configure_torch_threads(settings.torch_threads)
     common: dict[str, Any] = {
         "wait": wait,
         # Signals are ours: one SIGTERM must stop both workers.

@@ -48,6 +48,11 @@ class ProjectsPage:
     rows: list[ProjectRow]
     days: list[dt.date]
 
+    @property
+    def idle(self) -> bool:
+        """No project has open work or recent rankings: the page says how work comes in."""
+        return not any(r.open_sets or sum(r.per_day) for r in self.rows)
+
 
 def projects_page(session: Session, settings: Settings) -> ProjectsPage:
     """The cross-project overview: open work, rankings per day and the active policy of each project."""
@@ -79,13 +84,18 @@ class ProjectDetail:
     settings: projects.Resolved
     users: list[auth_repo.UserRow]
     members: set[int]
+    open_sets: int
 
 
 def project_detail(session: Session, settings: Settings, project_id: int) -> ProjectDetail:
     project = projects.project_or_default(session, project_id)
     users = auth_repo.user_rows(session, 1000, 0)
     return ProjectDetail(
-        project, projects.resolved(project, settings), users, set(projects.member_ids(session, project.id))
+        project,
+        projects.resolved(project, settings),
+        users,
+        set(projects.member_ids(session, project.id)),
+        projects_repo.open_sets_per_project(session).get(project.id, 0),
     )
 
 

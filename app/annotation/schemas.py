@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -30,13 +30,25 @@ class CandidateOut(BaseModel):
     )
 
 
+class MessageOut(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
 class TaskOut(BaseModel):
     """One leased ranking task; candidates in the order shown to this annotator."""
 
     assignment_id: int
     project_id: int = Field(description="the project the task belongs to")
     flag_types: list[str] = Field(description="the flags this project's annotators can set on a candidate")
-    prompt: str
+    prompt: str = Field(
+        description='the prompt\'s text; a conversation flattened ("User: ...", "Assistant: ...")'
+    )
+    messages: list[MessageOut] | None = Field(
+        default=None,
+        description="the conversation when the prompt is one (system, earlier turns, ending with the "
+        "user's); the candidates are the assistant's next turn. null for a plain prompt",
+    )
     candidates: list[CandidateOut]
     lease_expires_at: dt.datetime
 

@@ -9,7 +9,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.deps import DB, AdminUser, ProjectParam, SettingsDep
 from app.exports import service as exports
-from app.exports.schemas import PreferencePair, RankingRecord
+from app.exports.schemas import (
+    ConversationalPreferencePair,
+    ExportFormat,
+    PreferencePair,
+    RankingRecord,
+)
 from app.prompts import service as prompts
 from app.prompts.schemas import ImportSummary
 from app.prompts.uploads import REQUEST_BODY, ImportUpload, read_import_upload
@@ -94,8 +99,8 @@ def export_rankings(
 @router.get(
     "/exports/pairs.jsonl",
     response_class=JSONLines,
-    response_model=PreferencePair,
-    responses=_jsonl_response("TRL preference pairs"),
+    response_model=PreferencePair | ConversationalPreferencePair,
+    responses=_jsonl_response("TRL preference pairs, standard or conversational (`format`)"),
     summary="Export TRL preference pairs as JSONL (streamed)",
 )
 def export_pairs(
@@ -104,8 +109,15 @@ def export_pairs(
     project: ProjectParam,
     prompt_set: PromptSetFilter = None,
     since: SinceFilter = None,
+    format: Annotated[
+        ExportFormat,
+        Query(
+            description="TRL's standard format (texts; a conversation's prompt flattened) or its "
+            "conversational one (message lists: the prompt's turns, each reply one assistant message)"
+        ),
+    ] = ExportFormat.standard,
 ) -> StreamingResponse:
-    lines = exports.pairs_export(db, prompt_set, since, project_id=project)
+    lines = exports.pairs_export(db, prompt_set, since, format=format, project_id=project)
     return StreamingResponse(
         lines, media_type=NDJSON, headers={"Content-Disposition": 'attachment; filename="pairs.jsonl"'}
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app.annotation import service
-from app.annotation.schemas import CandidateOut, RankingIn, RankingOut, SkipIn, SkipOut, TaskOut
+from app.annotation.schemas import CandidateOut, MessageOut, RankingIn, RankingOut, SkipIn, SkipOut, TaskOut
 from app.deps import DB, CurrentUser, ProjectParam, SettingsDep
 
 router = APIRouter(tags=["tasks"])
@@ -17,6 +17,9 @@ def _task_out(view: service.TaskView) -> TaskOut:
         project_id=view.project.id,
         flag_types=list(view.project.flag_types),
         prompt=view.prompt.text,
+        messages=[MessageOut.model_validate(m) for m in view.prompt.messages]
+        if view.prompt.messages
+        else None,
         candidates=[CandidateOut(id=c.id, text=c.text, truncated=c.truncated) for c in view.candidates],
         lease_expires_at=view.assignment.lease_expires_at,
     )

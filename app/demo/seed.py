@@ -90,7 +90,7 @@ def _seed_model_prompts(session: Session, settings: Settings, records: list[impo
     the Leaderboard and Compare pages have two versions to compare after a few rankings."""
     chosen: dict[str, importers.Record] = {}
     for record in records:
-        if "\n\nAssistant:" not in record.prompt and record.prompt not in chosen:
+        if isinstance(record.prompt, str) and record.prompt not in chosen:
             chosen[record.prompt] = record
         if len(chosen) == MODEL_PROMPTS:
             break

@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import enum
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 
+class ExportFormat(enum.StrEnum):
+    """TRL's two dataset formats: texts, or message lists (`{"role", "content"}`)."""
+
+    standard = "standard"
+    conversational = "conversational"
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
 class ExportedPrompt(BaseModel):
     id: int
-    text: str
+    text: str = Field(description='the prompt; a conversation flattened ("User: ...", "Assistant: ...")')
+    messages: list[Message] = Field(
+        description="the prompt as TRL's conversational prompt: every turn, ending with the user's "
+        "(a plain prompt is one user turn)"
+    )
     tags: list[str]
     prompt_set: str
 
@@ -49,9 +66,25 @@ class RankingRecord(BaseModel):
 class PreferencePair(BaseModel):
     """A TRL preference pair (standard format) with ids to trace it back (pairs.jsonl)."""
 
-    prompt: str
+    prompt: str = Field(description='the prompt; a conversation flattened ("User: ...", "Assistant: ...")')
     chosen: str
     rejected: str
+    margin: int = Field(description="tier distance between chosen and rejected: 1 for neighbours")
+    ranking_id: int
+    set_id: int
+    prompt_id: int
+    chosen_id: int
+    rejected_id: int
+    annotator_id: int
+
+
+class ConversationalPreferencePair(BaseModel):
+    """A TRL preference pair in the conversational format (pairs.jsonl with format=conversational): the
+    prompt's turns, and each reply as one assistant message."""
+
+    prompt: list[Message]
+    chosen: list[Message]
+    rejected: list[Message]
     margin: int = Field(description="tier distance between chosen and rejected: 1 for neighbours")
     ranking_id: int
     set_id: int

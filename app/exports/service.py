@@ -1,5 +1,9 @@
 """Exports as streams of JSONL lines: raw rankings, and TRL preference pairs.
 
+Pairs come in TRL's standard format (texts; a conversation's prompt flattened) or its conversational one
+(the prompt's turns, each reply one assistant message), which DPOTrainer and RewardTrainer load as written.
+A ranking line carries the prompt both ways (`text` and `messages`), so it re-imports without loss.
+
 The filters are checked at once with the caller's session (so a bad filter is a clear 4xx before any
 byte is sent); the lines are then produced lazily by a generator with its own session, reading the
 rankings in batches inside one REPEATABLE READ transaction, so a long export is one consistent snapshot
@@ -15,13 +19,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.annotation import review_repository as review
 from app.annotation.review_repository import SetMember
+from app.conversation import from_stored, to_messages
 from app.db import session_factory
 from app.errors import Invalid, NotFound
 from app.exports import repository as repo
 from app.exports.repository import ExportFilter, RankingRow
 from app.exports.schemas import (
+    ConversationalPreferencePair,
     ExportedCandidate,
     ExportedPrompt,
+    ExportFormat,
+    Message,
     PreferencePair,
     RankingRecord,
 )
@@ -71,14 +79,16 @@ def pairs_export(
     prompt_set: str | None = None,
     since: str | dt.datetime | None = None,
     *,
+    format: ExportFormat = ExportFormat.standard,
     batch_size: int = BATCH_SIZE,
     sessions: sessionmaker[Session] | None = None,
     project_id: int | None = None,
 ) -> Iterator[str]:
     """Check the filters, then stream TRL preference pairs, one JSON line each (pairs.jsonl), of one
-    project if given."""
+    project if given, in TRL's standard or conversational format."""
     filters = _filters(session, prompt_set, since, exclude_all_bad=True, project_id=project_id)
-    return _stream(filters, _pair_lines, batch_size, sessions)
+    render = _conversational_pair_lines if format == ExportFormat.conversational else _pair_lines
+    return _stream(filters, render, batch_size, sessions)
 
 
 def _filters(
@@ -128,7 +138,13 @@ def _ranking_lines(row: RankingRow, members: Sequence[SetMember]) -> Iterator[st
     record = RankingRecord(
         ranking_id=r.id,
         set_id=r.set_id,
-        prompt=ExportedPrompt(id=p.id, text=p.text, tags=list(p.tags), prompt_set=row.prompt_set),
+        prompt=ExportedPrompt(
+            id=p.id,
+            text=p.text,
+            messages=_messages(row),
+            tags=list(p.tags),
+            prompt_set=row.prompt_set,
+        ),
         candidates=[
             ExportedCandidate(
                 id=m.candidate.id,
@@ -153,25 +169,49 @@ def _ranking_lines(row: RankingRow, members: Sequence[SetMember]) -> Iterator[st
     yield record.model_dump_json() + "\n"
 
 
-def _pair_lines(row: RankingRow, members: Sequence[SetMember]) -> Iterator[str]:
-    """The pairs.jsonl lines of a ranking: every strict preference, none with a hidden candidate."""
+def _pairs(row: RankingRow, members: Sequence[SetMember]) -> Iterator[PreferencePair]:
+    """Every strict preference of a ranking, none with a hidden candidate (the prompt as its text)."""
     r = row.ranking
     texts = {m.candidate.id: m.candidate.text for m in members if not m.candidate.hidden}
     for pair in pairs_from_tiers(r.tiers):
         if pair.chosen not in texts or pair.rejected not in texts:
             continue
+        yield PreferencePair(
+            prompt=row.prompt.text,
+            chosen=texts[pair.chosen],
+            rejected=texts[pair.rejected],
+            margin=pair.margin,
+            ranking_id=r.id,
+            set_id=r.set_id,
+            prompt_id=row.prompt.id,
+            chosen_id=pair.chosen,
+            rejected_id=pair.rejected,
+            annotator_id=r.annotator_id,
+        )
+
+
+def _pair_lines(row: RankingRow, members: Sequence[SetMember]) -> Iterator[str]:
+    """The pairs.jsonl lines of a ranking, TRL's standard format."""
+    for pair in _pairs(row, members):
+        yield pair.model_dump_json() + "\n"
+
+
+def _messages(row: RankingRow) -> list[Message]:
+    """The prompt as TRL's conversational prompt (a plain prompt is one user turn)."""
+    prompt = from_stored(row.prompt.text, row.prompt.messages)
+    return [Message.model_validate(m) for m in to_messages(prompt)]
+
+
+def _conversational_pair_lines(row: RankingRow, members: Sequence[SetMember]) -> Iterator[str]:
+    """The pairs.jsonl lines of a ranking in TRL's conversational format (the same pairs as above)."""
+    prompt = _messages(row)
+    for pair in _pairs(row, members):
         yield (
-            PreferencePair(
-                prompt=row.prompt.text,
-                chosen=texts[pair.chosen],
-                rejected=texts[pair.rejected],
-                margin=pair.margin,
-                ranking_id=r.id,
-                set_id=r.set_id,
-                prompt_id=row.prompt.id,
-                chosen_id=pair.chosen,
-                rejected_id=pair.rejected,
-                annotator_id=r.annotator_id,
+            ConversationalPreferencePair(
+                **pair.model_dump(exclude={"prompt", "chosen", "rejected"}),
+                prompt=prompt,
+                chosen=[Message(role="assistant", content=pair.chosen)],
+                rejected=[Message(role="assistant", content=pair.rejected)],
             ).model_dump_json()
             + "\n"
         )

@@ -65,7 +65,7 @@ class ComparisonSet(Base):
     prompt_set_priority: Mapped[int] = mapped_column(Integer, server_default="0")
     prompt_priority: Mapped[int] = mapped_column(Integer, server_default="0")
     submitted_count: Mapped[int] = mapped_column(Integer, server_default="0")
-    # The prompt set's project, copied by the same triggers (migration 0009): the hand-out filters on it
+    # The prompt set's project, copied by the same triggers (migration 0010): the hand-out filters on it
     # during its index walk, and per-project statistics and exports need no join to prompt sets.
     project_id: Mapped[int] = mapped_column(
         ForeignKey("projects.id"), index=True, server_default=FetchedValue()

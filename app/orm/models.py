@@ -46,7 +46,7 @@ class ModelVersion(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[ModelKind] = mapped_column(str_enum(ModelKind, "model_kind"))
     # The project's policy or reward model line.
-    # Filled by a database trigger with the default project when not given (migration 0009), so every
+    # Filled by a database trigger with the default project when not given (migration 0010), so every
     # writer (older clients, the demo, imports, psql) lands somewhere.
     project_id: Mapped[int] = mapped_column(
         ForeignKey("projects.id"), index=True, server_default=FetchedValue()

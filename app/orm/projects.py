@@ -24,7 +24,7 @@ class Project(Base):
         CheckConstraint("overlap IS NULL OR overlap >= 1", name="overlap_positive"),
         CheckConstraint("lease_minutes IS NULL OR lease_minutes >= 1", name="lease_positive"),
         # The project that rows without one (older clients, the demo, imports without a project) join:
-        # at most one, found by the SQL function rankloop_default_project() (migration 0009).
+        # at most one, found by the SQL function rankloop_default_project() (migration 0010).
         Index("uq_projects_default", "is_default", unique=True, postgresql_where=text("is_default")),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import Boolean, FetchedValue, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -16,7 +17,7 @@ class PromptSet(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    # Filled by a database trigger with the default project when not given (migration 0009), so every
+    # Filled by a database trigger with the default project when not given (migration 0010), so every
     # writer (older clients, the demo, imports, psql) lands somewhere.
     project_id: Mapped[int] = mapped_column(
         ForeignKey("projects.id"), index=True, server_default=FetchedValue()
@@ -33,7 +34,11 @@ class Prompt(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     prompt_set_id: Mapped[int] = mapped_column(ForeignKey("prompt_sets.id", ondelete="CASCADE"), index=True)
+    # A conversation's flattened text ("User: ...\n\nAssistant: ...") for search, display and the standard
+    # exports; the plain prompt itself otherwise.
     text: Mapped[str] = mapped_column(Text)
+    # The conversation, TRL's message list ending with a user turn (app.conversation); None: a plain prompt.
+    messages: Mapped[list[Any] | None] = mapped_column(default=None)
     tags: Mapped[list[str]] = mapped_column(ARRAY(String(100)), default=list, server_default="{}")
     source: Mapped[str] = mapped_column(String(200), default="", server_default="")
     priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -35,7 +35,7 @@ class Round(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[RoundKind] = mapped_column(str_enum(RoundKind, "round_kind"), default=RoundKind.train)
     # The project whose data, settings and policy line the round uses.
-    # Filled by a database trigger with the default project when not given (migration 0009), so every
+    # Filled by a database trigger with the default project when not given (migration 0010), so every
     # writer (older clients, the demo, imports, psql) lands somewhere.
     project_id: Mapped[int] = mapped_column(
         ForeignKey("projects.id"), index=True, server_default=FetchedValue()

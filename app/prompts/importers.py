@@ -2,23 +2,28 @@
 
 Pure functions: bytes in, `Record`s out, or `Invalid` naming each bad line. Formats:
 
-- prompts: JSONL `{"prompt": str, "tags": [str]}`, or CSV with a `prompt` column and an optional `tags`
-  column (`;`-separated).
-- pairs: TRL preference pairs, JSONL `{"prompt", "chosen", "rejected"}` -> a ranking [[chosen], [rejected]].
-- ranked-groups: JSONL `{"prompt": str, "completions": [str], "ranking": [[int]]}` (tiers of indexes, best
-  first; without `ranking` the group waits for annotators), or Open-Assistant trees (detected per line:
-  `prompt` is a message object), or lines of rankloop's own rankings export (rankings.jsonl: `candidates`
-  with their model versions and `tiers` of their ids; all-bad marks kept). In an Open-Assistant tree,
-  every group of two or more ranked sibling assistant replies becomes a record; its prompt is the root
-  text for replies to the root, else the conversation so far rendered as
-  "User: ...\n\nAssistant: ...\n\nUser: ...". Equal ranks are a tie; deleted replies are left out, and
-  so are blank ones (with what follows them), counted in `Parsed.left_out`; a blank root is an error.
-- demonstrations: JSONL `{"prompt", "completion"}`, a human-written reply for the supervised (SFT) stage ->
-  a record with that one completion and no ranking.
+- prompts: JSONL `{"prompt": str | [messages], "tags": [str]}`, or CSV with a `prompt` column and an
+  optional `tags` column (`;`-separated).
+- pairs: TRL preference pairs -> a ranking [[chosen], [rejected]]. Standard `{"prompt", "chosen",
+  "rejected"}` texts; conversational `{"prompt": [messages], "chosen": [assistant message], "rejected":
+  [assistant message]}`; or implicit-prompt conversational `{"chosen": [messages], "rejected": [messages]}`,
+  whose prompt is the turns both share (as TRL's `maybe_extract_prompt` reads them).
+- ranked-groups: JSONL `{"prompt": str | [messages], "completions": [str], "ranking": [[int]]}` (tiers of
+  indexes, best first; without `ranking` the group waits for annotators), or Open-Assistant trees
+  (detected per line: `prompt` is a message object), or lines of rankloop's own rankings export
+  (rankings.jsonl: `candidates` with their model versions and `tiers` of their ids; all-bad marks kept).
+  In an Open-Assistant tree, every group of two or more ranked sibling assistant replies becomes a record;
+  its prompt is the conversation so far, roles intact (prompter -> user), the root text alone for replies
+  to the root. Equal ranks are a tie; deleted replies are left out, and so are blank ones (with what
+  follows them), counted in `Parsed.left_out`; a blank root is an error.
+- demonstrations: JSONL `{"prompt", "completion"}` (texts, or TRL's conversational prompt-completion form),
+  a human-written reply for the supervised (SFT) stage -> a record with that one completion and no ranking.
 
-Every text goes through app.text's rule (valid Unicode, no control characters, prompts and completions
-not blank, the documented limits). JSONL files are split into lines on "\n" only ("\r\n" is fine): a JSON
-string may hold U+2028 and other characters that `str.splitlines` would break a line at.
+A prompt given as messages follows app.conversation's rule (known roles, no blank turn, the last one the
+user's); a conversation of one user turn is a plain prompt. Every text goes through app.text's rule
+(valid Unicode, no control characters, prompts and completions not blank, the documented limits). JSONL
+files are split into lines on "\n" only ("\r\n" is fine): a JSON string may hold U+2028 and other
+characters that `str.splitlines` would break a line at.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from app.annotation.tiers import MAX_CANDIDATES, MIN_CANDIDATES, validate_tiers
+from app.conversation import Conversation, Message, PromptLike, as_prompt, flatten
 from app.errors import Invalid
 from app.prompts.schemas import (
     DemonstrationLine,
@@ -61,7 +67,8 @@ class Record:
     """One prompt, optionally with candidates and a ranking of them (tiers of indexes, best first)."""
 
     line: int
-    prompt: str
+    # A text, or a conversation ending with a user turn (app.conversation).
+    prompt: PromptLike
     tags: list[str] = field(default_factory=list)
     completions: list[str] = field(default_factory=list)
     tiers: list[list[int]] | None = None
@@ -210,14 +217,16 @@ def _parse_object(number: int, obj: dict[str, Any], kind: ImportKind, left_out: 
         return [Record(line=number, prompt=p.prompt, tags=_unique(p.tags))]
     if kind == ImportKind.pairs:
         pair = _validate(PairLine, obj)
-        if pair.chosen == pair.rejected:
+        given = isinstance(obj.get("prompt"), list) or pair.prompt is None
+        prompt, chosen, rejected = _pair_texts(pair.prompt, pair.chosen, pair.rejected, given)
+        if chosen == rejected:
             raise LineError("chosen and rejected are the same text")
         return [
             Record(
                 line=number,
-                prompt=pair.prompt,
+                prompt=prompt,
                 tags=_unique(pair.tags),
-                completions=[pair.chosen, pair.rejected],
+                completions=[chosen, rejected],
                 tiers=[[0], [1]],
                 model=pair.model or DEFAULT_MODEL,
             )
@@ -228,7 +237,7 @@ def _parse_object(number: int, obj: dict[str, Any], kind: ImportKind, left_out: 
             Record(
                 line=number,
                 prompt=demo.prompt,
-                completions=[demo.completion],
+                completions=[_reply("completion", demo.completion)],
                 model=DEMONSTRATIONS_MODEL,
                 source="demonstrations",
             )
@@ -266,7 +275,7 @@ def _parse_exported_ranking(number: int, obj: dict[str, Any]) -> Record:
     _check_group([(c.model_version, c.text) for c in line.candidates])
     return Record(
         line=number,
-        prompt=line.prompt.text,
+        prompt=line.prompt.messages if line.prompt.messages is not None else line.prompt.text,
         tags=_unique(line.prompt.tags),
         completions=texts,
         tiers=_check_ranking([[index[c] for c in tier] for tier in line.tiers], len(texts)),
@@ -279,7 +288,7 @@ def _check_storable(record: Record) -> None:
     """Every text of a record under app.text's rule: what the line schemas checked, and what the
     importer made of them (a rendered conversation, tags from CSV, provenance strings)."""
     fields: list[tuple[str, str, dict[str, Any]]] = [
-        ("prompt", record.prompt, {"blank_ok": False}),
+        ("prompt", flatten(record.prompt), {"blank_ok": False}),
         ("model", record.model, {"one_line": True, "blank_ok": False, "max_chars": NAME_CHARS}),
     ]
     fields += [
@@ -306,6 +315,9 @@ def _validate(model: type[M], obj: dict[str, Any]) -> M:
         problems = []
         for err in exc.errors(include_url=False)[:3]:
             where = ".".join(str(p) for p in err["loc"]) or "line"
+            if err["type"] == "conversation" and err.get("ctx", {}).get("at"):
+                # app.conversation names the bad turn ("2.content") below the field.
+                where = f"{where}.{err['ctx']['at']}"
             message = "must not be blank" if err["type"] == "string_pattern_mismatch" else err["msg"]
             problems.append(f"{where}: {message}")
         raise LineError("; ".join(problems)) from exc
@@ -356,7 +368,7 @@ def _parse_oasst(number: int, obj: dict[str, Any], left_out: list[int]) -> list[
         records.append(
             Record(
                 line=number,
-                prompt=render_conversation(path),
+                prompt=conversation_prompt(path),
                 completions=[r.text for r in group],
                 tiers=_tiers_from_ranks([r.rank for r in group if r.rank is not None]),
                 model=OASST_MODEL,
@@ -395,9 +407,55 @@ def _tiers_from_ranks(ranks: Sequence[int]) -> list[list[int]]:
     return [[i for i, r in enumerate(ranks) if r == value] for value in sorted(set(ranks))]
 
 
-def render_conversation(path: Sequence[OAMessage]) -> str:
-    """The prompt for replies to the last message: its text alone at the root, else the dialogue."""
-    if len(path) == 1:
-        return path[0].text
-    speaker = {"prompter": "User", "assistant": "Assistant"}
-    return "\n\n".join(f"{speaker[m.role]}: {m.text}" for m in path)
+def conversation_prompt(path: Sequence[OAMessage]) -> PromptLike:
+    """The prompt for replies to the last message: the conversation so far, roles intact (a prompter is
+    the user), or the root's text alone."""
+    turns = [Message("user" if m.role == "prompter" else "assistant", m.text) for m in path]
+    try:
+        return as_prompt(turns)
+    except ValueError as exc:
+        raise LineError(f"the conversation before {path[-1].message_id or 'a reply'} {exc}") from exc
+
+
+def _reply(field: str, value: str | Conversation) -> str:
+    """A reply given as a text, or as TRL's one assistant message."""
+    if isinstance(value, str):
+        return value
+    if not value:
+        raise LineError(f"{field}: no reply after the prompt")
+    if len(value) != 1 or value[0].role != "assistant":
+        roles = ", ".join(m.role for m in value)
+        raise LineError(f"{field}: a reply is one assistant message (got {roles})")
+    return value[0].content
+
+
+def _pair_texts(
+    prompt: PromptLike | None,
+    chosen: str | Conversation,
+    rejected: str | Conversation,
+    prompt_as_messages: bool,
+) -> tuple[PromptLike, str, str]:
+    """(prompt, chosen, rejected) of a TRL preference line; without an explicit prompt (or with a text
+    prompt beside message lists, as TRL's maybe_extract_prompt reads it) the prompt is the turns that
+    chosen and rejected share. `prompt_as_messages`: the line gave its prompt as a message list (or none)."""
+    both_lists = not isinstance(chosen, str) and not isinstance(rejected, str)
+    explicit = prompt is not None and (not both_lists or prompt_as_messages)
+    if explicit:
+        assert prompt is not None
+        return prompt, _reply("chosen", chosen), _reply("rejected", rejected)
+    if isinstance(chosen, str) or isinstance(rejected, str):
+        raise LineError("prompt: missing (an implicit prompt needs chosen and rejected as message lists)")
+    if chosen == rejected:
+        raise LineError("chosen and rejected are the same conversation")
+    shared = 0
+    while shared < min(len(chosen), len(rejected)) and chosen[shared] == rejected[shared]:
+        shared += 1
+    if shared == 0 or chosen[shared - 1].role != "user":
+        raise LineError(
+            "prompt: chosen and rejected must share the conversation up to a user turn (the implicit prompt)"
+        )
+    try:
+        implicit = as_prompt(chosen[:shared])
+    except ValueError as exc:
+        raise LineError(f"prompt: {exc}") from exc
+    return implicit, _reply("chosen", chosen[shared:]), _reply("rejected", rejected[shared:])

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.conversation import PromptInput, ReplyInput
 from app.text import CompletionText, IdLine, MessageText, NameLine, PromptText, TagLine
 
 
@@ -27,24 +28,28 @@ class _Line(BaseModel):
 
 
 class PromptLine(_Line):
-    prompt: PromptText
+    """A prompt: a text, or a conversation (TRL's prompt-only conversational format)."""
+
+    prompt: PromptInput
     tags: list[TagLine] = Field(default_factory=list)
 
 
 class PairLine(_Line):
-    """A TRL preference pair (standard format, texts)."""
+    """A TRL preference pair: standard (texts) or conversational (message lists), the prompt explicit or,
+    for conversations, implicit (the turns `chosen` and `rejected` share)."""
 
-    prompt: PromptText
-    chosen: CompletionText
-    rejected: CompletionText
+    prompt: PromptInput | None = None
+    chosen: ReplyInput
+    rejected: ReplyInput
     tags: list[TagLine] = Field(default_factory=list)
     model: NameLine | None = None
 
 
 class RankedGroupLine(_Line):
-    """Completions of one prompt; `ranking` is tiers of indexes into `completions`, best first."""
+    """Completions of one prompt (a text or a conversation); `ranking` is tiers of indexes into
+    `completions`, best first."""
 
-    prompt: PromptText
+    prompt: PromptInput
     completions: list[CompletionText]
     ranking: list[list[int]] | None = None
     tags: list[TagLine] = Field(default_factory=list)
@@ -53,6 +58,8 @@ class RankedGroupLine(_Line):
 
 class ExportedPrompt(_Line):
     text: PromptText
+    # The conversation (rankloop's rankings export writes it for every prompt, one user turn for a text).
+    messages: PromptInput | None = None
     tags: list[TagLine] = Field(default_factory=list)
 
 
@@ -92,10 +99,11 @@ class OATree(_Line):
 
 
 class DemonstrationLine(_Line):
-    """One demonstration: a prompt and the reply a person wrote for it (JSONL `{"prompt","completion"}`)."""
+    """One demonstration: a prompt and the reply a person wrote for it (JSONL `{"prompt","completion"}`,
+    TRL's prompt-completion format: texts, or a conversation and a one-message assistant reply)."""
 
-    prompt: PromptText
-    completion: CompletionText
+    prompt: PromptInput
+    completion: ReplyInput
 
 
 class ImportSummary(BaseModel):

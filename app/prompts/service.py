@@ -25,6 +25,7 @@ from app.annotation.service import fingerprint
 from app.annotation.tiers import validate_tiers
 from app.auth.service import imported_annotator
 from app.config import Settings
+from app.conversation import PromptLike, flatten, stored_messages
 from app.errors import Conflict, Invalid, NotFound, PayloadTooLarge
 from app.orm import (
     Assignment,
@@ -294,7 +295,7 @@ def _prompt_set_name(name: str | None, default: str = DEFAULT_PROMPT_SET) -> str
     return check_name(name, "prompt_set", default=default)
 
 
-def _repeated_prompts(records: Sequence[Record], preexisting: set[str]) -> int:
+def _repeated_prompts(records: Sequence[Record], preexisting: set[PromptLike]) -> int:
     """How many prompt-only records name a prompt that existed already or came earlier in the file."""
     seen = set(preexisting)
     repeated = 0
@@ -306,23 +307,47 @@ def _repeated_prompts(records: Sequence[Record], preexisting: set[str]) -> int:
 
 def _prompts(
     session: Session, prompt_set_id: int, records: Sequence[Record], origin: str
-) -> tuple[dict[str, Prompt], set[str]]:
-    """Prompts by text, created where missing; also the texts that existed before."""
-    tags: dict[str, list[str]] = {}
-    sources: dict[str, str] = {}
+) -> tuple[dict[PromptLike, Prompt], set[PromptLike]]:
+    """Prompts by what they ask (a text or a conversation), created where missing; also those that existed.
+
+    A prompt is found by its text (a conversation's flattened text). A plain prompt found for a
+    conversation gets the conversation's turns: it was imported flattened before conversations were kept.
+    """
+    tags: dict[PromptLike, list[str]] = {}
+    sources: dict[PromptLike, str] = {}
     for r in records:
         tags.setdefault(r.prompt, [])
         tags[r.prompt].extend(t for t in r.tags if t not in tags[r.prompt])
         sources.setdefault(r.prompt, f"{r.source}:{origin}" if origin else r.source)
-    found = repo.prompts_by_text(session, prompt_set_id, list(tags))
+    by_text = repo.prompts_by_text(session, prompt_set_id, list({flatten(p) for p in tags}))
+    found: dict[PromptLike, Prompt] = {}
+    for prompt in tags:
+        row = by_text.get(flatten(prompt))
+        if row is None:
+            continue
+        if row.messages is None and not isinstance(prompt, str):
+            row.messages = stored_messages(prompt)
+        found[prompt] = row
     preexisting = set(found)
-    new = [
-        Prompt(prompt_set_id=prompt_set_id, text=text, tags=tags[text], source=sources[text][:200])
-        for text in tags
-        if text not in found
-    ]
-    repo.add_all(session, new)
-    found.update((p.text, p) for p in new)
+    new: dict[PromptLike, Prompt] = {}
+    for prompt in tags:
+        if prompt in found:
+            continue
+        text = flatten(prompt)
+        # Two records may flatten to one text (a text and a conversation): one row, the first one's.
+        if text in by_text:
+            found[prompt] = by_text[text]
+            continue
+        row = Prompt(
+            prompt_set_id=prompt_set_id,
+            text=text,
+            messages=stored_messages(prompt),
+            tags=tags[prompt],
+            source=sources[prompt][:200],
+        )
+        new[prompt] = by_text[text] = row
+    repo.add_all(session, list(new.values()))
+    found.update(new)
     return found, preexisting
 
 
@@ -338,7 +363,7 @@ def _model_versions(session: Session, names: set[str], origin: str) -> dict[str,
 def _candidates(
     session: Session,
     records: Sequence[Record],
-    prompts: dict[str, Prompt],
+    prompts: dict[PromptLike, Prompt],
     versions: dict[str, ModelVersion],
 ) -> tuple[list[list[int]], int]:
     """Candidate ids per record, reusing one with the same prompt, model and text; and how many are new."""

@@ -6,9 +6,12 @@ app queues and cancels jobs with it and the worker registers its tasks on `app`.
 committed together or not at all. The worker opens the app with its own async pool (`rankloop worker`,
 see worker/tasks.py, named here only as the import path procrastinate loads).
 
-Queues: "train" (training rounds), "generate" (generation-only runs), "maintenance" (periodic: auto
-rounds, retrying jobs of dead workers). Every training job holds the lock TRAIN_LOCK, so however many
-workers run, at most one training round runs at a time.
+Queues: "train" (a training round up to the publication of its versions), "generate" (generation:
+generation-only runs, and a training round's last stage, handed over once its versions are published, so a
+worker on another host can take it), "maintenance" (periodic: auto rounds, retrying jobs of dead workers).
+Every training job holds the lock TRAIN_LOCK, so however many workers run, at most one training round trains
+at a time. A GPU host runs `rankloop worker --queues train`, others `--queues generate`; the default
+worker takes both.
 """
 
 from __future__ import annotations
@@ -96,6 +99,14 @@ def enqueue_round(session: Session, round_: Round) -> int:
         )
     else:
         job_id = defer_in_transaction(session, GENERATE_TASK, queue=GENERATE_QUEUE, round_id=round_.id)
+    round_.job_id = job_id
+    session.flush()
+    return job_id
+
+
+def enqueue_generation_stage(session: Session, round_: Round) -> int:
+    """Hand a training round's generation stage to the generate queue: the round's job becomes this one."""
+    job_id = defer_in_transaction(session, GENERATE_TASK, queue=GENERATE_QUEUE, round_id=round_.id)
     round_.job_id = job_id
     session.flush()
     return job_id

@@ -217,9 +217,9 @@ def newest_unfailed_reward_version(session: Session) -> ModelVersion | None:
 
 
 def prompts_needing_work_stmt(prompt_set_id: int | None = None, project_id: int | None = None) -> Any:
-    """(id, text) of prompts of unpaused prompt sets (or of one; of one project) without an open comparison
-    set, most wanted first (priorities), fewest rankings first: what a generation job fills, in the order
-    it fills them."""
+    """(id, text, messages) of prompts of unpaused prompt sets (or of one; of one project) without an open
+    comparison set, most wanted first (priorities), fewest rankings first: what a generation job fills, in
+    the order it fills them."""
     open_set = select(ComparisonSet.id).where(
         ComparisonSet.prompt_id == Prompt.id, ComparisonSet.status == SetStatus.open
     )
@@ -235,7 +235,7 @@ def prompts_needing_work_stmt(prompt_set_id: int | None = None, project_id: int 
     if project_id is not None:
         in_set.append(PromptSet.project_id == project_id)
     return (
-        select(Prompt.id, Prompt.text)
+        select(Prompt.id, Prompt.text, Prompt.messages)
         .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
         .where(PromptSet.paused.is_(False), ~exists(open_set), *in_set)
         .order_by(PromptSet.priority.desc(), Prompt.priority.desc(), rankings, Prompt.id)

@@ -58,6 +58,7 @@ from bench.loop.simulate import (
     untied_gaps,
     win_rate,
 )
+from worker.store import open_version
 
 ROOT = Path(__file__).resolve().parents[2]
 OASST = ROOT / "app" / "demo" / "data" / "oasst_en_100_trees.jsonl"
@@ -207,7 +208,12 @@ class Loop:
         self, version: dict[str, Any], base_model: str, settings: SamplingSettings
     ) -> list[str]:
         if version["id"] not in self.samples:
-            adapter = Path(version["adapter_path"]) if version.get("adapter_path") else None
+            # The version's location (a path, or a URL in the model store) as a verified local directory.
+            adapter = (
+                open_version(version["adapter_path"], self.product.data_dir / "model-cache")
+                if version.get("adapter_path")
+                else None
+            )
             rows = sample_version(
                 base_model,
                 adapter,

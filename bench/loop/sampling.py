@@ -1,6 +1,7 @@
 """The bench's own samples from a model version, with the worker's generation code (worker.generation).
 
-A version is the base model plus an optional LoRA adapter directory (`adapter_path` in GET /model-versions);
+A version is the base model plus an optional LoRA adapter directory (`adapter_path` in GET /model-versions,
+opened through worker/store.py);
 the base model name resolves like the worker resolves it (the default GGUF model is converted once into the
 data dir). Every evaluation prompt gets its own seed, the same for every version, so two versions' replies
 to one prompt differ only by the weights (paired comparison).

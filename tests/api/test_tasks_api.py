@@ -48,9 +48,11 @@ def test_next_task_returns_candidates_in_display_order_and_is_stable(app_client,
         "project_id",
         "flag_types",
         "prompt",
+        "messages",
         "candidates",
         "lease_expires_at",
     }
+    assert task["messages"] is None
     assert task["prompt"].startswith("Question")
     assert all(set(c) == {"id", "text", "truncated"} and c["truncated"] is False for c in task["candidates"])
     with session_scope() as s:
@@ -233,6 +235,7 @@ def test_openapi_documents_the_task_endpoints_with_response_models(app_client):
         "project_id",
         "flag_types",
         "prompt",
+        "messages",
         "candidates",
         "lease_expires_at",
     }

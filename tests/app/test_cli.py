@@ -60,7 +60,7 @@ def test_import_of_a_malformed_file_fails_with_the_line_and_writes_nothing(clean
     f.write_text('{"prompt": "fine"}\n{"prompt": ["not", "text"]}\n')
     result = runner.invoke(app, ["import", str(f), "--kind", "prompts"])
     assert result.exit_code == 2
-    assert "line2:prompt:" in squeeze(result.output)
+    assert "line2:prompt.0:mustbeanobject" in squeeze(result.output)
     assert total(Prompt) == 0
     assert runner.invoke(app, ["import", str(tmp_path / "missing.jsonl"), "--kind", "prompts"]).exit_code != 0
 

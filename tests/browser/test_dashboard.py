@@ -52,13 +52,18 @@ class Worker:
     def _loop(self) -> None:
         import torch
 
+        from worker.rounds import GENERATION_QUEUED
         from worker.tasks import run_round_job
 
         torch.set_num_threads(1)  # a tiny model gains nothing from threads on a busy 2-core machine
         while not self.stop.is_set():
             with session_scope() as s:
+                # A queued training round, or one whose generation job waits (handed over at publication).
                 row = s.scalars(
-                    select(Round).where(Round.status == RoundStatus.queued, Round.kind == RoundKind.train)
+                    select(Round).where(
+                        ((Round.status == RoundStatus.queued) & (Round.kind == RoundKind.train))
+                        | (Round.stage == GENERATION_QUEUED)
+                    )
                 ).first()
                 job = (row.id, row.job_id) if row is not None else None
             if job is None:

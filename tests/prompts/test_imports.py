@@ -247,7 +247,7 @@ TEN = json.dumps({"prompt": "p", "completions": [str(i) for i in range(10)]})
         (RG, '{"prompt": "p", "completions": ["a", "b"]', "not valid JSON"),
         (RG, '["a", "b"]', "expected a JSON object"),
         (RG, '{"completions": ["a", "b"]}', "prompt: Field required"),
-        (RG, '{"prompt": 3, "completions": ["a", "b"]}', "prompt: Input should be"),
+        (RG, '{"prompt": 3, "completions": ["a", "b"]}', "prompt: must be a text or a non-empty list"),
         (RG, '{"prompt": "  ", "completions": ["a", "b"]}', "prompt: must not be blank"),
         (RG, '{"prompt": "p", "completions": "ab"}', "completions: Input should be"),
         (RG, ab('[["0"], [1]]'), "ranking.0.0"),
@@ -266,7 +266,7 @@ TEN = json.dumps({"prompt": "p", "completions": [str(i) for i in range(10)]})
         (
             PAIRS,
             '{"prompt": "p", "chosen": "\\ud800", "rejected": "b"}',
-            "chosen: Input should be a valid string",
+            "chosen: character 1 is a lone surrogate",
         ),
     ],
 )

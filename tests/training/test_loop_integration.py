@@ -14,7 +14,7 @@ from app.db import session_scope
 from app.orm import Candidate, ComparisonSet, ModelVersion, Role, Round, RoundStatus, SetStatus
 from app.prompts import service as imports
 from app.prompts.schemas import ImportKind
-from worker.tasks import run_round_job
+from tests.training_data import run_round_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ def test_imported_rankings_train_a_policy_whose_candidates_reach_annotators(app_
     round_id = resp.json()["id"]
 
     # What the worker's job does, in-process (tests/worker/test_worker_faults.py runs the real worker).
-    assert run_round_job(round_id, job_id=None) == "succeeded"
+    assert run_round_jobs(round_id) == "succeeded"
 
     detail = app_client.get(f"/api/v1/rounds/{round_id}", headers=admin).json()
     assert detail["status"] == "succeeded", detail["error"]

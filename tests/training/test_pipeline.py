@@ -27,10 +27,9 @@ from app.orm import (
 )
 from app.prompts import service as prompts_service
 from app.training import rounds
-from tests.training_data import seed_rankings, tiny_overrides
+from tests.training_data import run_round_jobs, seed_rankings, tiny_overrides
 from worker import artifacts, snapshot, versions
 from worker.progress import Cancelled, ProgressReporter
-from worker.tasks import run_round_job
 
 # Each round trains a tiny model for a few seconds.
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fresh_artifacts")]
@@ -46,7 +45,7 @@ def test_training_round_publishes_versions_and_serves_new_candidates(clean_db, m
         seeded = seed_rankings(s, prompts=6, annotators=2, unranked=3, human_first=True)
     round_id = start(tiny_overrides(model_dir))
 
-    assert run_round_job(round_id, job_id=None) == "succeeded"
+    assert run_round_jobs(round_id) == "succeeded"
 
     with session_scope() as s:
         row = s.get(Round, round_id)
@@ -122,7 +121,7 @@ def test_a_second_round_builds_on_the_previous_policy_and_compares_reward_models
     first = start(
         tiny_overrides(model_dir, generate_prompts=0, synthetic_prompts=0, eval_prompts=0, auto_promote="yes")
     )
-    assert run_round_job(first, job_id=None) == "succeeded"
+    assert run_round_jobs(first) == "succeeded"
     with session_scope() as s:
         seed_rankings(s, prompts=4, annotators=1, unranked=2, seed=1)
     second = start(
@@ -130,7 +129,7 @@ def test_a_second_round_builds_on_the_previous_policy_and_compares_reward_models
             model_dir, synthetic_prompts=0, eval_prompts=1, generate_prompts=2, multi_annotator="consensus"
         )
     )
-    assert run_round_job(second, job_id=None) == "succeeded"
+    assert run_round_jobs(second) == "succeeded"
 
     with session_scope() as s:
         r1, r2 = s.get(Round, first), s.get(Round, second)
@@ -153,7 +152,7 @@ def test_a_second_round_builds_on_the_previous_policy_and_compares_reward_models
 def test_a_round_without_rankings_fails_with_a_clear_reason(clean_db, model_dir):
     round_id = start(tiny_overrides(model_dir))
     with pytest.raises(snapshot.NoTrainingData):
-        run_round_job(round_id, job_id=None)
+        run_round_jobs(round_id)
     with session_scope() as s:
         row = s.get(Round, round_id)
         assert row.status == RoundStatus.failed
@@ -167,7 +166,7 @@ def test_a_stored_config_that_no_longer_validates_fails_the_round_at_once(clean_
         row = s.get(Round, round_id)
         row.config = {**row.config, "k": 40}
     with pytest.raises(ValueError, match="k must be at most 9"):
-        run_round_job(round_id, job_id=None)
+        run_round_jobs(round_id)
     with session_scope() as s:
         row = s.get(Round, round_id)
         assert row.status == RoundStatus.failed and row.error.startswith("bad config: k must be at most 9")
@@ -178,7 +177,7 @@ def test_generation_round_uses_the_active_policy(clean_db, model_dir):
     with session_scope() as s:
         seed_rankings(s, prompts=0, unranked=3)
     round_id = start(tiny_overrides(model_dir, generate_prompts=2), kind=RoundKind.generate)
-    assert run_round_job(round_id, job_id=None) == "succeeded"
+    assert run_round_jobs(round_id) == "succeeded"
     with session_scope() as s:
         sets = s.scalars(select(ComparisonSet).where(ComparisonSet.source == f"round:{round_id}")).all()
         assert len(sets) == 2
@@ -231,7 +230,7 @@ def test_demonstrations_are_imported_all_or_nothing_and_feed_sft(clean_db, model
         seed_rankings(s, prompts=4, annotators=1, unranked=0)
 
     round_id = start(tiny_overrides(model_dir, sft="on", generate_prompts=0, eval_prompts=0))
-    assert run_round_job(round_id, job_id=None) == "succeeded"
+    assert run_round_jobs(round_id) == "succeeded"
     with session_scope() as s:
         row = s.get(Round, round_id)
         assert row.metrics["sft"]["demonstrations"] == 2 and row.metrics["sft"]["steps"] >= 1
@@ -243,7 +242,7 @@ def test_sft_on_without_demonstrations_fails_with_a_clear_reason(clean_db, model
         seed_rankings(s, prompts=3, annotators=1, unranked=0)
     round_id = start(tiny_overrides(model_dir, sft="on"))
     with pytest.raises(ValueError, match="no demonstrations"):
-        run_round_job(round_id, job_id=None)
+        run_round_jobs(round_id)
     with session_scope() as s:
         assert "sft is 'on' but there are no demonstrations" in s.get(Round, round_id).error
 
@@ -260,7 +259,7 @@ def test_rloo_policy_method_trains_online_against_the_new_reward_model(clean_db,
         generate_prompts=1,
     )
     round_id = start(overrides)
-    assert run_round_job(round_id, job_id=None) == "succeeded"
+    assert run_round_jobs(round_id) == "succeeded"
     with session_scope() as s:
         row = s.get(Round, round_id)
         policy = s.get(ModelVersion, row.policy_version_id)
@@ -291,7 +290,7 @@ def test_round_config_knobs_reach_sft_reward_and_policy_training(clean_db, model
     round_id = start(
         tiny_overrides(model_dir, generate_prompts=0, eval_prompts=0, synthetic_prompts=0, **knobs)
     )
-    assert run_round_job(round_id, job_id=None) == "succeeded"
+    assert run_round_jobs(round_id) == "succeeded"
 
     targets = ["q_proj", "v_proj", "o_proj"]
     with session_scope() as s:
@@ -346,7 +345,7 @@ def test_cli_round_queues_and_follows_and_eval_rm_scores_pairs(clean_db, model_d
         assert f"round {round_id} queued" in result.output and row.config["max_length"] == 64
 
     # What `--wait` does: follow the row while the job runs (here in a thread instead of a worker).
-    job = threading.Thread(target=run_round_job, args=(round_id, None))
+    job = threading.Thread(target=run_round_jobs, args=(round_id,))
     job.start()
     assert follow(round_id, poll_seconds=0.2) == 0
     job.join()
@@ -383,7 +382,7 @@ def test_retry_after_publication_resumes_at_generation_and_retry_before_it_drops
     with session_scope() as s:
         seed_rankings(s, prompts=4, annotators=1, unranked=3)
     first = start(tiny_overrides(model_dir, generate_prompts=0, eval_prompts=0, synthetic_prompts=0))
-    assert run_round_job(first, job_id=None) == "succeeded"
+    assert run_round_jobs(first) == "succeeded"
     root = get_settings().resolved_artifacts_dir
 
     # A round that died while generating, after its versions were published: the retry only generates.
@@ -403,12 +402,12 @@ def test_retry_after_publication_resumes_at_generation_and_retry_before_it_drops
         s.flush()
         crashed_id = crashed.id
         versions_before = len(s.scalars(select(ModelVersion)).all())
-    assert run_round_job(crashed_id, job_id=None) == "succeeded"
+    assert run_round_jobs(crashed_id) == "succeeded"
     with session_scope() as s:
         row = s.get(Round, crashed_id)
         assert row.attempts == 2 and row.metrics["generated_sets"] == 2
         assert len(s.scalars(select(ModelVersion)).all()) == versions_before
-        assert any("resuming at generation" in line for line in row.log_tail)
+        assert any("generation of the published versions: attempt 2" in line for line in row.log_tail)
 
     # A round that died between writing its version directories and committing their rows.
     with session_scope() as s:
@@ -427,7 +426,7 @@ def test_retry_after_publication_resumes_at_generation_and_retry_before_it_drops
         orphan = root / f"{kind}-round{died_id}-a1"
         orphan.mkdir(parents=True)
         (orphan / "adapter_model.safetensors").write_bytes(b"from the attempt that crashed")
-    assert run_round_job(died_id, job_id=None) == "succeeded"
+    assert run_round_jobs(died_id) == "succeeded"
     with session_scope() as s:
         row = s.get(Round, died_id)
         names = {

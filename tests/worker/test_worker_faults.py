@@ -36,7 +36,8 @@ class Workers:
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self) -> subprocess.Popen[bytes]:
+    def start(self, *args: str, **env_vars: str) -> subprocess.Popen[bytes]:
+        """`rankloop worker ARGS`, with these environment variables on top of the test's."""
         env = {
             **os.environ,
             "RANKLOOP_WORKER_HEARTBEAT_SECONDS": "1",
@@ -44,9 +45,10 @@ class Workers:
             "RANKLOOP_PROGRESS_INTERVAL_SECONDS": "0.5",
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
+            **env_vars,
         }
         log = open(self.log_dir / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen([RANKLOOP, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([RANKLOOP, "worker", *args], env=env, stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
 

@@ -15,6 +15,7 @@ from app.config import Settings
 from app.training.config import RoundConfig
 from worker.progress import ProgressReporter
 from worker.rounds import Claim, merge_metrics
+from worker.store import ModelStore
 
 
 @dataclass
@@ -47,8 +48,9 @@ class RoundContext:
         return f"round{self.round_id}-"
 
     @property
-    def artifacts_dir(self) -> Path:
-        return self.settings.resolved_artifacts_dir.resolve()
+    def store(self) -> ModelStore:
+        """Where versions are published and read from (worker/store.py)."""
+        return ModelStore.from_settings(self.settings)
 
     @property
     def data_dir(self) -> Path:

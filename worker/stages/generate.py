@@ -12,9 +12,9 @@ import dataclasses
 import random
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from app.conversation import PromptLike
 from app.training.config import ConfigError
 from worker import candidates, versions
 from worker.stages.configs import candidate_config
@@ -54,7 +54,9 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
     for offset, (version, k) in enumerate(plan):
         base = version.base_model or cfg.base_model
         host = hosts.setdefault(base, AdapterHost(base, data_dir=ctx.data_dir))
-        adapter = Path(version.adapter_path) if version.adapter_path else None
+        # Opened through the model store: a local path, or a verified copy in this host's cache of a
+        # version another host published.
+        adapter = ctx.store.open(version.adapter_path) if version.adapter_path else None
         with host.use(version.name, adapter) as (model, tokenizer):
             done = _generate_with(ctx, model, tokenizer, prompts, per_prompt, clock, version, k, offset, done)
     del hosts
@@ -92,7 +94,7 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
         stored = candidates.store_sets(session, sets, ctx.overlap, f"round:{ctx.round_id}")
     made = len(stored)
     ctx.progress.log(f"{made} new comparison sets; {dropped} near-duplicate candidates dropped")
-    texts = {p.id: p.text for p in prompts}
+    texts = {p.id: p.prompt for p in prompts}
     exchanges = [
         (cid, texts[prompt_id], cand.text)
         for (prompt_id, kept), ids in zip((s for s in sets if len(s[1]) >= 2), stored, strict=True)
@@ -129,7 +131,7 @@ def _generate_with(
         result = generate_candidates(
             model,
             tokenizer,
-            [p.text for p in chunk],
+            [p.prompt for p in chunk],
             dataclasses.replace(cand_cfg, seed=seed + start),
             on_step=clock.chunk(done, len(chunk) * k, cfg.max_new_tokens),
         )
@@ -140,7 +142,7 @@ def _generate_with(
     return done
 
 
-def _score_candidates(ctx: RoundContext, exchanges: list[tuple[int, str, str]]) -> None:
+def _score_candidates(ctx: RoundContext, exchanges: list[tuple[int, PromptLike, str]]) -> None:
     """Score (candidate id, prompt, reply) with the newest reward model, in batches; store the scores."""
     from worker.reward import load_reward_model
 
@@ -149,7 +151,7 @@ def _score_candidates(ctx: RoundContext, exchanges: list[tuple[int, str, str]]) 
     if reward is None or reward.adapter_path is None or not exchanges:
         return
     ctx.progress.stage("score", total=len(exchanges))
-    rm = load_reward_model(Path(reward.adapter_path), data_dir=ctx.data_dir)
+    rm = load_reward_model(ctx.store.open(reward.adapter_path), data_dir=ctx.data_dir)
     scores: list[tuple[int, float]] = []
     step = max(1, ctx.cfg.generation_batch_size)
     for start in range(0, len(exchanges), step):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.conversation import PromptLike
 from worker import snapshot as snapshot_db
 from worker import versions
 from worker.snapshot import NoTrainingData, Snapshot, TrainingData
@@ -28,7 +29,7 @@ def stage_snapshot(ctx: RoundContext) -> Snapshot:
 class RoundData:
     data: TrainingData
     train_rankings: list[Any]
-    heldout_prompts: list[str]
+    heldout_prompts: list[PromptLike]
 
 
 def load_data(ctx: RoundContext, snapshot: Snapshot) -> RoundData:
@@ -63,6 +64,6 @@ def previous_policy(ctx: RoundContext) -> Parent:
         ref = versions.newest_policy(session, ctx.cfg.base_model, ctx.project_id) or versions.base_policy(
             session, ctx.cfg.base_model, ctx.project_id
         )
-    adapter = Path(ref.adapter_path) if ref.adapter_path else None
+    adapter = ctx.store.open(ref.adapter_path) if ref.adapter_path else None
     ctx.progress.log(f"building on policy {ref.name}")
     return Parent(ref.id, ref.name, adapter)

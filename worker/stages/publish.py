@@ -1,18 +1,17 @@
 """Stages 4-5: win-rate of the new policy against its parent, then publication of both versions.
 
-Publication writes the immutable version directories first, then both rows in one transaction; a
-crashed attempt's directories without rows are removed before.
+Publication puts both versions in the model store first (worker/store.py: complete, hashed, immutable),
+then both rows in one transaction, which also hands the round's generation stage to the generate queue
+(worker/rounds.py); a crashed attempt's versions without rows are removed before.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
-from pathlib import Path
 from typing import Any
 
 from app.orm import ModelKind
-from worker import versions
+from worker import rounds, versions
 from worker.snapshot import Snapshot
 from worker.stages.configs import candidate_config
 from worker.stages.context import RoundContext, free_memory, timing
@@ -74,7 +73,7 @@ def stage_publish(
     parent: Parent,
 ) -> tuple[int, int]:
     """Immutable version directories first, then both rows in one transaction (optionally promoted)."""
-    from worker.artifacts import version_path, write_version
+    from worker.artifacts import version_dir_name
 
     ctx.progress.stage("publish")
     name = f"round{ctx.round_id}-a{ctx.claim.attempt}"
@@ -83,8 +82,9 @@ def stage_publish(
     round_info = {"round_id": ctx.round_id, "round_config": ctx.cfg.as_dict()}
     reward_metrics = {**reward.metrics, **run_timing}
     policy_metrics = {**policy.metrics, **evaluation, **run_timing}
-    reward_dir = write_version(
-        ctx.artifacts_dir,
+    store = ctx.store
+    # Complete in the store (manifest written) before either row exists.
+    reward_location = store.publish(
         "reward",
         name,
         source_dir=reward.dir,
@@ -94,8 +94,7 @@ def stage_publish(
         parent_id=reward.parent_id,
         base_model=ctx.cfg.base_model,
     )
-    policy_dir = write_version(
-        ctx.artifacts_dir,
+    policy_location = store.publish(
         "policy",
         name,
         source_dir=policy.dir,
@@ -105,27 +104,29 @@ def stage_publish(
         parent_id=parent.version_id,
         base_model=ctx.cfg.base_model,
     )
-    assert reward_dir == version_path(ctx.artifacts_dir, "reward", name)
+    reward_name, policy_name = version_dir_name("reward", name), version_dir_name("policy", name)
     promote = ctx.cfg.promote(ctx.settings)
+    # From the commit below the round belongs to its generation job; this job's progress writer stops here.
+    ctx.progress.hand_over()
     with ctx.sessions() as session, session.begin():
         reward_id, policy_id, outcome = versions.publish(
             session,
             ctx.round_id,
             snapshot.id,
             versions.NewVersion(
-                reward_dir.name,
+                reward_name,
                 ModelKind.reward,
                 ctx.cfg.base_model,
-                str(reward_dir),
+                reward_location,
                 reward.parent_id,
                 {**reward.config, **round_info},
                 reward_metrics,
             ),
             versions.NewVersion(
-                policy_dir.name,
+                policy_name,
                 ModelKind.policy,
                 ctx.cfg.base_model,
-                str(policy_dir),
+                policy_location,
                 parent.version_id,
                 {**policy.config, **round_info},
                 policy_metrics,
@@ -134,23 +135,35 @@ def stage_publish(
             ctx.settings,
             ctx.project_id,
         )
-    ctx.progress.log(
-        f"published {reward_dir.name} (#{reward_id}) and {policy_dir.name} (#{policy_id}), {outcome}"
-    )
+        rounds.hand_to_generation(
+            session,
+            ctx.round_id,
+            {
+                "data_snapshot_id": snapshot.id,
+                "rankings": len(snapshot.ranking_ids),
+                "reward_version_id": reward_id,
+                "policy_version_id": policy_id,
+                **evaluation,
+                **run_timing,
+            },
+            f"published {reward_name} (#{reward_id}) and {policy_name} (#{policy_id}), {outcome}",
+        )
     return reward_id, policy_id
 
 
-def remove_orphans(ctx: RoundContext) -> list[Path]:
-    """Delete this round's version directories that an earlier, crashed attempt left without rows."""
+def remove_orphans(ctx: RoundContext) -> list[str]:
+    """Delete this round's versions in the store that an earlier, crashed attempt left without rows
+    (complete, or an upload cut short)."""
     removed = []
+    store = ctx.store
     for kind in ("reward", "policy"):
         prefix = f"{kind}-round{ctx.round_id}-a"
         with ctx.sessions() as session:
             known = versions.version_names_of_round(session, prefix)
-        for path in ctx.artifacts_dir.glob(f"{prefix}*"):
-            if path.is_dir() and path.name not in known:
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path)
+        for dir_name in store.version_names(prefix):
+            if dir_name not in known:
+                store.remove(dir_name)
+                removed.append(dir_name)
     if removed:
-        ctx.progress.log(f"removed {len(removed)} unpublished directories of an earlier attempt")
+        ctx.progress.log(f"removed {len(removed)} unpublished versions of an earlier attempt")
     return removed

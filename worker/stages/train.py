@@ -82,7 +82,7 @@ def stage_reward(ctx: RoundContext, rd: RoundData) -> RewardStage:
     if previous is not None and previous.adapter_path and result.heldout_pairs:
         ctx.progress.log(f"scoring the previous reward model {previous.name} on the same held-out pairs")
         before = evaluate_reward_model(
-            Path(previous.adapter_path), result.heldout_pairs, data_dir=ctx.data_dir
+            ctx.store.open(previous.adapter_path), result.heldout_pairs, data_dir=ctx.data_dir
         )
         metrics["previous_version_id"] = previous.id
         metrics["previous_heldout_accuracy"] = num(before.accuracy)

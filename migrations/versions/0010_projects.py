@@ -6,8 +6,8 @@ their prompt set's project (copied by the triggers that already copy the hand-ou
 hand-out filters by membership during its index walk. Rows written without a project (older clients, the
 demo, psql) join the default project, created on demand by rankloop_default_project().
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 
 from collections.abc import Sequence
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0009"
-down_revision: str | None = "0008"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
