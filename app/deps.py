@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,7 @@ from app.config import Settings, get_settings
 from app.db import end_session, session_factory
 from app.errors import Forbidden, LoginRequired
 from app.orm import Role, User
+from app.projects import service as projects
 from app.text import check_all, label, strings
 
 
@@ -94,6 +95,29 @@ async def admin_user(user: Annotated[User, Depends(current_user)]) -> User:
 
 CurrentUser = Annotated[User, Depends(current_user)]
 AdminUser = Annotated[User, Depends(admin_user)]
+
+
+def project_param(
+    db: DB,
+    user: CurrentUser,
+    project: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=2**31 - 1,
+            description="a project id: only this project's data (default: every project you see; for "
+            "actions that need one, such as starting a round or an import, the default project)",
+        ),
+    ] = None,
+) -> int | None:
+    """The `project` query parameter every API route takes, checked: a project the user cannot see
+    answers 404, like one that does not exist."""
+    if project is not None:
+        projects.visible(db, user, project)
+    return project
+
+
+ProjectParam = Annotated[int | None, Depends(project_param)]
 
 
 def csrf_token(request: Request) -> str:

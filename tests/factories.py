@@ -18,11 +18,13 @@ from app.orm import (
     ModelKind,
     ModelStatus,
     ModelVersion,
+    Project,
     Prompt,
     PromptSet,
     Role,
     User,
 )
+from app.projects import service as projects
 
 _seq = itertools.count(1)
 
@@ -32,10 +34,17 @@ def _n() -> int:
 
 
 def make_prompt_set(
-    session: Session, name: str | None = None, *, priority: int = 0, paused: bool = False
+    session: Session,
+    name: str | None = None,
+    *,
+    priority: int = 0,
+    paused: bool = False,
+    project: Project | None = None,
 ) -> PromptSet:
-    """A prompt set (unique name generated when none is given)."""
+    """A prompt set (unique name generated when none is given), in the default project unless given."""
     ps = PromptSet(name=name or f"prompt-set-{_n()}", priority=priority, paused=paused)
+    if project is not None:
+        ps.project_id = project.id
     session.add(ps)
     session.flush()
     return ps
@@ -70,9 +79,12 @@ def make_model_version(
     *,
     kind: ModelKind = ModelKind.policy,
     status: ModelStatus = ModelStatus.active,
+    project: Project | None = None,
 ) -> ModelVersion:
-    """A model version (an active policy by default)."""
+    """A model version (an active policy by default), in the default project unless given."""
     mv = ModelVersion(name=name or f"model-{_n()}", kind=kind, status=status, base_model="test-base")
+    if project is not None:
+        mv.project_id = project.id
     session.add(mv)
     session.flush()
     return mv
@@ -140,9 +152,18 @@ def make_comparison_set(
     return cset
 
 
+def make_project(session: Session, name: str | None = None, **fields: object) -> Project:
+    """A project (unique name generated when none is given) with these column values."""
+    project = Project(name=name or f"project-{_n()}", **fields)
+    session.add(project)
+    session.flush()
+    return project
+
+
 def make_annotator(session: Session, name: str | None = None, role: Role = Role.annotator) -> User:
     """A user without a password (fast: no hashing), for service tests."""
     user = User(username=name or f"annotator-{_n()}", role=role, password_hash=None)
     session.add(user)
     session.flush()
+    projects.join_default(session, user.id)  # as app.auth.service.create_user does
     return user

@@ -15,6 +15,7 @@ from app.orm import (
     ModelKind,
     ModelStatus,
     ModelVersion,
+    Project,
     Prompt,
     SetStatus,
 )
@@ -93,10 +94,12 @@ def seed_rankings(
     unranked: int = 3,
     human_first: bool = False,
     seed: int = 0,
+    project: Project | None = None,
 ) -> dict[str, list[int]]:
-    """Ranked sets (closed, `annotators` rankings each) plus unranked prompts that still need candidates."""
+    """Ranked sets (closed, `annotators` rankings each) plus unranked prompts that still need candidates,
+    in the default project unless given."""
     rnd = random.Random(seed)
-    ps = make_prompt_set(session, f"training-{seed}")
+    ps = make_prompt_set(session, f"training-{seed}", project=project)
     people = [make_annotator(session, f"ranker-{seed}-{i}") for i in range(annotators)]
     # Imported texts: an external source, not a policy of ours.
     source = ModelVersion(

@@ -30,13 +30,14 @@ class PromptToFill:
 
 
 def prompts_needing_work(
-    session: Session, limit: int, prompt_set_id: int | None = None
+    session: Session, limit: int, prompt_set_id: int | None = None, project_id: int | None = None
 ) -> list[PromptToFill]:
-    """Prompts of unpaused sets (or of one prompt set) without an open comparison set, most wanted first,
-    fewest rankings first (the rule: app.training.repository.prompts_needing_work_stmt)."""
+    """Prompts of unpaused sets (or of one prompt set; of one project) without an open comparison set, most
+    wanted first, fewest rankings first (the rule: app.training.repository.prompts_needing_work_stmt)."""
     if limit <= 0:
         return []
-    rows = session.execute(training_repo.prompts_needing_work_stmt(prompt_set_id).limit(limit)).all()
+    stmt = training_repo.prompts_needing_work_stmt(prompt_set_id, project_id)
+    rows = session.execute(stmt.limit(limit)).all()
     return [PromptToFill(int(i), from_stored(t, m)) for i, t, m in rows]
 
 

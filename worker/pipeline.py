@@ -99,7 +99,7 @@ def run_generation_round(
     ctx = _context(claim, progress, sessions, settings)
     try:
         with sessions() as session:
-            newest = versions.newest_policy(session, ctx.cfg.base_model)
+            newest = versions.newest_policy(session, ctx.cfg.base_model, ctx.project_id)
         generated = stage_generate(ctx, new_policy_id=newest.id if newest else None)
         return {"generated_sets": generated, **timing(ctx)}
     finally:

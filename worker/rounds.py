@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.orm import Round, RoundStatus
+from app.orm import Project, Round, RoundStatus
 from app.training import queue
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,9 @@ class Claim:
     data_snapshot_id: int | None
     reward_version_id: int | None
     policy_version_id: int | None
+    # The project whose rankings, prompts, settings and policy and reward model lines the round uses.
+    project_id: int | None = None
+    overlap: int | None = None  # the project's (None: the server's setting)
 
 
 def now() -> dt.datetime:
@@ -104,6 +107,8 @@ def claim(
             data_snapshot_id=row.data_snapshot_id,
             reward_version_id=row.reward_version_id,
             policy_version_id=row.policy_version_id,
+            project_id=row.project_id,
+            overlap=session.scalar(select(Project.overlap).where(Project.id == row.project_id)),
         )
 
 

@@ -3,14 +3,17 @@ promotion gate once it passes; close rounds whose job vanished."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
+from croniter import croniter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.errors import Conflict
-from app.orm import ACTIVE_ROUND_STATUSES, Round
+from app.errors import Conflict, Invalid, NotFound
+from app.orm import ACTIVE_ROUND_STATUSES, Project, Round
+from app.projects import service as projects_service
 from app.training import repository as training_repo
 from app.training import rounds as training_rounds
 from app.training.queue import job_status
@@ -22,37 +25,64 @@ log = logging.getLogger(__name__)
 ENDED_JOB_STATES = ("succeeded", "failed", "cancelled", "aborted")
 
 
-def maybe_start_auto_round(session: Session, settings: Settings) -> int | None:
-    """Queue an automatic training round when the threshold is met and no round is active."""
-    threshold = settings.auto_round_min_rankings
-    if threshold <= 0:
-        return None
-    # Held to the commit (re-entrant): the count below and the start are one decision.
+def maybe_start_auto_round(
+    session: Session, settings: Settings, now: dt.datetime | None = None
+) -> int | None:
+    """Queue an automatic training round in each project whose schedule says so and that has no active
+    round; returns the first new round's id (None: none started). A project's schedule: after N new
+    rankings of the project (RANKLOOP_AUTO_ROUND_MIN_RANKINGS unless the project sets its own; 0 = not by
+    count) and/or at the times of its cron expression (a round is due when a scheduled time passed since
+    its last training round, or since the project was created)."""
+    # Held to the commit (re-entrant): the counts below and the starts are one decision.
     training_rounds.lock_round_start(session)
-    fresh = training_repo.rankings_since_last_training_round(session)
-    if fresh < threshold:
-        return None
-    try:
-        round_ = training_rounds.start_round(
-            session,
-            settings,
-            {},
-            requested_by_id=None,
-            trigger="auto",
-            note=f"started automatically: {fresh} new rankings (threshold {threshold})",
-        )
-    except Conflict:
-        return None  # a round is queued or running; the next tick looks again
-    log.info("auto round %s queued after %d new rankings", round_.id, fresh)
-    return round_.id
+    now = now or dt.datetime.now(dt.UTC)
+    started: list[int] = []
+    for project in projects_service.all_projects(session):
+        reason = _due(session, settings, project, now)
+        if reason is None:
+            continue
+        try:
+            round_ = training_rounds.start_round(
+                session,
+                settings,
+                {},
+                requested_by_id=None,
+                trigger="auto",
+                note=f"started automatically: {reason}",
+                project_id=project.id,
+            )
+        except Conflict:
+            continue  # a round is queued or running there; the next tick looks again
+        except (Invalid, NotFound) as exc:
+            log.warning("project %s: no auto round: %s", project.name, exc.message)
+            continue
+        log.info("auto round %s queued in project %s: %s", round_.id, project.name, reason)
+        started.append(round_.id)
+    return started[0] if started else None
+
+
+def _due(session: Session, settings: Settings, project: Project, now: dt.datetime) -> str | None:
+    """Why the project's schedule wants a round now (None: it does not)."""
+    plan = projects_service.resolved(project, settings)
+    if plan.min_rankings > 0:
+        fresh = training_repo.rankings_since_last_training_round(session, project.id)
+        if fresh >= plan.min_rankings:
+            return f"{fresh} new rankings (threshold {plan.min_rankings})"
+    if plan.cron:
+        last = training_repo.last_training_round_at(session, project.id) or project.created_at
+        due = croniter(plan.cron, last).get_next(dt.datetime)
+        if due <= now and training_repo.rankings_since_last_training_round(session, project.id) > 0:
+            return f"scheduled ({plan.cron}, due {due:%Y-%m-%d %H:%M} UTC)"
+    return None
 
 
 def promote_ready_policy(session: Session, settings: Settings) -> int | None:
-    """Promote a policy marked "promote when ready" once it passes the gate (app.training.rounds)."""
+    """Promote policies marked "promote when ready" once they pass the gate (app.training.rounds), one
+    per project; returns the first promoted id (None: none)."""
     promoted = training_rounds.promote_ready(session, settings)
-    if promoted is not None:
-        log.info("policy version %s passed the promotion gate and is now active", promoted)
-    return promoted
+    for version_id in promoted:
+        log.info("policy version %s passed the promotion gate and is now active", version_id)
+    return promoted[0] if promoted else None
 
 
 def close_orphaned_rounds() -> list[int]:

@@ -59,7 +59,12 @@ def get_or_create_snapshot(session: Session, round_id: int, max_rankings: int) -
         snap = session.get(DataSnapshot, round_.data_snapshot_id)
         assert snap is not None
         return Snapshot(snap.id, [int(i) for i in snap.ranking_ids], snap.sha256)
-    stmt = select(Ranking.id, Ranking.tiers, Ranking.all_bad).where(Ranking.dropped.is_(False))
+    # The round's project's rankings only: each project trains its own reward model and policy.
+    stmt = (
+        select(Ranking.id, Ranking.tiers, Ranking.all_bad)
+        .join(ComparisonSet, ComparisonSet.id == Ranking.set_id)
+        .where(Ranking.dropped.is_(False), ComparisonSet.project_id == round_.project_id)
+    )
     stmt = stmt.order_by(Ranking.id.desc())
     if max_rankings > 0:
         stmt = stmt.limit(max_rankings)
@@ -213,8 +218,11 @@ def demonstrations(session: Session) -> list[tuple[PromptLike, str]]:
     return [(from_stored(p, m), c) for p, m, c in rows]
 
 
-def unlabelled_prompts(session: Session, limit: int, seed: int) -> list[PromptLike]:
-    """Prompts nobody has ranked yet (for reward-model-labelled pairs), a seeded sample of at most `limit`."""
+def unlabelled_prompts(
+    session: Session, limit: int, seed: int, project_id: int | None = None
+) -> list[PromptLike]:
+    """Prompts (of the project) nobody has ranked yet (for reward-model-labelled pairs), a seeded sample of
+    at most `limit`."""
     if limit <= 0:
         return []
     ranked = (
@@ -226,6 +234,7 @@ def unlabelled_prompts(session: Session, limit: int, seed: int) -> list[PromptLi
         select(Prompt.text, Prompt.messages)
         .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
         .where(~exists(ranked), PromptSet.paused.is_(False))
+        .where(*([] if project_id is None else [PromptSet.project_id == project_id]))
         .order_by(Prompt.id)
     ).all()
     texts = list(dict.fromkeys(from_stored(t, m) for t, m in rows))

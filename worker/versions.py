@@ -39,20 +39,30 @@ def get_version(session: Session, version_id: int | None) -> VersionRef | None:
     return _ref(session.get(ModelVersion, version_id)) if version_id is not None else None
 
 
-def active_policy(session: Session) -> VersionRef | None:
-    """The policy annotators' new candidates come from (at most one is active)."""
+def _of_project(project_id: int | None) -> list[Any]:
+    # Each project has its own policy and reward model line; None (older callers): every project.
+    return [] if project_id is None else [ModelVersion.project_id == project_id]
+
+
+def active_policy(session: Session, project_id: int | None = None) -> VersionRef | None:
+    """The policy the project's annotators' new candidates come from (at most one is active per project)."""
     return _ref(
         session.scalars(
             select(ModelVersion)
-            .where(ModelVersion.kind == ModelKind.policy, ModelVersion.status == ModelStatus.active)
+            .where(
+                ModelVersion.kind == ModelKind.policy,
+                ModelVersion.status == ModelStatus.active,
+                *_of_project(project_id),
+            )
             .order_by(ModelVersion.id.desc())
             .limit(1)
         ).first()
     )
 
 
-def newest_policy(session: Session, base_model: str) -> VersionRef | None:
-    """The newest trained policy on this base model that nobody retired: the next round builds on it."""
+def newest_policy(session: Session, base_model: str, project_id: int | None = None) -> VersionRef | None:
+    """The project's newest trained policy on this base model that nobody retired: the next round builds
+    on it."""
     return _ref(
         session.scalars(
             select(ModelVersion)
@@ -61,6 +71,7 @@ def newest_policy(session: Session, base_model: str) -> VersionRef | None:
                 ModelVersion.adapter_path.is_not(None),
                 ModelVersion.base_model == base_model,
                 ModelVersion.status.in_([ModelStatus.candidate, ModelStatus.active]),
+                *_of_project(project_id),
             )
             .order_by(ModelVersion.id.desc())
             .limit(1)
@@ -68,7 +79,7 @@ def newest_policy(session: Session, base_model: str) -> VersionRef | None:
     )
 
 
-def newest_reward(session: Session, base_model: str) -> VersionRef | None:
+def newest_reward(session: Session, base_model: str, project_id: int | None = None) -> VersionRef | None:
     return _ref(
         session.scalars(
             select(ModelVersion)
@@ -77,6 +88,7 @@ def newest_reward(session: Session, base_model: str) -> VersionRef | None:
                 ModelVersion.adapter_path.is_not(None),
                 ModelVersion.base_model == base_model,
                 ModelVersion.status != ModelStatus.failed,
+                *_of_project(project_id),
             )
             .order_by(ModelVersion.id.desc())
             .limit(1)
@@ -84,18 +96,31 @@ def newest_reward(session: Session, base_model: str) -> VersionRef | None:
     )
 
 
-def base_policy(session: Session, base_model: str) -> VersionRef:
-    """The untrained base model as a policy version (candidates need a version); active if none is."""
-    name = f"base-{base_model}"[:200]
+def _base_name(session: Session, base_model: str, project_id: int | None) -> str:
+    # Version names are unique across projects: the first project on a base model gets the plain name.
+    plain = f"base-{base_model}"[:200]
+    owner = session.scalar(select(ModelVersion.project_id).where(ModelVersion.name == plain))
+    if project_id is None or owner is None or owner == project_id:
+        return plain
+    return f"base-{base_model}"[:180] + f" (project {project_id})"
+
+
+def base_policy(session: Session, base_model: str, project_id: int | None = None) -> VersionRef:
+    """The untrained base model as a policy version of the project (candidates need a version); active if
+    the project has no active policy."""
+    name = _base_name(session, base_model, project_id)
     row = session.scalars(select(ModelVersion).where(ModelVersion.name == name)).first()
     if row is None:
         rounds.lock_promotions(session)
         has_active = session.scalars(
             select(ModelVersion.id).where(
-                ModelVersion.kind == ModelKind.policy, ModelVersion.status == ModelStatus.active
+                ModelVersion.kind == ModelKind.policy,
+                ModelVersion.status == ModelStatus.active,
+                *_of_project(project_id),
             )
         ).first()
         row = ModelVersion(
+            project_id=project_id,
             name=name,
             kind=ModelKind.policy,
             base_model=base_model,
@@ -139,6 +164,7 @@ def publish(
     policy: NewVersion,
     promote: bool,
     settings: Settings,
+    project_id: int | None = None,
 ) -> tuple[int, int, str]:
     """Insert both versions (files already complete), link them to the round, optionally promote; one txn.
 
@@ -147,6 +173,7 @@ def publish(
     rows = []
     for v in (reward, policy):
         row = ModelVersion(
+            project_id=project_id,
             name=v.name,
             kind=v.kind,
             base_model=v.base_model,

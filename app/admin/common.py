@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from app.admin import charts
+from app.projects import service as projects
 
 PER_PAGE = 50
 
@@ -31,6 +33,15 @@ class DataFormat(enum.StrEnum):
 def data_response(table: charts.Table, fmt: DataFormat) -> Response:
     """A chart's data as the CSV or JSON download its `.csv` / `.json` URL serves."""
     return charts.table_response(table, fmt.value)
+
+
+def project_context(session: Session, project_id: int | None) -> dict[str, Any]:
+    """What a page with per-project figures needs for its project switcher and its data links."""
+    return {
+        "projects": projects.all_projects(session),
+        "project_id": project_id,
+        "qs": f"?project={project_id}" if project_id is not None else "",
+    }
 
 
 def redirect(target: str) -> Response:

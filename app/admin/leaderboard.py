@@ -11,8 +11,8 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from app.admin import charts
-from app.admin.common import DataFormat, data_response, page_router
-from app.deps import DB, AdminUser
+from app.admin.common import DataFormat, data_response, page_router, project_context
+from app.deps import DB, AdminUser, ProjectParam
 from app.quality import version_stats
 from app.quality.stats import BASE_RATING
 from app.training import repository as training_repo
@@ -44,9 +44,10 @@ class Leaderboard:
     computed_at: dt.datetime
 
 
-def leaderboard(session: Session) -> Leaderboard:
-    """Every version's Bradley-Terry rating from the blind human rankings, with 95% bootstrap intervals."""
-    ratings = version_stats.leaderboard_ratings(session)
+def leaderboard(session: Session, project_id: int | None = None) -> Leaderboard:
+    """Every version's Bradley-Terry rating from the blind human rankings (of one project: its policy line),
+    with 95% bootstrap intervals."""
+    ratings = version_stats.leaderboard_ratings(session, project_id)
     versions = training_repo.model_versions_by_id(session, [r.version for r in ratings.ratings])
     rows = [
         LeaderRow(
@@ -79,9 +80,9 @@ def leaderboard(session: Session) -> Leaderboard:
     )
 
 
-def leaderboard_table(session: Session) -> charts.Table:
+def leaderboard_table(session: Session, project_id: int | None = None) -> charts.Table:
     """The leaderboard chart's data."""
-    board = leaderboard(session)
+    board = leaderboard(session, project_id)
     return charts.Table(
         "leaderboard",
         (
@@ -115,10 +116,12 @@ def leaderboard_table(session: Session) -> charts.Table:
 
 
 @router.get("/leaderboard", response_class=HTMLResponse)
-def leaderboard_page(request: Request, db: DB, user: AdminUser) -> Response:
-    return render(request, "admin/leaderboard.html", {"p": leaderboard(db)})
+def leaderboard_page(request: Request, db: DB, user: AdminUser, project: ProjectParam) -> Response:
+    return render(
+        request, "admin/leaderboard.html", {"p": leaderboard(db, project), **project_context(db, project)}
+    )
 
 
 @router.get("/leaderboard.{fmt}")
-def leaderboard_data(db: DB, user: AdminUser, fmt: DataFormat) -> Response:
-    return data_response(leaderboard_table(db), fmt)
+def leaderboard_data(db: DB, user: AdminUser, fmt: DataFormat, project: ProjectParam) -> Response:
+    return data_response(leaderboard_table(db, project), fmt)

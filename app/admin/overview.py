@@ -19,6 +19,7 @@ from app.config import Settings
 from app.deps import DB, AdminUser, SettingsDep
 from app.errors import Invalid
 from app.orm import ModelKind, ModelStatus, ModelVersion, Round, SetStatus
+from app.projects import service as projects
 from app.prompts import repository as prompts_repo
 from app.training import repository as training_repo
 from app.web import render
@@ -97,7 +98,9 @@ def dashboard(session: Session, settings: Settings) -> Dashboard:
         current_round=training_repo.current_round(session),
         latest_round=latest[0] if latest else None,
         auto_round_threshold=settings.auto_round_min_rankings,
-        rankings_since_last_round=training_repo.rankings_since_last_training_round(session),
+        rankings_since_last_round=training_repo.rankings_since_last_training_round(
+            session, projects.default_project(session).id
+        ),
     )
 
 

@@ -16,11 +16,11 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from app.admin import charts
-from app.admin.common import DataFormat, Page, data_response, letter, page_router, rounded
+from app.admin.common import DataFormat, Page, data_response, letter, page_router, project_context, rounded
 from app.admin.paging import Pager
 from app.annotation import review_repository as review
 from app.auth import repository as auth_repo
-from app.deps import DB, AdminUser
+from app.deps import DB, AdminUser, ProjectParam
 from app.quality import annotator_stats, cache
 from app.quality import repository as quality_repo
 from app.quality.stats import RankingRecord, consensus_tiers, mean_tier_consensus
@@ -47,9 +47,10 @@ class PeerPair:
     agreement: annotator_stats.Agreement
 
 
-def quality_page(session: Session) -> QualityPage:
-    """Inter-annotator agreement, Krippendorff's alpha, position and length bias."""
-    summary = annotator_stats.agreement_summary(session)
+def quality_page(session: Session, project_id: int | None = None) -> QualityPage:
+    """Inter-annotator agreement, Krippendorff's alpha, position and length bias (of one project's rankings,
+    or of all)."""
+    summary = annotator_stats.agreement_summary(session, project_id)
     names = auth_repo.usernames(session, sorted({a for pair in summary.by_pair for a in pair}))
     pairs = sorted(
         (
@@ -58,10 +59,10 @@ def quality_page(session: Session) -> QualityPage:
         ),
         key=lambda p: (-p.agreement.compared, p.a, p.b),
     )
-    biases = annotator_stats.bias_rates(session)
+    biases = annotator_stats.bias_rates(session, project_id)
     return QualityPage(
         agreement=summary.overall,
-        window=annotator_stats.window_stats(session),
+        window=annotator_stats.window_stats(session, project_id),
         biases=biases,
         bias_chart=charts.interval_chart(
             [(b.label, b.rate, b.low, b.high) for b in biases],
@@ -76,21 +77,21 @@ def quality_page(session: Session) -> QualityPage:
     )
 
 
-def bias_table(session: Session) -> charts.Table:
+def bias_table(session: Session, project_id: int | None = None) -> charts.Table:
     """The bias chart's data."""
     return charts.Table(
         "bias",
         ("statistic", "description", "rate", "ci_low", "ci_high", "n", "expected"),
         [
             (b.name, b.label, rounded(b.rate), rounded(b.low), rounded(b.high), b.n, rounded(b.expected))
-            for b in annotator_stats.bias_rates(session)
+            for b in annotator_stats.bias_rates(session, project_id)
         ],
     )
 
 
-def agreement_table(session: Session) -> charts.Table:
-    """Agreement of every annotator pair that shared a set, as data."""
-    summary = annotator_stats.agreement_summary(session)
+def agreement_table(session: Session, project_id: int | None = None) -> charts.Table:
+    """Agreement of every annotator pair that shared a set (of one project, or of all), as data."""
+    summary = annotator_stats.agreement_summary(session, project_id)
     names = auth_repo.usernames(session, sorted({a for pair in summary.by_pair for a in pair}))
     return charts.Table(
         "annotator-agreement",
@@ -183,18 +184,20 @@ def consensus_page(session: Session, page: int) -> ConsensusPage:
 
 
 @router.get("/quality", response_class=HTMLResponse)
-def quality(request: Request, db: DB, user: AdminUser) -> Response:
-    return render(request, "admin/quality.html", {"p": quality_page(db)})
+def quality(request: Request, db: DB, user: AdminUser, project: ProjectParam) -> Response:
+    return render(
+        request, "admin/quality.html", {"p": quality_page(db, project), **project_context(db, project)}
+    )
 
 
 @router.get("/quality/bias.{fmt}")
-def bias_data(db: DB, user: AdminUser, fmt: DataFormat) -> Response:
-    return data_response(bias_table(db), fmt)
+def bias_data(db: DB, user: AdminUser, fmt: DataFormat, project: ProjectParam) -> Response:
+    return data_response(bias_table(db, project), fmt)
 
 
 @router.get("/quality/agreement.{fmt}")
-def agreement_data(db: DB, user: AdminUser, fmt: DataFormat) -> Response:
-    return data_response(agreement_table(db), fmt)
+def agreement_data(db: DB, user: AdminUser, fmt: DataFormat, project: ProjectParam) -> Response:
+    return data_response(agreement_table(db, project), fmt)
 
 
 @router.get("/quality/consensus", response_class=HTMLResponse)

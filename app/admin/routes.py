@@ -16,6 +16,7 @@ from app.admin import (
     leaderboard,
     models,
     overview,
+    projects,
     quality,
     rounds,
     users,
@@ -24,6 +25,7 @@ from app.admin import (
 router = APIRouter()
 for page in (
     overview,
+    projects,
     import_export,
     generation,
     rounds,

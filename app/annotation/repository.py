@@ -20,10 +20,12 @@ from sqlalchemy import (
     ScalarSelect,
     Select,
     and_,
+    any_,
     bindparam,
     exists,
     func,
     insert,
+    literal,
     literal_column,
     or_,
     select,
@@ -39,6 +41,7 @@ from app.orm import (
     Candidate,
     ComparisonSet,
     ComparisonSetItem,
+    Project,
     Prompt,
     PromptSet,
     Ranking,
@@ -46,6 +49,7 @@ from app.orm import (
     Skip,
     User,
 )
+from app.projects.repository import visible_project_ids
 
 
 def db_now(session: Session) -> dt.datetime:
@@ -57,6 +61,8 @@ _ANNOTATOR = bindparam("annotator_id", type_=Integer)
 _SET = bindparam("set_id", type_=Integer)
 _ASSIGNMENT = bindparam("assignment_id", type_=Integer)
 _NOW = bindparam("now", type_=DateTime(timezone=True))
+# One project of the annotator's (the page's project switcher), or NULL for all of theirs.
+_PROJECT = bindparam("project_id", type_=Integer)
 
 # NO KEY UPDATE: rows that merely reference the user (sessions, rankings) are not blocked. A locking
 # subquery is never flattened, so the outer clock is read once the row lock is granted.
@@ -115,20 +121,32 @@ def _done_by(annotator_id: int | ColumnElement[int]) -> ColumnElement[bool]:
 _OPEN = ComparisonSet.status == literal_column(f"'{SetStatus.open.value}'")
 
 
-def _eligible(annotator_id: int | ColumnElement[int]) -> list[ColumnElement[bool]]:
+def _in_projects(
+    annotator_id: int | ColumnElement[int], project_id: ColumnElement[int] | None
+) -> ColumnElement[bool]:
+    # Only the annotator's projects (every project for an admin). The array is computed once per
+    # statement, so the hand-out still walks ix_comparison_sets_handout and tests each set against it.
+    return ComparisonSet.project_id == any_(visible_project_ids(annotator_id, project_id))
+
+
+def _eligible(
+    annotator_id: int | ColumnElement[int], project_id: ColumnElement[int] | None = _PROJECT
+) -> list[ColumnElement[bool]]:
     return [
         _OPEN,
+        _in_projects(annotator_id, project_id),
         PromptSet.paused.is_(False),
         ~_done_by(annotator_id),
         _rankable_size(),
     ]
 
 
-def _lock_next_open_set(skip_locked: bool) -> Select[ComparisonSet, Prompt]:
+def _lock_next_open_set(skip_locked: bool) -> Select[ComparisonSet, Prompt, Project]:
     return (
-        select(ComparisonSet, Prompt)
+        select(ComparisonSet, Prompt, Project)
         .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
         .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
+        .join(Project, Project.id == ComparisonSet.project_id)
         .where(
             *_eligible(_ANNOTATOR),
             _live_count_of_set(_NOW) < ComparisonSet.overlap,
@@ -156,10 +174,16 @@ _WAIT_FOR_NEXT_OPEN_SET = _lock_next_open_set(skip_locked=False)
 
 
 def lock_next_open_set(
-    session: Session, annotator_id: int, now: dt.datetime, exclude: Sequence[int] = (), wait: bool = False
-) -> tuple[ComparisonSet, Prompt] | None:
-    """Lock the best open set this annotator may still take, with its prompt, skipping sets others hold
-    locked (or, with `wait`, waiting for the best one to be released).
+    session: Session,
+    annotator_id: int,
+    now: dt.datetime,
+    exclude: Sequence[int] = (),
+    wait: bool = False,
+    project_id: int | None = None,
+) -> tuple[ComparisonSet, Prompt, Project] | None:
+    """Lock the best open set of the annotator's projects (or of `project_id`, if theirs) they may still
+    take, with its prompt and project, skipping sets others hold locked (or, with `wait`, waiting for the
+    best one to be released).
 
     Best: higher prompt-set priority, then prompt priority, then sets with more rankings (finish their
     overlap first), then the oldest. That order is ix_comparison_sets_handout, whose keys triggers keep
@@ -167,29 +191,35 @@ def lock_next_open_set(
     few sets it passes: it does not grow with the number of open sets. The free-slot filter here reads
     this statement's snapshot only; callers must re-count (candidates_and_live_slots) once it is locked.
     """
-    params = {"annotator_id": annotator_id, "now": now, "exclude": list(exclude)}
+    params = {"annotator_id": annotator_id, "now": now, "exclude": list(exclude), "project_id": project_id}
     row = session.execute(_WAIT_FOR_NEXT_OPEN_SET if wait else _LOCK_NEXT_OPEN_SET, params).first()
-    return (row[0], row[1]) if row else None
+    return (row[0], row[1], row[2]) if row else None
 
 
 _LOCK_SET_OF_ASSIGNMENT = (
-    select(ComparisonSet)
+    select(ComparisonSet, Project)
+    .join(Project, Project.id == ComparisonSet.project_id)
     .where(
         ComparisonSet.id
         == select(Assignment.set_id)
         .where(Assignment.id == _ASSIGNMENT, Assignment.annotator_id == _ANNOTATOR)
-        .scalar_subquery()
+        .scalar_subquery(),
+        _in_projects(_ANNOTATOR, None),
     )
-    .with_for_update(key_share=True)
+    .with_for_update(of=ComparisonSet, key_share=True)
     .options(lazyload(ComparisonSet.items))
     .execution_options(populate_existing=True)
 )
 
 
-def lock_set_of_assignment(session: Session, assignment_id: int, annotator_id: int) -> ComparisonSet | None:
-    """Lock the set of this annotator's assignment (waiting for other holders); None if it is not theirs."""
+def lock_set_of_assignment(
+    session: Session, assignment_id: int, annotator_id: int
+) -> tuple[ComparisonSet, Project] | None:
+    """Lock the set of this annotator's assignment (waiting for other holders), with its project; None if
+    it is not theirs, or no longer of one of their projects."""
     params = {"assignment_id": assignment_id, "annotator_id": annotator_id}
-    return session.scalars(_LOCK_SET_OF_ASSIGNMENT, params).one_or_none()
+    row = session.execute(_LOCK_SET_OF_ASSIGNMENT, params).one_or_none()
+    return (row[0], row[1]) if row else None
 
 
 # A fresh statement once the set is locked: its visible candidates, plus its live slots (submitted or
@@ -253,13 +283,15 @@ def candidates_by_id(session: Session, ids: Sequence[int]) -> dict[int, Candidat
     return {c.id: c for c in session.scalars(select(Candidate).where(Candidate.id.in_(list(ids))))}
 
 
-def prompt_of_set(session: Session, set_id: int) -> Prompt | None:
-    """The prompt a comparison set is about."""
-    return session.scalars(
-        select(Prompt)
+def prompt_of_set(session: Session, set_id: int) -> tuple[Prompt, Project] | None:
+    """The prompt a comparison set is about, and its project."""
+    row = session.execute(
+        select(Prompt, Project)
         .join(ComparisonSet, ComparisonSet.prompt_id == Prompt.id)
+        .join(Project, Project.id == ComparisonSet.project_id)
         .where(ComparisonSet.id == set_id)
     ).one_or_none()
+    return (row[0], row[1]) if row else None
 
 
 def get_assignment(session: Session, assignment_id: int) -> Assignment | None:
@@ -300,15 +332,20 @@ _ACTIVE_ASSIGNMENT = (
         Assignment.status == AssignmentStatus.leased,
         Assignment.lease_expires_at > _NOW,
         ComparisonSet.status == SetStatus.open,
+        _in_projects(_ANNOTATOR, _PROJECT),
     )
     .order_by(Assignment.leased_at.desc(), Assignment.id.desc())
     .limit(1)
 )
 
 
-def active_assignment(session: Session, annotator_id: int, now: dt.datetime) -> Assignment | None:
-    """The annotator's newest unexpired lease on a set that is still open, or None."""
-    return session.scalars(_ACTIVE_ASSIGNMENT, {"annotator_id": annotator_id, "now": now}).first()
+def active_assignment(
+    session: Session, annotator_id: int, now: dt.datetime, project_id: int | None = None
+) -> Assignment | None:
+    """The annotator's newest unexpired lease on a set that is still open and of one of their projects
+    (of `project_id`, if given), or None."""
+    params = {"annotator_id": annotator_id, "now": now, "project_id": project_id}
+    return session.scalars(_ACTIVE_ASSIGNMENT, params).first()
 
 
 _INSERT_LEASE = (
@@ -372,8 +409,11 @@ def count_rankings_since(session: Session, annotator_id: int, since: dt.datetime
     ).scalar_one()
 
 
-def count_available_sets(session: Session, annotator_id: int, now: dt.datetime) -> int:
-    """Sets this annotator could still rank now: a free slot, or their own live lease."""
+def count_available_sets(
+    session: Session, annotator_id: int, now: dt.datetime, project_id: int | None = None
+) -> int:
+    """Sets this annotator could still rank now (of their projects, or of one): a free slot, or their own
+    live lease."""
     own_lease = exists().where(
         Assignment.set_id == ComparisonSet.id,
         Assignment.annotator_id == annotator_id,
@@ -385,7 +425,10 @@ def count_available_sets(session: Session, annotator_id: int, now: dt.datetime) 
         .select_from(ComparisonSet)
         .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
         .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
-        .where(*_eligible(annotator_id), or_(_live_count_of_set(now) < ComparisonSet.overlap, own_lease))
+        .where(
+            *_eligible(annotator_id, literal(project_id, Integer)),
+            or_(_live_count_of_set(now) < ComparisonSet.overlap, own_lease),
+        )
     ).scalar_one()
 
 

@@ -9,8 +9,10 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.annotation import service
-from app.annotation.schemas import FLAG_VALUES, MAX_SKIP_REASON_CHARS, ranking_from_form
-from app.deps import DB, CurrentUser, SettingsDep
+from app.annotation.schemas import MAX_SKIP_REASON_CHARS, ranking_from_form
+from app.deps import DB, CurrentUser, ProjectParam, SettingsDep
+from app.orm import DEFAULT_FLAG_TYPES
+from app.projects import service as projects
 from app.web import render
 
 router = APIRouter(tags=["annotation"], include_in_schema=False)
@@ -20,13 +22,23 @@ LONG_TEXT_CHARS = 700
 LONG_TEXT_LINES = 14
 
 
-def _page(request: Request, settings: SettingsDep, page: service.TaskPage) -> Response:
+def _page(
+    request: Request, db: DB, settings: SettingsDep, user: CurrentUser, page: service.TaskPage
+) -> Response:
+    # The guidelines and flags are the task's project's; with no task, those of the project the page is
+    # narrowed to, else the fixed defaults.
+    shown = page.task.project if page.task else None
+    if shown is None and page.project_id is not None:
+        shown = projects.visible(db, user, page.project_id)
     return render(
         request,
         "annotation/task.html",
         {
             "page": page,
-            "flag_values": FLAG_VALUES,
+            "project": shown,
+            "projects": projects.projects_of(db, user),
+            "qs": f"?project={page.project_id}" if page.project_id is not None else "",
+            "flag_values": list(shown.flag_types) if shown is not None else list(DEFAULT_FLAG_TYPES),
             "max_rationale_chars": settings.max_rationale_chars,
             "max_reason_chars": MAX_SKIP_REASON_CHARS,
             "long_chars": LONG_TEXT_CHARS,
@@ -39,8 +51,10 @@ def _page(request: Request, settings: SettingsDep, page: service.TaskPage) -> Re
 
 @router.get("/", response_class=HTMLResponse)
 @router.get("/tasks/next", response_class=HTMLResponse)
-def ranking_page(request: Request, db: DB, settings: SettingsDep, user: CurrentUser) -> Response:
-    return _page(request, settings, service.task_page(db, settings, user))
+def ranking_page(
+    request: Request, db: DB, settings: SettingsDep, user: CurrentUser, project: ProjectParam
+) -> Response:
+    return _page(request, db, settings, user, service.task_page(db, settings, user, project_id=project))
 
 
 @router.post("/tasks/{assignment_id}/rank", response_class=HTMLResponse)
@@ -50,6 +64,7 @@ def rank(
     settings: SettingsDep,
     user: CurrentUser,
     assignment_id: int,
+    project: ProjectParam,
     rank: Annotated[list[str], Form(max_length=20)] = [],  # noqa: B006 (FastAPI copies defaults)
     flag: Annotated[list[str], Form(max_length=40)] = [],  # noqa: B006
     all_bad: Annotated[bool, Form()] = False,
@@ -57,7 +72,7 @@ def rank(
     seconds_spent: Annotated[float | None, Form()] = None,
 ) -> Response:
     data = ranking_from_form(assignment_id, rank, flag, all_bad, rationale, seconds_spent)
-    return _page(request, settings, service.rank_then_next(db, settings, user, data))
+    return _page(request, db, settings, user, service.rank_then_next(db, settings, user, data, project))
 
 
 @router.post("/tasks/{assignment_id}/skip", response_class=HTMLResponse)
@@ -67,6 +82,8 @@ def skip(
     settings: SettingsDep,
     user: CurrentUser,
     assignment_id: int,
+    project: ProjectParam,
     reason: Annotated[str, Form()] = "",
 ) -> Response:
-    return _page(request, settings, service.skip_then_next(db, settings, user, assignment_id, reason))
+    page = service.skip_then_next(db, settings, user, assignment_id, reason, project)
+    return _page(request, db, settings, user, page)

@@ -39,6 +39,8 @@ class TaskOut(BaseModel):
     """One leased ranking task; candidates in the order shown to this annotator."""
 
     assignment_id: int
+    project_id: int = Field(description="the project the task belongs to")
+    flag_types: list[str] = Field(description="the flags this project's annotators can set on a candidate")
     prompt: str = Field(
         description='the prompt\'s text; a conversation flattened ("User: ...", "Assistant: ...")'
     )

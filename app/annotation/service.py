@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 
 from app.annotation import repository as repo
 from app.annotation.schemas import (
-    FLAG_VALUES,
     MAX_SECONDS_SPENT,
     MAX_SKIP_REASON_CHARS,
     RankingIn,
@@ -35,12 +34,14 @@ from app.orm import (
     AssignmentStatus,
     Candidate,
     ComparisonSet,
+    Project,
     Prompt,
     Ranking,
     SetStatus,
     Skip,
     User,
 )
+from app.projects import service as projects
 from app.text import check_text, is_blank
 
 # Sets found full after locking are passed over; this bounds the work for one request.
@@ -52,6 +53,7 @@ class TaskView:
     assignment: Assignment
     prompt: Prompt
     candidates: list[Candidate]  # in this annotator's display order
+    project: Project  # its guidelines and flag types are the page's
 
 
 @dataclass
@@ -65,6 +67,7 @@ class TaskPage:
     task: TaskView | None
     progress: Progress
     notice: str = ""
+    project_id: int | None = None  # the project the page is narrowed to (None: all of the user's)
 
 
 @dataclass
@@ -90,15 +93,16 @@ class _Normalised:
 
 def _view(session: Session, assignment: Assignment) -> TaskView:
     by_id = repo.candidates_by_id(session, assignment.display_order)
-    prompt = repo.prompt_of_set(session, assignment.set_id)
-    if prompt is None:
+    found = repo.prompt_of_set(session, assignment.set_id)
+    if found is None:
         raise NotFound("this task no longer exists")
-    return TaskView(assignment, prompt, [by_id[c] for c in assignment.display_order if c in by_id])
+    prompt, project = found
+    return TaskView(assignment, prompt, [by_id[c] for c in assignment.display_order if c in by_id], project)
 
 
 def _lease(
     session: Session,
-    settings: Settings,
+    lease_minutes: int,
     cset: ComparisonSet,
     user: User,
     now: dt.datetime,
@@ -106,7 +110,7 @@ def _lease(
 ) -> tuple[Assignment, list[Candidate]] | None:
     """Lease a locked set to the user: insert their row, or renew their expired one in place."""
     candidate_ids = [c.id for c in candidates]
-    expires = now + dt.timedelta(minutes=settings.lease_minutes)
+    expires = now + dt.timedelta(minutes=lease_minutes)
     order = random.sample(candidate_ids, len(candidate_ids))
     # The common case in one statement; a conflict means the user has a row for this set already.
     inserted = repo.insert_lease(session, cset.id, user.id, order, now, expires)
@@ -124,65 +128,79 @@ def _lease(
     return existing, candidates
 
 
-def next_task(session: Session, settings: Settings, user: User) -> TaskView | None:
-    """The annotator's current lease, or a newly leased set; None when nothing is left for them."""
+def next_task(
+    session: Session, settings: Settings, user: User, project_id: int | None = None
+) -> TaskView | None:
+    """The annotator's current lease, or a newly leased set, of their projects (or of `project_id`, one
+    of theirs); None when nothing is left for them there."""
     now = repo.lock_annotator(session, user.id)
-    active = repo.active_assignment(session, user.id, now)
+    active = repo.active_assignment(session, user.id, now, project_id)
     if active is not None:
         return _view(session, active)
     passed_over: list[int] = []
     for _ in range(MAX_PICK_ATTEMPTS):
-        picked = repo.lock_next_open_set(session, user.id, now, exclude=passed_over)
+        picked = repo.lock_next_open_set(session, user.id, now, exclude=passed_over, project_id=project_id)
         if picked is None:
             # What is left may only be locked for a moment by others' hand-outs or submissions: wait
             # for the best such set rather than telling the annotator that nothing is left.
-            picked = repo.lock_next_open_set(session, user.id, now, exclude=passed_over, wait=True)
+            picked = repo.lock_next_open_set(
+                session, user.id, now, exclude=passed_over, wait=True, project_id=project_id
+            )
         if picked is None:
             return None
-        cset, prompt = picked
+        cset, prompt, project = picked
         # The locking SELECT may have read a snapshot older than the lock: count again, freshly.
         candidates, live, at = repo.candidates_and_live_slots(session, cset.id)
         if at is None or live >= cset.overlap or not MIN_CANDIDATES <= len(candidates) <= MAX_CANDIDATES:
             passed_over.append(cset.id)
             continue
         now = at
-        leased = _lease(session, settings, cset, user, now, candidates)
+        lease_minutes = project.lease_minutes or settings.lease_minutes
+        leased = _lease(session, lease_minutes, cset, user, now, candidates)
         if leased is None:
             passed_over.append(cset.id)
             continue
         assignment, candidates = leased
         by_id = {c.id: c for c in candidates}
-        return TaskView(assignment, prompt, [by_id[c] for c in assignment.display_order])
+        return TaskView(assignment, prompt, [by_id[c] for c in assignment.display_order], project)
     return None
 
 
 def get_task(session: Session, user: User, assignment_id: int) -> TaskView:
-    """One of the annotator's own assignments as a task; other people's do not exist for them."""
+    """One of the annotator's own assignments as a task; other people's, and those of a project they are
+    no longer a member of, do not exist for them."""
     assignment = repo.get_assignment(session, assignment_id)
     if assignment is None or assignment.annotator_id != user.id:
         raise NotFound("no such task")
-    return _view(session, assignment)
+    view = _view(session, assignment)
+    if not projects.can_see(session, user, view.project.id):
+        raise NotFound("no such task")
+    return view
 
 
-def progress(session: Session, user: User) -> Progress:
-    """Rankings the annotator stored today (UTC) and sets still open to them."""
+def progress(session: Session, user: User, project_id: int | None = None) -> Progress:
+    """Rankings the annotator stored today (UTC) and sets still open to them (in one project, if given)."""
     now = repo.db_now(session)
     midnight = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return Progress(
         ranked_today=repo.count_rankings_since(session, user.id, midnight),
-        left=repo.count_available_sets(session, user.id, now),
+        left=repo.count_available_sets(session, user.id, now, project_id),
     )
 
 
-def task_page(session: Session, settings: Settings, user: User, notice: str = "") -> TaskPage:
+def task_page(
+    session: Session, settings: Settings, user: User, notice: str = "", project_id: int | None = None
+) -> TaskPage:
     """Everything the ranking page shows: the current task (leasing one if needed) and progress."""
-    task = next_task(session, settings, user)
-    return TaskPage(task=task, progress=progress(session, user), notice=notice)
+    task = next_task(session, settings, user, project_id)
+    return TaskPage(
+        task=task, progress=progress(session, user, project_id), notice=notice, project_id=project_id
+    )
 
 
-def _normalise(data: RankingIn, shown: list[int], settings: Settings) -> _Normalised:
+def _normalise(data: RankingIn, shown: list[int], settings: Settings, flag_types: list[str]) -> _Normalised:
     tiers = validate_tiers(data.tiers, shown)
-    allowed = set(FLAG_VALUES)
+    allowed = set(flag_types)
     flags: dict[str, list[str]] = {}
     named: set[int] = set()
     for key, values in data.flags.items():
@@ -195,7 +213,7 @@ def _normalise(data: RankingIn, shown: list[int], settings: Settings) -> _Normal
         named.add(cid)
         bad = sorted(set(values) - allowed)
         if bad:
-            raise Invalid(f"flags: unknown flags {bad}; allowed: {list(FLAG_VALUES)}")
+            raise Invalid(f"flags: unknown flags {bad}; allowed: {list(flag_types)}")
         if values:
             flags[str(cid)] = sorted(set(values))
     rationale = check_text(data.rationale.strip(), "rationale", max_chars=settings.max_rationale_chars)
@@ -226,22 +244,23 @@ def fingerprint(
 
 def _own_locked(
     session: Session, user: User, assignment_id: int
-) -> tuple[ComparisonSet, Assignment, dt.datetime]:
+) -> tuple[ComparisonSet, Project, Assignment, dt.datetime]:
     # Someone else's assignment answers exactly like a missing one: ids reveal nothing.
-    cset = repo.lock_set_of_assignment(session, assignment_id, user.id)
-    locked = repo.lock_assignment(session, assignment_id) if cset is not None else None
-    if cset is None or locked is None:
+    found = repo.lock_set_of_assignment(session, assignment_id, user.id)
+    locked = repo.lock_assignment(session, assignment_id) if found is not None else None
+    if found is None or locked is None:
         raise NotFound("no such task")
+    cset, project = found
     assignment, now = locked
-    return cset, assignment, now
+    return cset, project, assignment, now
 
 
 def submit_ranking(
     session: Session, settings: Settings, user: User, data: RankingIn, source: str = "web"
 ) -> SubmitResult:
     """Store a ranking for the annotator's live lease; an identical repeat returns the stored one."""
-    cset, assignment, now = _own_locked(session, user, data.assignment_id)
-    norm = _normalise(data, list(assignment.display_order), settings)
+    cset, project, assignment, now = _own_locked(session, user, data.assignment_id)
+    norm = _normalise(data, list(assignment.display_order), settings, list(project.flag_types))
     digest = fingerprint(assignment.id, norm.tiers, norm.all_bad, norm.flags, norm.rationale)
     # A ranking and its assignment's "submitted" are written together, so only then is there one to find.
     if assignment.status == AssignmentStatus.submitted:
@@ -289,7 +308,7 @@ def skip_task(session: Session, user: User, assignment_id: int, reason: str) -> 
     if is_blank(reason):
         raise Invalid("reason: a reason is required to skip a task")
     check_text(reason, "reason", max_chars=MAX_SKIP_REASON_CHARS)
-    cset, assignment, now = _own_locked(session, user, assignment_id)
+    cset, _, assignment, now = _own_locked(session, user, assignment_id)
     existing = repo.skip_for_assignment(session, assignment.id)
     if existing is not None:
         return SkipResult(existing, created=False)
@@ -304,18 +323,25 @@ def skip_task(session: Session, user: User, assignment_id: int, reason: str) -> 
     return SkipResult(skip, created=True)
 
 
-def rank_then_next(session: Session, settings: Settings, user: User, data: RankingIn) -> TaskPage:
-    """Store a ranking from the page, then hand out the next task."""
+def rank_then_next(
+    session: Session, settings: Settings, user: User, data: RankingIn, project_id: int | None = None
+) -> TaskPage:
+    """Store a ranking from the page, then hand out the next task (of the project the page shows)."""
     submit_ranking(session, settings, user, data, source="web")
-    return task_page(session, settings, user, notice="Saved. Thank you!")
+    return task_page(session, settings, user, notice="Saved. Thank you!", project_id=project_id)
 
 
 def skip_then_next(
-    session: Session, settings: Settings, user: User, assignment_id: int, reason: str
+    session: Session,
+    settings: Settings,
+    user: User,
+    assignment_id: int,
+    reason: str,
+    project_id: int | None = None,
 ) -> TaskPage:
-    """Skip a task from the page, then hand out the next task."""
+    """Skip a task from the page, then hand out the next task (of the project the page shows)."""
     skip_task(session, user, assignment_id, reason)
-    return task_page(session, settings, user, notice="Skipped.")
+    return task_page(session, settings, user, notice="Skipped.", project_id=project_id)
 
 
 # --- moderation by admins ---------------------------------------------------------------------------------

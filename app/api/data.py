@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from app.deps import DB, AdminUser, SettingsDep
+from app.deps import DB, AdminUser, ProjectParam, SettingsDep
 from app.exports import service as exports
 from app.exports.schemas import (
     ConversationalPreferencePair,
@@ -68,9 +68,12 @@ def create_import(
     db: DB,
     settings: SettingsDep,
     user: AdminUser,
+    project: ProjectParam,
     upload: Annotated[ImportUpload, Depends(read_import_upload)],
 ) -> ImportSummary:
-    return prompts.import_file(db, settings, upload.data, upload.kind, upload.prompt_set, upload.filename)
+    return prompts.import_file(
+        db, settings, upload.data, upload.kind, upload.prompt_set, upload.filename, project_id=project
+    )
 
 
 @router.get(
@@ -81,9 +84,13 @@ def create_import(
     summary="Export raw rankings as JSONL (streamed)",
 )
 def export_rankings(
-    db: DB, user: AdminUser, prompt_set: PromptSetFilter = None, since: SinceFilter = None
+    db: DB,
+    user: AdminUser,
+    project: ProjectParam,
+    prompt_set: PromptSetFilter = None,
+    since: SinceFilter = None,
 ) -> StreamingResponse:
-    lines = exports.rankings_export(db, prompt_set, since)
+    lines = exports.rankings_export(db, prompt_set, since, project_id=project)
     return StreamingResponse(
         lines, media_type=NDJSON, headers={"Content-Disposition": 'attachment; filename="rankings.jsonl"'}
     )
@@ -99,6 +106,7 @@ def export_rankings(
 def export_pairs(
     db: DB,
     user: AdminUser,
+    project: ProjectParam,
     prompt_set: PromptSetFilter = None,
     since: SinceFilter = None,
     format: Annotated[
@@ -109,7 +117,7 @@ def export_pairs(
         ),
     ] = ExportFormat.standard,
 ) -> StreamingResponse:
-    lines = exports.pairs_export(db, prompt_set, since, format=format)
+    lines = exports.pairs_export(db, prompt_set, since, format=format, project_id=project)
     return StreamingResponse(
         lines, media_type=NDJSON, headers={"Content-Disposition": 'attachment; filename="pairs.jsonl"'}
     )

@@ -6,7 +6,7 @@ import math
 
 from fastapi import APIRouter, Query
 
-from app.deps import DB, AdminUser, SettingsDep
+from app.deps import DB, AdminUser, ProjectParam, SettingsDep
 from app.orm import ModelKind, ModelStatus, ModelVersion
 from app.quality import reward_accuracy, reward_signals
 from app.quality import version_stats as stats
@@ -32,15 +32,19 @@ def list_versions(
     db: DB,
     user: AdminUser,
     settings: SettingsDep,
+    project: ProjectParam,
     kind: ModelKind | None = None,
     status: ModelStatus | None = None,
     limit: int = Query(default=100, ge=1, le=200),
 ) -> ModelVersionList:
-    rows = service.list_model_versions(db, kind, status, limit)
+    rows = service.list_model_versions(db, kind, status, limit, project)
     # The dashboard's cached per-pair totals: computed once per rankings state, not per request.
     summary = stats.outcome_summary(db) if any(_has_parent(r) for r in rows) else None
-    active = service.active_policy(db)
-    signals = reward_signals.reward_vs_human(db, active.id) if active is not None else {}
+    # Each version against its own project's active policy: one policy line per project.
+    signals: dict[int, reward_signals.RewardVsHuman] = {}
+    for active in service.active_policies(db).values():
+        if any(r.project_id == active.project_id for r in rows):
+            signals.update(reward_signals.reward_vs_human(db, active.id))
     fresh = reward_accuracy.fresh_accuracy(db) if any(r.kind == ModelKind.reward for r in rows) else {}
     versions = []
     for row in rows:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Body, Query
 
-from app.deps import DB, AdminUser, SettingsDep
+from app.deps import DB, AdminUser, ProjectParam, SettingsDep
 from app.orm import Round, RoundStatus
 from app.training import rounds, service
 from app.training.config import RoundConfig
@@ -25,6 +25,7 @@ router = APIRouter(tags=["rounds"])
 def round_out(row: Round, detail: bool = False) -> RoundOut:
     data = {
         "id": row.id,
+        "project_id": row.project_id,
         "kind": row.kind.value,
         "status": row.status.value,
         "trigger": row.trigger,
@@ -57,16 +58,21 @@ def round_out(row: Round, detail: bool = False) -> RoundOut:
     response_model=RoundCreated,
     status_code=202,
     responses={
-        409: {"description": "a round is already queued or running"},
+        404: {"description": "no such project"},
+        409: {"description": "a round is already queued or running in the project"},
         422: {"description": "bad config"},
     },
     summary="Start a training round (admin); the worker runs it",
 )
 def start_round(
-    db: DB, settings: SettingsDep, user: AdminUser, body: RoundRequest | None = Body(default=None)
+    db: DB,
+    settings: SettingsDep,
+    user: AdminUser,
+    project: ProjectParam,
+    body: RoundRequest | None = Body(default=None),
 ) -> RoundCreated:
     overrides = body.overrides() if body is not None else {}
-    row = rounds.start_round(db, settings, overrides, requested_by_id=user.id)
+    row = rounds.start_round(db, settings, overrides, requested_by_id=user.id, project_id=project)
     return RoundCreated(id=row.id, status=row.status.value, job_id=row.job_id)
 
 
@@ -75,16 +81,21 @@ def start_round(
     response_model=RoundCreated,
     status_code=202,
     responses={
-        409: {"description": "a generation job is already queued or running"},
+        404: {"description": "no such project"},
+        409: {"description": "a generation job is already queued or running in the project"},
         422: {"description": "bad settings, unknown prompt set or version, or nothing to generate"},
     },
     summary="Start a generation-only job (admin): candidates for prompts waiting for them, no training",
 )
 def start_generation(
-    db: DB, settings: SettingsDep, user: AdminUser, body: GenerationRequest | None = Body(default=None)
+    db: DB,
+    settings: SettingsDep,
+    user: AdminUser,
+    project: ProjectParam,
+    body: GenerationRequest | None = Body(default=None),
 ) -> RoundCreated:
     overrides = body.overrides() if body is not None else {}
-    row = rounds.start_generation(db, settings, overrides, requested_by_id=user.id)
+    row = rounds.start_generation(db, settings, overrides, requested_by_id=user.id, project_id=project)
     return RoundCreated(id=row.id, status=row.status.value, job_id=row.job_id)
 
 
@@ -92,10 +103,11 @@ def start_generation(
 def list_rounds(
     db: DB,
     user: AdminUser,
+    project: ProjectParam,
     status: RoundStatus | None = None,
     limit: int = Query(default=50, ge=1, le=200),
 ) -> RoundList:
-    return RoundList(rounds=[round_out(r) for r in service.list_rounds(db, status, limit)])
+    return RoundList(rounds=[round_out(r) for r in service.list_rounds(db, status, limit, project)])
 
 
 @router.get(

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 
 from app.annotation import service
 from app.annotation.schemas import CandidateOut, MessageOut, RankingIn, RankingOut, SkipIn, SkipOut, TaskOut
-from app.deps import DB, CurrentUser, SettingsDep
+from app.deps import DB, CurrentUser, ProjectParam, SettingsDep
 
 router = APIRouter(tags=["tasks"])
 
@@ -14,6 +14,8 @@ router = APIRouter(tags=["tasks"])
 def _task_out(view: service.TaskView) -> TaskOut:
     return TaskOut(
         assignment_id=view.assignment.id,
+        project_id=view.project.id,
+        flag_types=list(view.project.flag_types),
         prompt=view.prompt.text,
         messages=[MessageOut.model_validate(m) for m in view.prompt.messages]
         if view.prompt.messages
@@ -26,11 +28,14 @@ def _task_out(view: service.TaskView) -> TaskOut:
 @router.get(
     "/tasks/next",
     response_model=TaskOut,
-    responses={204: {"description": "nothing is left for this annotator"}},
-    summary="Lease the next ranking task (or get the one already leased)",
+    responses={
+        204: {"description": "nothing is left for this annotator (in the project asked for)"},
+        404: {"description": "no such project among yours"},
+    },
+    summary="Lease the next ranking task of your projects (or of one), or get the one already leased",
 )
-def next_task(db: DB, settings: SettingsDep, user: CurrentUser) -> TaskOut | Response:
-    view = service.next_task(db, settings, user)
+def next_task(db: DB, settings: SettingsDep, user: CurrentUser, project: ProjectParam) -> TaskOut | Response:
+    view = service.next_task(db, settings, user, project)
     if view is None:
         return Response(status_code=204)
     return _task_out(view)

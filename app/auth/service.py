@@ -14,6 +14,7 @@ from app.auth import security
 from app.config import Settings
 from app.errors import Conflict, Invalid, NotFound, TooManyRequests
 from app.orm import ApiToken, LoginThrottle, Role, User
+from app.projects import service as projects
 from app.text import PASSWORD_CHARS, TOKEN_NAME_CHARS, check_text
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
@@ -33,6 +34,7 @@ def create_user(session: Session, username: str, role: Role, password: str | Non
         check_text(password, "password", max_chars=PASSWORD_CHARS)
     password = password or security.generate_password()
     user = repo.add_user(session, username, role, security.hash_password(password))
+    projects.join_default(session, user.id)
     return user, password
 
 

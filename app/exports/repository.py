@@ -16,6 +16,7 @@ from app.orm import ComparisonSet, Prompt, PromptSet, Ranking
 class ExportFilter:
     prompt_set_id: int | None = None
     since: dt.datetime | None = None
+    project_id: int | None = None
     # Pairs leave out all-bad rankings: "everything is bad" orders nothing.
     exclude_all_bad: bool = False
 
@@ -42,6 +43,8 @@ def rankings_page(session: Session, filters: ExportFilter, after_id: int, limit:
         query = query.where(Prompt.prompt_set_id == filters.prompt_set_id)
     if filters.since is not None:
         query = query.where(Ranking.created_at >= filters.since)
+    if filters.project_id is not None:
+        query = query.where(ComparisonSet.project_id == filters.project_id)
     if filters.exclude_all_bad:
         query = query.where(Ranking.all_bad.is_(False))
     return [RankingRow(r[0], r[1], r[2]) for r in session.execute(query)]

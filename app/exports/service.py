@@ -66,9 +66,11 @@ def rankings_export(
     *,
     batch_size: int = BATCH_SIZE,
     sessions: sessionmaker[Session] | None = None,
+    project_id: int | None = None,
 ) -> Iterator[str]:
-    """Check the filters, then stream one JSON line per live ranking (rankings.jsonl)."""
-    filters = _filters(session, prompt_set, since, exclude_all_bad=False)
+    """Check the filters, then stream one JSON line per live ranking (rankings.jsonl), of one project if
+    given."""
+    filters = _filters(session, prompt_set, since, exclude_all_bad=False, project_id=project_id)
     return _stream(filters, _ranking_lines, batch_size, sessions)
 
 
@@ -80,16 +82,22 @@ def pairs_export(
     format: ExportFormat = ExportFormat.standard,
     batch_size: int = BATCH_SIZE,
     sessions: sessionmaker[Session] | None = None,
+    project_id: int | None = None,
 ) -> Iterator[str]:
-    """Check the filters, then stream TRL preference pairs, one JSON line each (pairs.jsonl), in TRL's
-    standard or conversational format."""
-    filters = _filters(session, prompt_set, since, exclude_all_bad=True)
+    """Check the filters, then stream TRL preference pairs, one JSON line each (pairs.jsonl), of one
+    project if given, in TRL's standard or conversational format."""
+    filters = _filters(session, prompt_set, since, exclude_all_bad=True, project_id=project_id)
     render = _conversational_pair_lines if format == ExportFormat.conversational else _pair_lines
     return _stream(filters, render, batch_size, sessions)
 
 
 def _filters(
-    session: Session, prompt_set: str | None, since: str | dt.datetime | None, *, exclude_all_bad: bool
+    session: Session,
+    prompt_set: str | None,
+    since: str | dt.datetime | None,
+    *,
+    exclude_all_bad: bool,
+    project_id: int | None = None,
 ) -> ExportFilter:
     """Resolve a prompt set name to its id (404 if unknown) and parse `since`."""
     prompt_set_id = None
@@ -99,7 +107,7 @@ def _filters(
         if found is None:
             raise NotFound(f"no prompt set named {prompt_set!r}")
         prompt_set_id = found.id
-    return ExportFilter(prompt_set_id, parse_since(since), exclude_all_bad)
+    return ExportFilter(prompt_set_id, parse_since(since), project_id, exclude_all_bad)
 
 
 def _stream(

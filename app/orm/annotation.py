@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    FetchedValue,
     Float,
     ForeignKey,
     Index,
@@ -64,6 +65,11 @@ class ComparisonSet(Base):
     prompt_set_priority: Mapped[int] = mapped_column(Integer, server_default="0")
     prompt_priority: Mapped[int] = mapped_column(Integer, server_default="0")
     submitted_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    # The prompt set's project, copied by the same triggers (migration 0010): the hand-out filters on it
+    # during its index walk, and per-project statistics and exports need no join to prompt sets.
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id"), index=True, server_default=FetchedValue()
+    )
 
     items: Mapped[list[ComparisonSetItem]] = relationship(
         order_by="ComparisonSetItem.position", cascade="all, delete-orphan", lazy="selectin"

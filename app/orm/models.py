@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, String, Text
+from sqlalchemy import Boolean, FetchedValue, Float, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.orm.base import Base, created_at_column, str_enum
@@ -45,6 +45,12 @@ class ModelVersion(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[ModelKind] = mapped_column(str_enum(ModelKind, "model_kind"))
+    # The project's policy or reward model line.
+    # Filled by a database trigger with the default project when not given (migration 0010), so every
+    # writer (older clients, the demo, imports, psql) lands somewhere.
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id"), index=True, server_default=FetchedValue()
+    )
     base_model: Mapped[str] = mapped_column(String(500), default="", server_default="")
     adapter_path: Mapped[str | None] = mapped_column(Text)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), index=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, FetchedValue, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -17,6 +17,11 @@ class PromptSet(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    # Filled by a database trigger with the default project when not given (migration 0010), so every
+    # writer (older clients, the demo, imports, psql) lands somewhere.
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id"), index=True, server_default=FetchedValue()
+    )
     description: Mapped[str] = mapped_column(Text, default="", server_default="")
     priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")

@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import DateTime, FetchedValue, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.orm.base import Base, created_at_column, str_enum
@@ -34,6 +34,12 @@ class Round(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[RoundKind] = mapped_column(str_enum(RoundKind, "round_kind"), default=RoundKind.train)
+    # The project whose data, settings and policy line the round uses.
+    # Filled by a database trigger with the default project when not given (migration 0010), so every
+    # writer (older clients, the demo, imports, psql) lands somewhere.
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id"), index=True, server_default=FetchedValue()
+    )
     status: Mapped[RoundStatus] = mapped_column(
         str_enum(RoundStatus, "round_status"), default=RoundStatus.queued
     )

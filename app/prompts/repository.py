@@ -42,14 +42,19 @@ def get_prompt_set_by_name(session: Session, name: str) -> PromptSet | None:
     return session.scalars(select(PromptSet).where(PromptSet.name == name)).one_or_none()
 
 
-def get_or_add_prompt_set(session: Session, name: str, description: str = "") -> PromptSet:
-    """The prompt set with this name, inserted if missing (safe against a concurrent insert)."""
+def get_or_add_prompt_set(
+    session: Session, name: str, description: str = "", project_id: int | None = None
+) -> PromptSet:
+    """The prompt set with this name, inserted if missing (in the project; None: the default one), safe
+    against a concurrent insert."""
     found = get_prompt_set_by_name(session, name)
     if found is not None:
         return found
     try:
         with session.begin_nested():
             prompt_set = PromptSet(name=name, description=description)
+            if project_id is not None:
+                prompt_set.project_id = project_id
             session.add(prompt_set)
         return prompt_set
     except IntegrityError:

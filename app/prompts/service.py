@@ -36,9 +36,11 @@ from app.orm import (
     ModelKind,
     ModelVersion,
     Prompt,
+    PromptSet,
     Ranking,
     SetStatus,
 )
+from app.projects import service as projects
 from app.prompts import importers
 from app.prompts import repository as repo
 from app.prompts.importers import Record
@@ -93,15 +95,17 @@ def import_file(
     kind: ImportKind,
     prompt_set: str | None = None,
     filename: str = "",
+    project_id: int | None = None,
 ) -> ImportSummary:
-    """Check a whole file, then write it; on any malformed line raise Invalid and write nothing."""
+    """Check a whole file, then write it (into a prompt set of the project; None: the default project, or
+    the prompt set's own); on any malformed line raise Invalid and write nothing."""
     if kind == ImportKind.demonstrations:
         return _import_demonstrations(session, settings, data, prompt_set)
     name = _prompt_set_name(prompt_set)
     parsed = importers.parse_file(data, kind, filename)
     # The file name is only a label (stored in Prompt.source); keep it storable whatever the client sent.
     origin = filename.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")[:100]
-    summary = import_records(session, settings, parsed.records, name, origin=origin)
+    summary = import_records(session, settings, parsed.records, name, origin=origin, project_id=project_id)
     summary.left_out = parsed.left_out
     return summary
 
@@ -165,10 +169,15 @@ def import_records(
     *,
     description: str = "",
     origin: str = "",
+    project_id: int | None = None,
 ) -> ImportSummary:
-    """Write checked records into a prompt set (created if missing); flushes, never commits."""
+    """Write checked records into a prompt set (created if missing, in the project given or the default
+    one); flushes, never commits. New open sets want the project's overlap."""
     name = _prompt_set_name(prompt_set)
-    prompt_set_row = repo.get_or_add_prompt_set(session, name, description)
+    prompt_set_row = _prompt_set_in(session, name, description, project_id)
+    overlap_wanted = projects.resolved(
+        projects.project_or_default(session, prompt_set_row.project_id), settings
+    ).overlap
     prompts, preexisting = _prompts(session, prompt_set_row.id, records, origin)
     grouped = [r for r in records if r.completions]
     summary = ImportSummary(
@@ -189,6 +198,9 @@ def import_records(
     prompt_ids = sorted({prompts[r.prompt].id for r in grouped})
     existing_sets = _existing_sets(session, prompt_ids)
     annotator_id = imported_annotator(session).id if any(r.tiers is not None for r in grouped) else None
+    if annotator_id is not None:
+        # Its rankings are the project's like any member's (the account cannot log in).
+        projects.add_member(session, prompt_set_row.project_id, annotator_id)
     # The outside judgements already stored, by set key: an identical one is a duplicate, another one
     # of the same candidates a conflict (kept: both judges' word counts).
     judged: dict[SetKey, set[Verdict]] = {}
@@ -207,7 +219,7 @@ def import_records(
                 summary.duplicates += 1
                 continue
             new_open.add(key)
-            overlap, status = settings.overlap, SetStatus.open
+            overlap, status = overlap_wanted, SetStatus.open
         else:
             verdict = _verdict([[ids[i] for i in tier] for tier in record.tiers])
             seen = judged.setdefault(key, set())
@@ -235,6 +247,18 @@ def import_records(
     if to_rank and annotator_id is not None:
         summary.rankings = _imported_rankings(session, annotator_id, to_rank)
     return _with_next_step(session, summary, prompt_set_row.id)
+
+
+def _prompt_set_in(session: Session, name: str, description: str, project_id: int | None) -> PromptSet:
+    """The named prompt set, created in the project if missing; a set of another project is refused
+    (names are unique across projects)."""
+    found = repo.get_prompt_set_by_name(session, name)
+    if found is None:
+        target = projects.project_or_default(session, project_id)
+        return repo.get_or_add_prompt_set(session, name, description, target.id)
+    if project_id is not None and found.project_id != project_id:
+        raise Invalid(f"prompt_set: {name!r} belongs to another project; choose another name")
+    return found
 
 
 def _with_next_step(session: Session, summary: ImportSummary, prompt_set_id: int) -> ImportSummary:

@@ -57,11 +57,16 @@ class AgreementSummary:
     by_pair: dict[tuple[int, int], Agreement]
 
 
-def agreement_summary(session: Session) -> AgreementSummary:
-    """Agreement overall, per annotator (with everyone else) and per annotator pair (cached)."""
+def _key(name: str, project_id: int | None) -> str:
+    return name if project_id is None else f"{name}:project:{project_id}"
+
+
+def agreement_summary(session: Session, project_id: int | None = None) -> AgreementSummary:
+    """Agreement overall, per annotator (with everyone else) and per annotator pair, over one project's
+    rankings or all (cached)."""
 
     def compute(session: Session) -> AgreementSummary:
-        rows = repo.annotator_pair_agreement(session)
+        rows = repo.annotator_pair_agreement(session, project_id)
         mine: dict[int, list[repo.AnnotatorPairTotals]] = defaultdict(list)
         for r in rows:
             mine[r.annotator_a].append(r)
@@ -72,7 +77,7 @@ def agreement_summary(session: Session) -> AgreementSummary:
             by_pair={(r.annotator_a, r.annotator_b): _agreement([r]) for r in rows},
         )
 
-    return cached(session, "agreement", compute)
+    return cached(session, _key("agreement", project_id), compute)
 
 
 def _records(rows: list[Any]) -> list[RankingRecord]:
@@ -88,11 +93,12 @@ class WindowStats:
     consensus_sets: int
 
 
-def window_stats(session: Session) -> WindowStats:
-    """Krippendorff's alpha and agreement with the leave-one-out consensus on the newest overlapped sets."""
+def window_stats(session: Session, project_id: int | None = None) -> WindowStats:
+    """Krippendorff's alpha and agreement with the leave-one-out consensus on the newest overlapped sets
+    (of one project, or of all)."""
 
     def compute(session: Session) -> WindowStats:
-        alpha_sets = repo.newest_overlapped_sets(session, ALPHA_WINDOW)
+        alpha_sets = repo.newest_overlapped_sets(session, ALPHA_WINDOW, project_id=project_id)
         records = _records(repo.live_rankings_of_sets(session, alpha_sets))
         consensus_ids = set(alpha_sets[:CONSENSUS_WINDOW])
         consensus_records = [r for r in records if r.set_id in consensus_ids]
@@ -104,7 +110,7 @@ def window_stats(session: Session) -> WindowStats:
             consensus_sets=len(consensus_ids),
         )
 
-    return cached(session, "window", compute)
+    return cached(session, _key("window", project_id), compute)
 
 
 def annotator_consensus(
@@ -145,11 +151,12 @@ def _rate(name: str, label: str, successes: float, n: int, expected: float | Non
     return Rate(name, label, successes, n, successes / n if n else math.nan, low, high, expected)
 
 
-def bias_rates(session: Session) -> list[Rate]:
-    """First-shown win rate, earlier-shown preference and longer-wins rate (cached)."""
+def bias_rates(session: Session, project_id: int | None = None) -> list[Rate]:
+    """First-shown win rate, earlier-shown preference and longer-wins rate, of one project's rankings or of
+    all (cached)."""
 
     def compute(session: Session) -> list[Rate]:
-        t = repo.bias_totals(session)
+        t = repo.bias_totals(session, project_id)
         return [
             _rate(
                 "first_shown",
@@ -168,4 +175,4 @@ def bias_rates(session: Session) -> list[Rate]:
             _rate("longer", "longer candidate of a pair wins", t.longer_wins, t.length_pairs, 0.5),
         ]
 
-    return cached(session, "bias", compute)
+    return cached(session, _key("bias", project_id), compute)

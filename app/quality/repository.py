@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from app.orm import Ranking
+from app.orm import ComparisonSet, Ranking
 
 # One row per (ranking, tier, candidate): the building block of every pairwise statistic. The queries
 # below splice in this constant as {members} (never any input: every value is a bound parameter).
@@ -25,8 +25,14 @@ _MEMBERS = """
     FROM rankings r
     CROSS JOIN LATERAL jsonb_array_elements(r.tiers) WITH ORDINALITY AS t(members, ord)
     CROSS JOIN LATERAL jsonb_array_elements_text(t.members) AS m(value)
-    WHERE NOT r.dropped
+    WHERE NOT r.dropped AND {in_project}
 """
+# Every statistic is of one project's rankings, or of all (a NULL :project_id): the set carries its project.
+_IN_PROJECT = (
+    "(CAST(:project_id AS integer) IS NULL"
+    " OR r.set_id IN (SELECT cs.id FROM comparison_sets cs WHERE cs.project_id = :project_id))"
+)
+_MEMBERS = _MEMBERS.replace("{in_project}", _IN_PROJECT)
 
 
 def _big_query(session: Session) -> None:
@@ -69,7 +75,7 @@ class OutcomeProfile:
     rankings: int
 
 
-def version_outcome_profiles(session: Session) -> list[OutcomeProfile]:
+def version_outcome_profiles(session: Session, project_id: int | None = None) -> list[OutcomeProfile]:
     """Per live ranking, the outcomes of every candidate pair from different versions, grouped by pattern.
 
     Ties score half a win; an all-bad ranking makes every pair a tie (app.quality's default). Rankings
@@ -102,7 +108,8 @@ def version_outcome_profiles(session: Session) -> list[OutcomeProfile]:
             )
             SELECT profile, count(*) AS rankings FROM profiles GROUP BY profile
             """.replace("{members}", _MEMBERS)
-        )
+        ),
+        {"project_id": project_id},
     ).all()
     return [
         OutcomeProfile(
@@ -129,7 +136,7 @@ class AnnotatorPairTotals:
     tau_sets: int
 
 
-def annotator_pair_agreement(session: Session) -> list[AnnotatorPairTotals]:
+def annotator_pair_agreement(session: Session, project_id: int | None = None) -> list[AnnotatorPairTotals]:
     """For every two annotators who ranked a common set: pairwise agreement and Kendall tau-b per set, summed.
 
     Two rankings agree on a candidate pair when they put it in the same relation (better, worse, tied),
@@ -179,7 +186,8 @@ def annotator_pair_agreement(session: Session) -> list[AnnotatorPairTotals]:
                    sum(compared) AS compared, coalesce(sum(tau), 0) AS tau_sum, count(tau) AS tau_sets
             FROM taus GROUP BY annotator_a, annotator_b ORDER BY annotator_a, annotator_b
             """.replace("{members}", _MEMBERS)
-        )
+        ),
+        {"project_id": project_id},
     ).all()
     return [
         AnnotatorPairTotals(int(a), int(b), int(s), int(ag), int(c), float(ts), int(tn))
@@ -200,7 +208,7 @@ class BiasTotals:
     length_pairs: int
 
 
-def bias_totals(session: Session) -> BiasTotals:
+def bias_totals(session: Session, project_id: int | None = None) -> BiasTotals:
     """Position bias over web rankings showing exactly their candidates; length bias over all rankings.
 
     First shown: 1/t when the first-shown candidate shares the top tier with t-1 others, else 0.
@@ -217,7 +225,7 @@ def bias_totals(session: Session) -> BiasTotals:
                     SELECT array_agg(v::int) AS ranked
                     FROM jsonb_array_elements_text(jsonb_path_query_array(r.tiers, '$[*][*]')) AS e(v)
                 ) x
-                WHERE NOT r.dropped AND r.source = 'web'
+                WHERE NOT r.dropped AND r.source = 'web' AND {in_project}
             ),
             shown AS MATERIALIZED (
                 SELECT id, tiers, display_order FROM live
@@ -253,8 +261,9 @@ def bias_totals(session: Session) -> BiasTotals:
             )
             SELECT f.score, f.n, f.expected, e.wins, e.n, l.wins, l.n
             FROM first_shown f, earlier e, lengths l
-            """.replace("{members}", _MEMBERS)
-        )
+            """.replace("{members}", _MEMBERS).replace("{in_project}", _IN_PROJECT)
+        ),
+        {"project_id": project_id},
     ).one()
     score, n, expected, e_wins, e_n, l_wins, l_n = row
     return BiasTotals(
@@ -268,11 +277,19 @@ def bias_totals(session: Session) -> BiasTotals:
     )
 
 
-def newest_overlapped_sets(session: Session, limit: int, offset: int = 0) -> list[int]:
-    """Ids of the sets with at least two live rankings, newest ranking activity first."""
+def newest_overlapped_sets(
+    session: Session, limit: int, offset: int = 0, project_id: int | None = None
+) -> list[int]:
+    """Ids of the sets (of one project, or of all) with at least two live rankings, newest ranking
+    activity first."""
+    in_project = (
+        []
+        if project_id is None
+        else [Ranking.set_id.in_(select(ComparisonSet.id).where(ComparisonSet.project_id == project_id))]
+    )
     stmt = (
         select(Ranking.set_id)
-        .where(Ranking.dropped.is_(False))
+        .where(Ranking.dropped.is_(False), *in_project)
         .group_by(Ranking.set_id)
         .having(func.count() > 1)
         .order_by(func.max(Ranking.id).desc())

@@ -98,9 +98,10 @@ def _summarise(profiles: list[repo.OutcomeProfile]) -> OutcomeSummary:
     )
 
 
-def outcome_summary(session: Session) -> OutcomeSummary:
-    """Version-pair totals over every live ranking (cached per rankings state)."""
-    return cached(session, "outcomes", lambda s: _summarise(repo.version_outcome_profiles(s)))
+def outcome_summary(session: Session, project_id: int | None = None) -> OutcomeSummary:
+    """Version-pair totals over every live ranking, or one project's (cached per rankings state)."""
+    key = "outcomes" if project_id is None else f"outcomes:project:{project_id}"
+    return cached(session, key, lambda s: _summarise(repo.version_outcome_profiles(s, project_id)))
 
 
 def human_win_rate(summary: OutcomeSummary, version_a: int, version_b: int) -> HumanWinRate | None:
@@ -197,6 +198,8 @@ def bradley_terry_ratings(
     return Ratings(rows, summary.total_rankings, rounds, time.time())
 
 
-def leaderboard_ratings(session: Session) -> Ratings:
-    """Bradley-Terry ratings over every live ranking (cached per rankings state)."""
-    return cached(session, "ratings", lambda s: bradley_terry_ratings(outcome_summary(s)))
+def leaderboard_ratings(session: Session, project_id: int | None = None) -> Ratings:
+    """Bradley-Terry ratings over every live ranking, or one project's: its own policy line's versions
+    (cached per rankings state)."""
+    key = "ratings" if project_id is None else f"ratings:project:{project_id}"
+    return cached(session, key, lambda s: bradley_terry_ratings(outcome_summary(s, project_id)))

@@ -36,19 +36,23 @@ def lock_round(session: Session, round_id: int) -> Round | None:
     ).one_or_none()
 
 
-def list_rounds(session: Session, status: RoundStatus | None, limit: int) -> Sequence[Round]:
-    """Newest rounds first, optionally of one status."""
+def list_rounds(
+    session: Session, status: RoundStatus | None, limit: int, project_id: int | None = None
+) -> Sequence[Round]:
+    """Newest rounds first, optionally of one status, of one project."""
     stmt = select(Round).order_by(Round.id.desc()).limit(limit)
     if status is not None:
         stmt = stmt.where(Round.status == status)
+    if project_id is not None:
+        stmt = stmt.where(Round.project_id == project_id)
     return session.scalars(stmt).all()
 
 
-def active_round(session: Session, kind: RoundKind) -> Round | None:
-    """The queued or running round of this kind, if any."""
+def active_round(session: Session, kind: RoundKind, project_id: int) -> Round | None:
+    """The project's queued or running round of this kind, if any."""
     return session.scalars(
         select(Round)
-        .where(Round.kind == kind, Round.status.in_(ACTIVE_ROUND_STATUSES))
+        .where(Round.kind == kind, Round.status.in_(ACTIVE_ROUND_STATUSES), Round.project_id == project_id)
         .order_by(Round.id)
         .limit(1)
     ).first()
@@ -60,10 +64,16 @@ def get_model_version(session: Session, version_id: int) -> ModelVersion | None:
 
 
 def list_model_versions(
-    session: Session, kind: ModelKind | None, status: ModelStatus | None, limit: int
+    session: Session,
+    kind: ModelKind | None,
+    status: ModelStatus | None,
+    limit: int,
+    project_id: int | None = None,
 ) -> Sequence[ModelVersion]:
-    """Newest model versions first, optionally filtered."""
+    """Newest model versions first, optionally filtered (of one project)."""
     stmt = select(ModelVersion).order_by(ModelVersion.id.desc()).limit(limit)
+    if project_id is not None:
+        stmt = stmt.where(ModelVersion.project_id == project_id)
     if kind is not None:
         stmt = stmt.where(ModelVersion.kind == kind)
     if status is not None:
@@ -71,23 +81,32 @@ def list_model_versions(
     return session.scalars(stmt).all()
 
 
-def lock_active_policies(session: Session) -> Sequence[ModelVersion]:
-    """The active policy versions (normally one), locked for a promotion."""
-    return session.scalars(
-        select(ModelVersion)
-        .where(ModelVersion.kind == ModelKind.policy, ModelVersion.status == ModelStatus.active)
-        .with_for_update()
-    ).all()
+def _active_policy_of(project_id: int) -> Any:
+    return select(ModelVersion).where(
+        ModelVersion.kind == ModelKind.policy,
+        ModelVersion.status == ModelStatus.active,
+        ModelVersion.project_id == project_id,
+    )
 
 
-def active_policy(session: Session) -> ModelVersion | None:
-    """The active policy (at most one)."""
-    return session.scalars(
+def lock_active_policies(session: Session, project_id: int) -> Sequence[ModelVersion]:
+    """The project's active policy versions (normally one), locked for a promotion."""
+    return session.scalars(_active_policy_of(project_id).with_for_update()).all()
+
+
+def active_policy(session: Session, project_id: int) -> ModelVersion | None:
+    """The project's active policy (at most one: each project has its own policy line)."""
+    return session.scalars(_active_policy_of(project_id).order_by(ModelVersion.id.desc()).limit(1)).first()
+
+
+def active_policies(session: Session) -> dict[int, ModelVersion]:
+    """Project id -> its active policy, for every project that has one (the cross-project overview)."""
+    rows = session.scalars(
         select(ModelVersion)
         .where(ModelVersion.kind == ModelKind.policy, ModelVersion.status == ModelStatus.active)
-        .order_by(ModelVersion.id.desc())
-        .limit(1)
-    ).first()
+        .order_by(ModelVersion.id)
+    )
+    return {v.project_id: v for v in rows}
 
 
 def policies_waiting_for_promotion(session: Session) -> Sequence[ModelVersion]:
@@ -147,11 +166,25 @@ def rounds_by_policy(session: Session) -> dict[int, Round]:
     return {r.policy_version_id: r for r in rows if r.policy_version_id is not None}
 
 
-def rankings_since_last_training_round(session: Session) -> int:
-    """Live rankings stored after the newest training round was started: what the auto-round threshold
-    counts (the worker's scheduler) and what the admin overview shows beside that threshold."""
-    last = session.scalar(select(func.max(Round.created_at)).where(Round.kind == RoundKind.train))
-    stmt = select(func.count()).select_from(Ranking).where(Ranking.dropped.is_(False))
+def last_training_round_at(session: Session, project_id: int) -> Any:
+    """When the project's newest training round was started (None: never)."""
+    return session.scalar(
+        select(func.max(Round.created_at)).where(
+            Round.kind == RoundKind.train, Round.project_id == project_id
+        )
+    )
+
+
+def rankings_since_last_training_round(session: Session, project_id: int) -> int:
+    """Live rankings of the project stored after its newest training round was started: what the
+    auto-round threshold counts (the worker's scheduler) and what the admin overview shows beside it."""
+    last = last_training_round_at(session, project_id)
+    stmt = (
+        select(func.count())
+        .select_from(Ranking)
+        .join(ComparisonSet, ComparisonSet.id == Ranking.set_id)
+        .where(Ranking.dropped.is_(False), ComparisonSet.project_id == project_id)
+    )
     if last is not None:
         stmt = stmt.where(Ranking.created_at > last)
     return int(session.scalar(stmt) or 0)
@@ -183,9 +216,10 @@ def newest_unfailed_reward_version(session: Session) -> ModelVersion | None:
 # --- prompts waiting for candidates (the generation job's work) ---------------------------------------
 
 
-def prompts_needing_work_stmt(prompt_set_id: int | None = None) -> Any:
-    """(id, text, messages) of prompts of unpaused prompt sets (or of one) without an open comparison set,
-    most wanted first (priorities), fewest rankings first: what a generation job fills, in that order."""
+def prompts_needing_work_stmt(prompt_set_id: int | None = None, project_id: int | None = None) -> Any:
+    """(id, text, messages) of prompts of unpaused prompt sets (or of one; of one project) without an open
+    comparison set, most wanted first (priorities), fewest rankings first: what a generation job fills, in
+    the order it fills them."""
     open_set = select(ComparisonSet.id).where(
         ComparisonSet.prompt_id == Prompt.id, ComparisonSet.status == SetStatus.open
     )
@@ -198,6 +232,8 @@ def prompts_needing_work_stmt(prompt_set_id: int | None = None) -> Any:
         .scalar_subquery()
     )
     in_set = [PromptSet.id == prompt_set_id] if prompt_set_id else []
+    if project_id is not None:
+        in_set.append(PromptSet.project_id == project_id)
     return (
         select(Prompt.id, Prompt.text, Prompt.messages)
         .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
@@ -206,9 +242,11 @@ def prompts_needing_work_stmt(prompt_set_id: int | None = None) -> Any:
     )
 
 
-def count_prompts_needing_work(session: Session, prompt_set_id: int | None = None) -> int:
-    """How many prompts a generation job (for this prompt set, or all) would fill."""
-    sub = prompts_needing_work_stmt(prompt_set_id).order_by(None).subquery()
+def count_prompts_needing_work(
+    session: Session, prompt_set_id: int | None = None, project_id: int | None = None
+) -> int:
+    """How many prompts a generation job (for this prompt set, or all; of one project) would fill."""
+    sub = prompts_needing_work_stmt(prompt_set_id, project_id).order_by(None).subquery()
     return int(session.scalar(select(func.count()).select_from(sub)) or 0)
 
 

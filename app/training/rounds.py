@@ -29,7 +29,8 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.errors import Conflict, Invalid, NotFound
-from app.orm import ModelKind, ModelStatus, ModelVersion, Round, RoundKind, RoundStatus
+from app.orm import ModelKind, ModelStatus, ModelVersion, Project, Round, RoundKind, RoundStatus
+from app.projects import service as projects
 from app.quality import promotion, reward_signals, version_stats
 from app.training import queue
 from app.training import repository as repo
@@ -44,6 +45,27 @@ DEMONSTRATION_SOURCE = "demonstration"
 log = logging.getLogger(__name__)
 
 
+def project_config(project: Project, settings: Settings, overrides: dict[str, Any]) -> RoundConfig:
+    """A round's config in a project: the project's round defaults and base model, then the overrides;
+    k within the project's K range (Invalid otherwise)."""
+    values = dict(project.round_defaults or {})
+    if project.base_model:
+        values["base_model"] = project.base_model
+    values.update(overrides)
+    p = projects.resolved(project, settings)
+    if "k" not in values and not p.k_min <= RoundConfig.k <= p.k_max:
+        values["k"] = min(max(RoundConfig.k, p.k_min), p.k_max)
+    try:
+        cfg = RoundConfig.resolve(values, settings)
+    except ConfigError as exc:
+        raise Invalid(f"bad round config: {exc}") from exc
+    if not p.k_min <= cfg.k <= p.k_max:
+        raise Invalid(
+            f"bad round config: k must be within project {project.name!r}'s K range {p.k_min}..{p.k_max}"
+        )
+    return cfg
+
+
 def start_round(
     session: Session,
     settings: Settings,
@@ -53,19 +75,20 @@ def start_round(
     trigger: str = "manual",
     kind: RoundKind = RoundKind.train,
     note: str | None = None,
+    project_id: int | None = None,
 ) -> Round:
-    """Queue a round of `kind` with its job; returns the flushed row (job_id set).
+    """Queue a round of `kind` for a project (None: the default project) with its job; returns the flushed
+    row (job_id set). The round trains and serves that project's reward model and policy line.
 
-    `overrides` are round config keys (RoundConfig); `note` is the first line of the round's log.
-    Raises Invalid for a bad config and Conflict (with round_id) while another round of the kind is active.
+    `overrides` are round config keys (RoundConfig) over the project's round defaults; `note` is the first
+    line of the round's log. Raises Invalid for a bad config, NotFound for an unknown project and Conflict
+    (with round_id) while another round of the kind is active in the project.
     """
-    try:
-        cfg = RoundConfig.resolve(overrides, settings)
-    except ConfigError as exc:
-        raise Invalid(f"bad round config: {exc}") from exc
-    _check_generation_targets(session, cfg, kind)
+    project = projects.project_or_default(session, project_id)
+    cfg = project_config(project, settings, overrides)
+    _check_generation_targets(session, cfg, kind, project)
     lock_round_start(session)
-    active = repo.active_round(session, kind)
+    active = repo.active_round(session, kind, project.id)
     if active is not None:
         what = "generation job" if kind == RoundKind.generate else "round"
         raise Conflict(
@@ -73,6 +96,7 @@ def start_round(
             round_id=active.id,
         )
     round_ = Round(
+        project_id=project.id,
         kind=kind,
         status=RoundStatus.queued,
         trigger=trigger,
@@ -94,15 +118,21 @@ def start_generation(
     *,
     requested_by_id: int | None,
     trigger: str = "manual",
+    project_id: int | None = None,
 ) -> Round:
-    """Queue a generation-only job (new comparison sets, no training): the admin form, the API, the CLI and
-    the demo all start it here. `overrides` are round config keys: prompt_set_id, model_version_id, k,
-    temperature, top_p, max_new_tokens, generate_prompts, human_replies, ...; raises like start_round.
-    For one prompt set, generate_prompts defaults to every prompt of it waiting for candidates."""
+    """Queue a generation-only job (new comparison sets, no training) in a project: the admin form, the
+    API, the CLI and the demo all start it here. `overrides` are round config keys: prompt_set_id,
+    model_version_id, k, temperature, top_p, max_new_tokens, generate_prompts, human_replies, ...; raises
+    like start_round. For one prompt set, generate_prompts defaults to every prompt of it waiting for
+    candidates. Without a project, a prompt set's own project is meant (else the default project)."""
     target = str(overrides.get("prompt_set_id") or "").strip()
-    if "generate_prompts" not in overrides and target.isdigit() and int(target):
-        waiting = repo.count_prompts_needing_work(session, int(target))
-        overrides = {**overrides, "generate_prompts": waiting or 1}
+    if target.isdigit() and int(target):
+        prompt_set = repo.get_prompt_set(session, int(target))
+        if project_id is None and prompt_set is not None:
+            project_id = prompt_set.project_id
+        if "generate_prompts" not in overrides:
+            waiting = repo.count_prompts_needing_work(session, int(target))
+            overrides = {**overrides, "generate_prompts": waiting or 1}
     return start_round(
         session,
         settings,
@@ -110,15 +140,19 @@ def start_generation(
         requested_by_id=requested_by_id,
         trigger=trigger,
         kind=RoundKind.generate,
+        project_id=project_id,
     )
 
 
-def _check_generation_targets(session: Session, cfg: RoundConfig, kind: RoundKind) -> None:
-    """The prompt set and model version a config names exist and can serve (Invalid otherwise)."""
+def _check_generation_targets(session: Session, cfg: RoundConfig, kind: RoundKind, project: Project) -> None:
+    """The prompt set and model version a config names exist in the project and can serve (Invalid
+    otherwise)."""
     if cfg.prompt_set_id:
         prompt_set = repo.get_prompt_set(session, cfg.prompt_set_id)
-        if prompt_set is None:
-            raise Invalid(f"prompt_set_id {cfg.prompt_set_id}: no such prompt set")
+        if prompt_set is None or prompt_set.project_id != project.id:
+            raise Invalid(
+                f"prompt_set_id {cfg.prompt_set_id}: no such prompt set in project {project.name!r}"
+            )
         if prompt_set.paused:
             raise Invalid(f"prompt set {prompt_set.name!r} is paused; unpause it first")
         if (
@@ -134,6 +168,8 @@ def _check_generation_targets(session: Session, cfg: RoundConfig, kind: RoundKin
                 f"model_version_id {cfg.model_version_id}: not a policy version that can write replies "
                 "(reward models, external sources and failed versions cannot)"
             )
+        if version.project_id != project.id:
+            raise Invalid(f"model_version_id {cfg.model_version_id}: of another project's policy line")
 
 
 def lock_round_start(session: Session) -> None:
@@ -160,13 +196,14 @@ def _promotable(session: Session, version_id: int) -> ModelVersion:
 
 
 def promote_policy(session: Session, version_id: int) -> ModelVersion:
-    """Make a policy version the active one; the previously active policy is retired.
+    """Make a policy version the active one of its project; that project's previously active policy is
+    retired (other projects' policy lines are untouched).
 
     Raises NotFound for an unknown id, Conflict for a reward/external model or a failed version.
     """
     lock_promotions(session)
     version = _promotable(session, version_id)
-    for current in repo.lock_active_policies(session):
+    for current in repo.lock_active_policies(session, version.project_id):
         if current.id != version.id:
             current.status = ModelStatus.retired
     session.flush()
@@ -177,10 +214,11 @@ def promote_policy(session: Session, version_id: int) -> ModelVersion:
 
 
 def promotion_gate(session: Session, settings: Settings, version: ModelVersion) -> promotion.GateCheck:
-    """The gate's verdict on a policy version against the active policy (see the module docstring)."""
+    """The gate's verdict on a policy version against its project's active policy (see the module
+    docstring)."""
     if version.status == ModelStatus.active:
         return promotion.GateCheck(True, "it is the active policy", 0)
-    active = repo.active_policy(session)
+    active = repo.active_policy(session, version.project_id)
     if active is None:
         return promotion.GateCheck(True, "no active policy to beat", 0)
     signal = reward_signals.reward_vs_human_of(session, version.id, active.id)
@@ -227,19 +265,22 @@ def cancel_promotion_request(session: Session, version_id: int) -> ModelVersion:
     return version
 
 
-def promote_ready(session: Session, settings: Settings) -> int | None:
-    """Promote the newest waiting policy that passes the gate; returns its id (None if none passed).
+def promote_ready(session: Session, settings: Settings) -> list[int]:
+    """Promote, in each project, the newest waiting policy that passes the gate; returns their ids.
 
-    One per call: the others are then judged against the new active policy on the next call.
+    One per project per call: the others are then judged against the new active policy on the next call.
     """
     waiting = repo.policies_waiting_for_promotion(session)
     if not waiting:
-        return None
+        return []
     lock_promotions(session)
+    promoted: dict[int, int] = {}
     for version in waiting:
+        if version.project_id in promoted:
+            continue
         check = promotion_gate(session, settings, version)
         if check.passed:
             log.info("promoting %s: %s", version.name, check.reason)
             promote_policy(session, version.id)
-            return version.id
-    return None
+            promoted[version.project_id] = version.id
+    return list(promoted.values())

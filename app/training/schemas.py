@@ -78,6 +78,7 @@ class RoundOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
+    project_id: int = Field(description="the project whose data, settings and policy line the round uses")
     kind: str
     status: str = Field(description="queued, running, succeeded, failed or cancelled")
     trigger: str = Field(description="manual, auto or demo")
@@ -176,6 +177,7 @@ class ModelVersionOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
+    project_id: int = Field(description="the project whose policy or reward model line it belongs to")
     name: str
     kind: str = Field(description="policy, reward or external")
     status: str = Field(description="candidate, active, retired or failed")

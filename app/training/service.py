@@ -35,9 +35,11 @@ def get_round(session: Session, round_id: int) -> Round:
     return row
 
 
-def list_rounds(session: Session, status: RoundStatus | None = None, limit: int = 50) -> Sequence[Round]:
-    """Newest rounds first."""
-    return repo.list_rounds(session, status, max(1, min(limit, MAX_LIST)))
+def list_rounds(
+    session: Session, status: RoundStatus | None = None, limit: int = 50, project_id: int | None = None
+) -> Sequence[Round]:
+    """Newest rounds first (of one project, if given)."""
+    return repo.list_rounds(session, status, max(1, min(limit, MAX_LIST)), project_id)
 
 
 def cancel_round(session: Session, round_id: int) -> Round:
@@ -60,12 +62,21 @@ def cancel_round(session: Session, round_id: int) -> Round:
 
 
 def list_model_versions(
-    session: Session, kind: ModelKind | None = None, status: ModelStatus | None = None, limit: int = 100
+    session: Session,
+    kind: ModelKind | None = None,
+    status: ModelStatus | None = None,
+    limit: int = 100,
+    project_id: int | None = None,
 ) -> Sequence[ModelVersion]:
-    """Newest model versions first."""
-    return repo.list_model_versions(session, kind, status, max(1, min(limit, MAX_LIST)))
+    """Newest model versions first (of one project, if given)."""
+    return repo.list_model_versions(session, kind, status, max(1, min(limit, MAX_LIST)), project_id)
 
 
-def active_policy(session: Session) -> ModelVersion | None:
-    """The active policy, if any."""
-    return repo.active_policy(session)
+def active_policy(session: Session, project_id: int) -> ModelVersion | None:
+    """The project's active policy, if any."""
+    return repo.active_policy(session, project_id)
+
+
+def active_policies(session: Session) -> dict[int, ModelVersion]:
+    """Project id -> its active policy."""
+    return repo.active_policies(session)

@@ -34,8 +34,10 @@ EXPECTED = {
     "/admin/quality": ["two annotators"],
     "/admin/quality/consensus": ["RANKLOOP_OVERLAP"],
     "/admin/export": ["/admin/import"],
-    "/admin/models/compare": ["/admin/rounds"],
     "/admin/generate": ["/admin/import"],
+    "/admin/models/compare": ["/admin/rounds"],
+    "/admin/projects": ["/admin/import", "/admin/rounds", "?project="],
+    "/admin/projects/{project_id}": ["/api/v1/imports?project=", "/api/v1/rounds?project="],
 }
 
 
@@ -56,12 +58,16 @@ def test_every_admin_page_says_what_fills_it_on_an_empty_database(app_client, ma
     users = app_client.get("/admin/users").text
     newcomer = re.search(r'data-user="(\d+)">\s*<td><a[^>]*>newcomer<', users)
     assert newcomer is not None
+    # A fresh server has one project, the default one, where data goes until there are others.
+    project = re.search(r'data-project="(\d+)"', app_client.get("/admin/projects").text)
+    assert project is not None
+    values = {"user_id": newcomer.group(1), "project_id": project.group(1)}
     missing = []
     for template in admin_page_paths():
         if template in NEVER_EMPTY:
             continue
         assert template in EXPECTED, f"{template}: a new page needs its empty state listed here"
-        resp = app_client.get(fill(template, {"user_id": newcomer.group(1)}))
+        resp = app_client.get(fill(template, values))
         assert resp.status_code == 200, template
         states = empty_states(resp.text)
         text = " ".join(states).lower()

@@ -43,7 +43,15 @@ def test_next_task_returns_candidates_in_display_order_and_is_stable(app_client,
     seed(2, k=4)
     h = auth(api_token("ann"))
     task = next_task(app_client, h)
-    assert set(task) == {"assignment_id", "prompt", "messages", "candidates", "lease_expires_at"}
+    assert set(task) == {
+        "assignment_id",
+        "project_id",
+        "flag_types",
+        "prompt",
+        "messages",
+        "candidates",
+        "lease_expires_at",
+    }
     assert task["messages"] is None
     assert task["prompt"].startswith("Question")
     assert all(set(c) == {"id", "text", "truncated"} and c["truncated"] is False for c in task["candidates"])
@@ -224,6 +232,8 @@ def test_openapi_documents_the_task_endpoints_with_response_models(app_client):
     schemas = spec["components"]["schemas"]
     assert set(schemas["TaskOut"]["properties"]) == {
         "assignment_id",
+        "project_id",
+        "flag_types",
         "prompt",
         "messages",
         "candidates",

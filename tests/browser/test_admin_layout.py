@@ -101,6 +101,7 @@ def seed_history() -> dict[str, Any]:
         return {
             "round_id": row.id,
             "user_id": loop.annotators[0].id,
+            "project_id": row.project_id,
             "compare": f"?a={loop.versions[-1].id}&b={loop.versions[0].id}",
         }
 

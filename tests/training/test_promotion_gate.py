@@ -95,7 +95,7 @@ def test_gate_refuses_below_n_rankings_even_with_a_clear_lead(db):
     _, check = rounds.request_promotion(db, settings(20), new.id)
     assert not check.passed and check.more_rankings == 8
     assert new.promote_when_ready and new.status == ModelStatus.candidate
-    assert rounds.promote_ready(db, settings(20)) is None
+    assert rounds.promote_ready(db, settings(20)) == []
     assert old.status == ModelStatus.active
 
 

@@ -35,6 +35,15 @@ class RoundContext:
         return self.claim.round_id
 
     @property
+    def project_id(self) -> int | None:
+        return self.claim.project_id
+
+    @property
+    def overlap(self) -> int:
+        """New sets want the project's overlap (the server's setting when the project states none)."""
+        return self.claim.overlap or self.settings.overlap
+
+    @property
     def version_prefix(self) -> str:
         return f"round{self.round_id}-"
 

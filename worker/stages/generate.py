@@ -24,13 +24,15 @@ from worker.stages.context import RoundContext, free_memory
 def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
     """K candidates per prompt needing work, new and active policy mixed in each set (or all from the
     config's model_version_id), plus up to human_replies stored human-written ones; returns sets made."""
-    from worker.generation import generate_candidates, is_near_duplicate
-    from worker.models import load_causal_lm
+    from worker.adapters import AdapterHost
+    from worker.generation import is_near_duplicate
 
     cfg = ctx.cfg
     with ctx.sessions() as session, session.begin():
-        prompts = candidates.prompts_needing_work(session, cfg.generate_prompts, cfg.prompt_set_id or None)
-        plan = _plan(session, cfg, new_policy_id)
+        prompts = candidates.prompts_needing_work(
+            session, cfg.generate_prompts, cfg.prompt_set_id or None, ctx.project_id
+        )
+        plan = _plan(session, cfg, new_policy_id, ctx.project_id)
         humans = candidates.human_replies(session, [p.id for p in prompts], cfg.human_replies)
     if not prompts:
         ctx.progress.log("no prompts need new candidates")
@@ -47,32 +49,18 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
     per_prompt: list[list[tuple[versions.VersionRef, Any]]] = [[] for _ in prompts]
     clock = _Clock(ctx, total)
     done = 0
+    # One base model per base in memory; each version is an adapter switched on it (PEFT multi-adapter).
+    hosts: dict[str, AdapterHost] = {}
     for offset, (version, k) in enumerate(plan):
-        model, tokenizer = load_causal_lm(
-            version.base_model or cfg.base_model,
-            data_dir=ctx.data_dir,
-            adapter_dir=ctx.store.open(version.adapter_path) if version.adapter_path else None,
-        )
-        seed = random.Random(cfg.seed * 1000 + ctx.round_id * 10 + offset + ctx.claim.attempt).randrange(
-            2**31
-        )
-        cand_cfg = candidate_config(ctx.cfg, k, seed)
-        step = max(1, cfg.generation_batch_size // k)
-        for start in range(0, len(prompts), step):
-            chunk = prompts[start : start + step]
-            result = generate_candidates(
-                model,
-                tokenizer,
-                [p.prompt for p in chunk],
-                dataclasses.replace(cand_cfg, seed=seed + start),
-                on_step=clock.chunk(done, len(chunk) * k, cfg.max_new_tokens),
-            )
-            for i, cands in enumerate(result.candidates):
-                per_prompt[start + i].extend((version, c) for c in cands)
-            done += len(chunk) * k
-            ctx.progress.update(done, total)
-        del model
-        free_memory()
+        base = version.base_model or cfg.base_model
+        host = hosts.setdefault(base, AdapterHost(base, data_dir=ctx.data_dir))
+        # Opened through the model store: a local path, or a verified copy in this host's cache of a
+        # version another host published.
+        adapter = ctx.store.open(version.adapter_path) if version.adapter_path else None
+        with host.use(version.name, adapter) as (model, tokenizer):
+            done = _generate_with(ctx, model, tokenizer, prompts, per_prompt, clock, version, k, offset, done)
+    del hosts
+    free_memory()
 
     sets: list[tuple[int, list[candidates.NewCandidate | candidates.StoredCandidate]]] = []
     dropped = 0
@@ -103,7 +91,7 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
         random.Random(cfg.seed + prompt.id).shuffle(kept)
         sets.append((prompt.id, kept))
     with ctx.sessions() as session, session.begin():
-        stored = candidates.store_sets(session, sets, ctx.settings.overlap, f"round:{ctx.round_id}")
+        stored = candidates.store_sets(session, sets, ctx.overlap, f"round:{ctx.round_id}")
     made = len(stored)
     ctx.progress.log(f"{made} new comparison sets; {dropped} near-duplicate candidates dropped")
     texts = {p.id: p.prompt for p in prompts}
@@ -117,12 +105,49 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
     return made
 
 
+def _generate_with(
+    ctx: RoundContext,
+    model: Any,
+    tokenizer: Any,
+    prompts: list[Any],
+    per_prompt: list[list[tuple[versions.VersionRef, Any]]],
+    clock: _Clock,
+    version: versions.VersionRef,
+    k: int,
+    offset: int,
+    done: int,
+) -> int:
+    """`k` candidates per prompt from one version's model, in chunks with live progress; returns the new
+    number of candidates done."""
+    from worker.generation import generate_candidates
+
+    cfg = ctx.cfg
+    total = len(prompts) * cfg.k
+    seed = random.Random(cfg.seed * 1000 + ctx.round_id * 10 + offset + ctx.claim.attempt).randrange(2**31)
+    cand_cfg = candidate_config(ctx.cfg, k, seed)
+    step = max(1, cfg.generation_batch_size // k)
+    for start in range(0, len(prompts), step):
+        chunk = prompts[start : start + step]
+        result = generate_candidates(
+            model,
+            tokenizer,
+            [p.prompt for p in chunk],
+            dataclasses.replace(cand_cfg, seed=seed + start),
+            on_step=clock.chunk(done, len(chunk) * k, cfg.max_new_tokens),
+        )
+        for i, cands in enumerate(result.candidates):
+            per_prompt[start + i].extend((version, c) for c in cands)
+        done += len(chunk) * k
+        ctx.progress.update(done, total)
+    return done
+
+
 def _score_candidates(ctx: RoundContext, exchanges: list[tuple[int, PromptLike, str]]) -> None:
     """Score (candidate id, prompt, reply) with the newest reward model, in batches; store the scores."""
     from worker.reward import load_reward_model
 
     with ctx.sessions() as session:
-        reward = versions.newest_reward(session, ctx.cfg.base_model)
+        reward = versions.newest_reward(session, ctx.cfg.base_model, ctx.project_id)
     if reward is None or reward.adapter_path is None or not exchanges:
         return
     ctx.progress.stage("score", total=len(exchanges))
@@ -141,7 +166,9 @@ def _score_candidates(ctx: RoundContext, exchanges: list[tuple[int, PromptLike, 
     ctx.progress.log(f"{len(scores)} candidates scored by {reward.name}")
 
 
-def _plan(session: Any, cfg: Any, new_policy_id: int | None) -> list[tuple[versions.VersionRef, int]]:
+def _plan(
+    session: Any, cfg: Any, new_policy_id: int | None, project_id: int | None
+) -> list[tuple[versions.VersionRef, int]]:
     """Which versions write how many of each set's K candidates."""
     if cfg.model_version_id:
         chosen = versions.get_version(session, cfg.model_version_id)
@@ -152,7 +179,9 @@ def _plan(session: Any, cfg: Any, new_policy_id: int | None) -> list[tuple[versi
         return [(chosen, cfg.k)]
     newest = versions.get_version(session, new_policy_id)
     # Without any active policy the base model serves (and becomes the active version).
-    compare_with = versions.active_policy(session) or versions.base_policy(session, cfg.base_model)
+    compare_with = versions.active_policy(session, project_id) or versions.base_policy(
+        session, cfg.base_model, project_id
+    )
     if newest is not None and compare_with.id == newest.id:
         # The new policy is already active (auto-promoted): compare it with the one it replaced.
         compare_with = versions.get_version(session, versions.parent_id(session, newest.id)) or compare_with

@@ -61,8 +61,8 @@ class Parent:
 
 def previous_policy(ctx: RoundContext) -> Parent:
     with ctx.sessions() as session, session.begin():
-        ref = versions.newest_policy(session, ctx.cfg.base_model) or versions.base_policy(
-            session, ctx.cfg.base_model
+        ref = versions.newest_policy(session, ctx.cfg.base_model, ctx.project_id) or versions.base_policy(
+            session, ctx.cfg.base_model, ctx.project_id
         )
     adapter = ctx.store.open(ref.adapter_path) if ref.adapter_path else None
     ctx.progress.log(f"building on policy {ref.name}")

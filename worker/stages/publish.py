@@ -133,6 +133,7 @@ def stage_publish(
             ),
             promote,
             ctx.settings,
+            ctx.project_id,
         )
         rounds.hand_to_generation(
             session,

@@ -78,7 +78,7 @@ def stage_reward(ctx: RoundContext, rd: RoundData) -> RewardStage:
     )
     metrics = dict(result.metrics)
     with ctx.sessions() as session:
-        previous = versions.newest_reward(session, ctx.cfg.base_model)
+        previous = versions.newest_reward(session, ctx.cfg.base_model, ctx.project_id)
     if previous is not None and previous.adapter_path and result.heldout_pairs:
         ctx.progress.log(f"scoring the previous reward model {previous.name} on the same held-out pairs")
         before = evaluate_reward_model(
@@ -145,7 +145,9 @@ def stage_policy_rloo(
     from worker.reward import load_reward_model
 
     with ctx.sessions() as session:
-        unranked = snapshot_db.unlabelled_prompts(session, ctx.cfg.synthetic_prompts, ctx.cfg.seed)
+        unranked = snapshot_db.unlabelled_prompts(
+            session, ctx.cfg.synthetic_prompts, ctx.cfg.seed, ctx.project_id
+        )
     prompts = list(dict.fromkeys([r.prompt for r in rd.train_rankings] + unranked))
     ctx.progress.stage("policy")
     ctx.progress.log(f"RLOO on {len(prompts)} prompts, {ctx.cfg.rloo_generations} samples each")
@@ -173,7 +175,9 @@ def synthetic_pairs(ctx: RoundContext, reward: RewardStage, start_adapter: Path 
     if ctx.cfg.synthetic_prompts <= 0:
         return []
     with ctx.sessions() as session:
-        prompts = snapshot_db.unlabelled_prompts(session, ctx.cfg.synthetic_prompts, ctx.cfg.seed)
+        prompts = snapshot_db.unlabelled_prompts(
+            session, ctx.cfg.synthetic_prompts, ctx.cfg.seed, ctx.project_id
+        )
     if not prompts:
         return []
     from worker.models import load_causal_lm

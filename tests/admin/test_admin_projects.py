@@ -1,0 +1,115 @@
+"""The Projects pages: the cross-project overview, creating a project, editing its guidelines, flag types,
+settings, schedule and members; the ranking page then shows that project's guidelines and flags."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from app.db import session_scope
+from app.orm import Project, ProjectMember, Role, User
+from tests.admin_data import rank
+from tests.conftest import csrf_from, login
+from tests.factories import (
+    make_comparison_set,
+    make_model_version,
+    make_project,
+    make_prompt,
+    make_prompt_set,
+)
+
+
+@pytest.fixture
+def admin(app_client, make_user):
+    name, pw = make_user("root", Role.admin)
+    login(app_client, name, pw)
+    return app_client
+
+
+def test_the_overview_shows_each_projects_open_work_rankings_and_active_policy(admin):
+    with session_scope() as s:
+        alpha, beta = make_project(s, "alpha"), make_project(s, "beta")
+        for project, n in ((alpha, 2), (beta, 1)):
+            ps = make_prompt_set(s, f"{project.name}-prompts", project=project)
+            for _ in range(n):
+                make_comparison_set(s, make_prompt(s, ps))
+        make_model_version(s, "alpha-policy", project=alpha)
+        person = s.scalars(select(User).where(User.username == "root")).one()
+        cset = make_comparison_set(s, make_prompt(s, make_prompt_set(s, "beta-more", project=beta)), k=2)
+        rank(s, cset, person, [[c.candidate_id] for c in cset.items])
+        ids = {"alpha": alpha.id, "beta": beta.id}
+    page = admin.get("/admin/projects").text
+
+    def cell(project: str, name: str) -> str:
+        row = re.search(rf'data-project="{ids[project]}">(.*?)</tr>', page, re.S)
+        assert row is not None
+        found = re.search(rf"data-{name}>(.*?)</td>", row.group(1), re.S)
+        assert found is not None
+        return found.group(1).strip()
+
+    assert (cell("alpha", "open-sets"), cell("beta", "open-sets")) == ("2", "2")
+    assert (cell("alpha", "rankings"), cell("beta", "rankings")) == ("0", "1")
+    assert cell("alpha", "active-policy") == "alpha-policy"
+    assert "none yet" in cell("beta", "active-policy")
+    assert "default" in page  # where data without a project goes
+
+
+def test_an_admin_creates_a_project_and_sets_its_guidelines_flags_schedule_and_members(admin, make_user):
+    make_user("ann")
+    page = admin.get("/admin/projects")
+    made = admin.post(
+        "/admin/projects",
+        data={"name": "Summaries", "csrf_token": csrf_from(page.text)},
+        follow_redirects=False,
+    )
+    assert made.status_code == 303
+    url = made.headers["location"]
+    form = admin.get(url)
+    assert form.status_code == 200 and "Summaries" in form.text
+    with session_scope() as s:
+        ann = s.scalars(select(User).where(User.username == "ann")).one()
+    saved = admin.post(
+        url,
+        data={
+            "csrf_token": csrf_from(form.text),
+            "name": "Summaries",
+            "guidelines": "Prefer **faithful** summaries.\r\n\r\n- no new facts",
+            "flag_types": "hallucination, too-long",
+            "k_min": "2",
+            "k_max": "3",
+            "overlap": "3",
+            "lease_minutes": "",
+            "schedule_min_rankings": "50",
+            "schedule_cron": "0 3 * * 1",
+            "member": [str(ann.id)],
+        },
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303, saved.text
+    with session_scope() as s:
+        project = s.scalars(select(Project).where(Project.name == "Summaries")).one()
+        assert project.guidelines == "Prefer **faithful** summaries.\n\n- no new facts"
+        assert project.flag_types == ["hallucination", "too-long"]
+        assert (project.k_min, project.k_max, project.overlap, project.lease_minutes) == (2, 3, 3, None)
+        assert (project.schedule_min_rankings, project.schedule_cron) == (50, "0 3 * * 1")
+        members = set(s.scalars(select(ProjectMember.user_id).where(ProjectMember.project_id == project.id)))
+        assert members == {ann.id}
+        ps = make_prompt_set(s, "summaries", project=project)
+        make_comparison_set(s, make_prompt(s, ps, "Summarise the tides."), k=3)
+    bad = admin.post(
+        url, data={"csrf_token": csrf_from(form.text), "name": "Summaries", "schedule_cron": "weekly-ish"}
+    )
+    assert bad.status_code == 422 and "schedule_cron" in bad.text
+
+    # The annotator's ranking page: this project's guidelines, rendered, and its flags.
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app()) as annotator:
+        login(annotator, "ann", "correct-horse-1")
+        rank_page = annotator.get("/").text
+    assert "<strong>faithful</strong>" in rank_page
+    assert 'value="' in rank_page and ":hallucination" in rank_page and ":unsafe" not in rank_page
