@@ -19,7 +19,8 @@ from app.admin.common import page_router, redirect
 from app.config import Settings
 from app.deps import DB, AdminUser, SettingsDep
 from app.errors import AppError
-from app.orm import ModelKind, ModelStatus, ModelVersion, Round, RoundKind, User
+from app.orm import ModelKind, ModelStatus, ModelVersion, PromptSet, Round, RoundKind, User
+from app.projects import repository as projects_repo
 from app.prompts import repository as prompts_repo
 from app.training import repository as training_repo
 from app.training import rounds as training_rounds
@@ -107,8 +108,14 @@ def generate_page(
         model_version_id=int(version) if version.isdigit() else None,
         prompts=values.get("prompts") or (str(chosen.waiting) if chosen and chosen.waiting else ""),
         error=error,
-        active=training_repo.active_round(session, RoundKind.generate),
+        active=training_repo.active_round(session, RoundKind.generate, _project_of(session, chosen)),
     )
+
+
+def _project_of(session: Session, chosen: PromptSetChoice | None) -> int:
+    """The project whose generation job the page names: the chosen prompt set's, else the default one."""
+    prompt_set = session.get(PromptSet, chosen.id) if chosen else None
+    return prompt_set.project_id if prompt_set is not None else projects_repo.default_project_id(session)
 
 
 def form_overrides(values: dict[str, str]) -> dict[str, Any]:
