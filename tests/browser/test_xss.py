@@ -16,6 +16,7 @@ from app.annotation.schemas import RankingIn
 from app.config import get_settings
 from app.db import session_scope
 from app.orm import ModelKind, ModelStatus, Role, Round, RoundKind, RoundStatus, User
+from app.projects.service import join_default
 from tests.browser.conftest import log_in, watch
 from tests.factories import (
     make_candidates,
@@ -68,6 +69,8 @@ def _seed(make_user) -> dict[str, object]:
         hostile = User(username=HOSTILE_USER, role=Role.annotator, password_hash=None)
         s.add(hostile)
         s.flush()
+        # Written straight to the table like a legacy row, so it joins the default project by hand.
+        join_default(s, hostile.id)
         for user in (s.scalars(select(User).where(User.username == "ann")).one(), hostile):
             task = service.next_task(s, settings, user)
             assert task is not None and task.assignment.set_id == ranked_set.id
