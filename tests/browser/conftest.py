@@ -17,6 +17,10 @@ from tests.live import serve
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
+# The two screens issue 11 names: a laptop and a phone.
+DESKTOP = {"width": 1366, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
 
 @pytest.fixture
 def live_server(clean_db: str) -> Iterator[str]:

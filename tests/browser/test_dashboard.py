@@ -22,7 +22,7 @@ from app.config import get_settings
 from app.db import session_scope
 from app.orm import ModelStatus, ModelVersion, Role, Round, RoundKind, RoundStatus
 from app.quality import cache as stats
-from tests.browser.conftest import log_in, watch
+from tests.browser.conftest import DESKTOP, log_in, watch
 from tests.browser.screens import screenshot_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -123,7 +123,7 @@ def test_admin_starts_a_round_follows_it_live_and_promotes_the_new_policy(
     tiny = tiny_overrides(model, generate_prompts=4, reward_epochs=40, reward_patience=100)
     extra = "\n".join(f"{k}={v}" for k, v in tiny.items())
 
-    context = chromium.new_context(viewport={"width": 1366, "height": 900})
+    context = chromium.new_context(viewport=DESKTOP)
     watched = watch(context.new_page())
     page, errors = watched.page, watched.errors
     page.set_default_timeout(30_000)
@@ -224,7 +224,7 @@ def test_overview_and_leaderboard_screenshots_on_a_realistic_history(server_url,
             )
         )
     name, pw = make_user("admin", Role.admin)
-    context = chromium.new_context(viewport={"width": 1366, "height": 900})
+    context = chromium.new_context(viewport=DESKTOP)
     page = context.new_page()
     page.set_default_timeout(60_000)
     log_in(page, server_url, name, pw, "/admin")

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.db import session_scope
 from app.orm import Assignment, AssignmentStatus, Ranking, Skip
-from tests.browser.conftest import assignment_of, card_ids, submit_login, wait_for_next_task, watch
+from tests.browser.conftest import DESKTOP, assignment_of, card_ids, submit_login, wait_for_next_task, watch
 from tests.browser.screens import screenshot_dir
 from tests.factories import (
     make_candidates,
@@ -95,7 +95,7 @@ TASKS = [
 
 @pytest.fixture
 def browser_page(chromium):
-    context = chromium.new_context(viewport={"width": 1366, "height": 900})
+    context = chromium.new_context(viewport=DESKTOP)
     watched = watch(context.new_page())
     yield watched.page, watched.errors
     context.close()

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from app.db import session_scope
 from app.orm import Ranking
-from tests.browser.conftest import assignment_of, card_ids, log_in, wait_for_next_task, watch
+from tests.browser.conftest import DESKTOP, PHONE, assignment_of, card_ids, log_in, wait_for_next_task, watch
 from tests.browser.screens import artifact_dir
 from tests.factories import (
     make_candidates,
@@ -20,8 +20,6 @@ from tests.factories import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-DESKTOP = {"width": 1366, "height": 900}
-PHONE = {"width": 390, "height": 844}
 LONG = "A thorough answer that goes on for a while, as models do. " * 12
 
 

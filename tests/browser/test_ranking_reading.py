@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from app.db import session_scope
-from tests.browser.conftest import card_ids, log_in, watch
+from tests.browser.conftest import DESKTOP, PHONE, card_ids, log_in, watch
 from tests.browser.screens import screenshot_dir
 from tests.factories import (
     make_candidates,
@@ -19,8 +19,6 @@ from tests.factories import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-DESKTOP = {"width": 1366, "height": 900}
-PHONE = {"width": 390, "height": 844}
 
 # Long enough, like the demo's prompts, that the first response starts near the fold: focusing it with a
 # scroll would hide the prompt's start and the progress counter.
