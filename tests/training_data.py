@@ -81,6 +81,8 @@ def tiny_overrides(model: Path, **extra: object) -> dict[str, object]:
         "policy_batch_size": 2,
         "generation_batch_size": 8,
         "heldout_fraction": 0.34,
+        # A test's handful of prompts still exercises the policy's held-out split and checkpoint selection.
+        "policy_min_heldout_prompts": 1,
         **extra,
     }
 

@@ -143,17 +143,21 @@ class Split(Generic[T]):
     heldout_prompts: list[PromptLike] = field(default_factory=list)
 
 
-def split_by_prompt(items: Sequence[T], heldout_fraction: float, seed: int) -> Split[T]:
+def split_by_prompt(items: Sequence[T], heldout_fraction: float, seed: int, min_heldout: int = 1) -> Split[T]:
     """Hold out whole prompts, not pairs: two rankings of the same prompt must land on the same side,
     otherwise the held-out score rewards memorising the prompt.
 
-    The same seed and data give the same split. Fewer than two distinct prompts: nothing is held out.
+    The same seed and data give the same split. Fewer than two distinct prompts, or a held-out share that
+    comes to fewer than `min_heldout` prompts: nothing is held out (a split too small to judge by is noise,
+    and the data is worth more as training data).
     """
     prompts = sorted({item.prompt for item in items}, key=_prompt_order)
     n_heldout = 0
     if heldout_fraction > 0 and len(prompts) >= 2:
         # At least one held-out prompt, and at least one left to train on.
         n_heldout = min(max(round(len(prompts) * heldout_fraction), 1), len(prompts) - 1)
+        if n_heldout < min_heldout:
+            n_heldout = 0
     # Sorting first makes the split independent of the order the database returned the rows in.
     random.Random(seed).shuffle(prompts)
     heldout_set = set(prompts[:n_heldout])

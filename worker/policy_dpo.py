@@ -90,6 +90,7 @@ class DPOTrainConfig:
     seed: int = 0  # seeds the held-out split, LoRA initialisation and data order
     heldout_fraction: float = 0.1  # share of PROMPTS (not pairs) kept out of training for validation
     patience: int = 2  # evaluations without held-out DPO-loss improvement before stopping
+    min_heldout_prompts: int = 1  # a held-out share under this many prompts is not held out (no selection)
     eval_every: int | None = None  # updates between evaluations; None: about 5 evaluations per run
     logging_steps: int = 1  # updates between progress callbacks
     gradient_checkpointing: bool = False  # saves activation memory at ~20% more compute; for large models
@@ -210,7 +211,7 @@ def train_dpo(
     output_dir = Path(output_dir)
 
     # Data: whole prompts held out, so the held-out loss measures generalisation to new prompts.
-    split = split_by_prompt(list(pairs), cfg.heldout_fraction, cfg.seed)
+    split = split_by_prompt(list(pairs), cfg.heldout_fraction, cfg.seed, cfg.min_heldout_prompts)
     if not split.train:
         raise ValueError("no training pairs")
 

@@ -63,6 +63,7 @@ class RLOOTrainConfig:
     seed: int = 0  # seeds the held-out split, LoRA initialisation, prompt order and sampling
     heldout_fraction: float = 0.1  # share of prompts kept out of training; fewer than 2 prompts: none
     patience: int = 2  # evaluations without a higher held-out mean reward before stopping
+    min_heldout_prompts: int = 1  # a held-out share under this many prompts is not held out (no selection)
     eval_every: int | None = None  # updates between evaluations; None: about 5 evaluations per run
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,7 +111,9 @@ def train_rloo(
     output_dir = Path(output_dir)
 
     # Data: held-out prompts are only ever sampled for evaluation, never trained on.
-    split = split_by_prompt([_Prompt(p) for p in dict.fromkeys(prompts)], cfg.heldout_fraction, cfg.seed)
+    split = split_by_prompt(
+        [_Prompt(p) for p in dict.fromkeys(prompts)], cfg.heldout_fraction, cfg.seed, cfg.min_heldout_prompts
+    )
     path = resolve_model_path(cfg.base_model, data_dir)
     tokenizer = load_tokenizer(path, padding_side="left")
     conversational = bool(getattr(tokenizer, "chat_template", None))

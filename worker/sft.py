@@ -76,6 +76,7 @@ class SFTTrainConfig:
     seed: int = 0  # seeds the held-out split, LoRA initialisation and data order
     heldout_fraction: float = 0.1  # share of PROMPTS kept out of training; fewer than 2 prompts: none
     patience: int = 2  # evaluations without held-out loss improvement before stopping
+    min_heldout_prompts: int = 1  # a held-out share under this many prompts is not held out (no selection)
     eval_every: int | None = None  # updates between evaluations; None: about 5 evaluations per run
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,7 +116,7 @@ def train_sft(
     output_dir = Path(output_dir)
 
     # Data: whole prompts held out, so the held-out loss measures replies to prompts never trained on.
-    split = split_by_prompt(list(demonstrations), cfg.heldout_fraction, cfg.seed)
+    split = split_by_prompt(list(demonstrations), cfg.heldout_fraction, cfg.seed, cfg.min_heldout_prompts)
     path = resolve_model_path(cfg.base_model, data_dir)
     tokenizer = load_tokenizer(path, padding_side="right")
     conversational = bool(getattr(tokenizer, "chat_template", None))

@@ -67,6 +67,14 @@ def test_split_holds_out_whole_prompts_reproducibly() -> None:
     assert split_by_prompt(rankings[:1], 0.5, seed=0).heldout == []
 
 
+def test_split_too_small_to_judge_by_holds_nothing_out() -> None:
+    rankings = marker_rankings(20, seed=3)
+    # 25% of 20 prompts is 5: held out when 5 are enough, everything trains when 6 are asked for.
+    assert len(split_by_prompt(rankings, 0.25, seed=9, min_heldout=5).heldout_prompts) == 5
+    small = split_by_prompt(rankings, 0.25, seed=9, min_heldout=6)
+    assert small.heldout == [] and small.heldout_prompts == [] and len(small.train) == 20
+
+
 @pytest.mark.parametrize("backbone", ["tiny_llama", "tiny_gpt2"])
 def test_k_forward_passes_equal_naive_pairwise_loss_and_gradients(
     backbone: str, request: pytest.FixtureRequest

@@ -29,6 +29,7 @@ def _round() -> RoundConfig:
             "policy_weight_decay": 0.02,
             "policy_heldout_fraction": 0.25,
             "policy_patience": 4,
+            "policy_min_heldout_prompts": 3,
             "dpo_beta": 0.3,
             "rloo_generations": 3,
             "rloo_beta": 0.07,
@@ -47,7 +48,13 @@ def _round() -> RoundConfig:
 
 
 LORA = {"lora_r": 4, "lora_alpha": 12, "lora_dropout": 0.1, "lora_target_modules": ["q_proj", "v_proj"]}
-POLICY_RUN = {"base_model": "some/model", "seed": 7, "heldout_fraction": 0.25, "patience": 4}
+POLICY_RUN = {
+    "base_model": "some/model",
+    "seed": 7,
+    "heldout_fraction": 0.25,
+    "patience": 4,
+    "min_heldout_prompts": 3,
+}
 
 
 def _has(config: object, expected: dict[str, object]) -> None:

@@ -39,6 +39,7 @@ def _policy_run(cfg: RoundConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         "heldout_fraction": cfg.policy_heldout_fraction,
         "patience": cfg.policy_patience,
+        "min_heldout_prompts": cfg.policy_min_heldout_prompts,
         "weight_decay": cfg.policy_weight_decay,
         **_lora(cfg),
     }
