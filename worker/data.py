@@ -119,6 +119,19 @@ class PreferencePair:
     margin: int = 1
 
 
+def widest_gap_first(pairs: Sequence[PreferencePair], n: int, seed: int) -> list[int]:
+    """Indices (ascending) of the `n` pairs to train on when an update budget reaches fewer than all of them.
+
+    Widest tier distance first, seeded random order within a distance. Under a Plackett-Luce (or Thurstone)
+    model of annotator noise, the farther apart two replies are ranked, the likelier the label is right: a
+    K=4 ranking's best-versus-worst pair is its most reliable one, its neighbours the least. So a capped round
+    sees every ranking's clearest pair before any ranking's second one.
+    """
+    rng = random.Random(seed)
+    keyed = sorted((-p.margin, rng.random(), i) for i, p in enumerate(pairs))
+    return sorted(i for _, _, i in keyed[: max(0, n)])
+
+
 def ranking_to_pairs(rankings: Sequence[Ranking]) -> list[PreferencePair]:
     """Expand rankings into text pairs (ties and all-bad rankings give none)."""
     out: list[PreferencePair] = []

@@ -45,6 +45,7 @@ from worker.data import (
     length_buckets,
     report_eta,
     split_by_prompt,
+    widest_gap_first,
 )
 from worker.generation import CandidateConfig, generate_candidates
 from worker.lora_policy import POLICY_CONFIG_FILE as POLICY_CONFIG_FILE  # re-exported for older callers
@@ -227,16 +228,17 @@ def train_dpo(
     # Batches of pairs of similar length (each is padded to its longest sequence), in a seeded random order
     # that the Trainer then keeps (sequential sampling): the pairs are reordered, not resampled.
     lengths = [_pair_tokens(tokenizer, p, cfg.max_length) for p in split.train]
-    order = [i for batch in length_buckets(lengths, cfg.batch_size, cfg.seed) for i in batch]
     world = PartialState().num_processes
     per_update = cfg.batch_size * cfg.grad_accum * world
     epochs = cfg.epochs
-    if cfg.max_steps > 0 and cfg.max_steps * per_update < len(order) * cfg.epochs:
-        # Fewer updates than the data: train on the pairs those updates reach (whole batches of the seeded
-        # random order, so a random sample of the pairs), and compute reference log-probabilities only for
-        # them.
-        order = order[: cfg.max_steps * per_update]
+    kept = list(range(len(split.train)))
+    if cfg.max_steps > 0 and cfg.max_steps * per_update < len(kept) * cfg.epochs:
+        # Fewer updates than the data: train on the pairs those updates reach, the most reliable first (widest
+        # rank gap), and compute reference log-probabilities only for them.
+        kept = widest_gap_first(split.train, cfg.max_steps * per_update, cfg.seed)
         epochs = 1.0
+    kept_lengths = [lengths[i] for i in kept]
+    order = [kept[j] for batch in length_buckets(kept_lengths, cfg.batch_size, cfg.seed) for j in batch]
     train_ds = Dataset.from_list(_to_records([split.train[i] for i in order], conversational))
     eval_ds = Dataset.from_list(_to_records(split.heldout, conversational)) if split.heldout else None
 

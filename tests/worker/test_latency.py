@@ -14,7 +14,14 @@ import torch
 from tests.worker.conftest import marker_rankings
 from tests.worker.test_policy_dpo import _cfg, marker_pairs
 from worker import policy_dpo, reward
-from worker.data import BucketBatchSampler, WorkMeter, length_buckets, ranking_to_pairs
+from worker.data import (
+    BucketBatchSampler,
+    PreferencePair,
+    WorkMeter,
+    length_buckets,
+    ranking_to_pairs,
+    widest_gap_first,
+)
 from worker.models import load_tokenizer, top_layers
 
 
@@ -53,6 +60,24 @@ def test_length_buckets_pad_less_than_random_batches() -> None:
     rng.shuffle(order)
     random_batches = [order[i : i + 4] for i in range(0, 400, 4)]
     assert padded(length_buckets(lengths, 4, seed=0)) < 0.8 * padded(random_batches)
+
+
+def test_a_capped_update_budget_takes_the_widest_rank_gaps_first() -> None:
+    # Ten K=4 rankings without ties: per ranking one pair 3 tiers apart, two 2 apart, three neighbours.
+    pairs = [
+        PreferencePair(f"p{r}", f"c{a}", f"c{b}", margin=b - a)
+        for r in range(10)
+        for a in range(4)
+        for b in range(a + 1, 4)
+    ]
+    random.Random(0).shuffle(pairs)
+    kept = widest_gap_first(pairs, 20, seed=1)
+    assert kept == sorted(set(kept)) and len(kept) == 20
+    margins = sorted((pairs[i].margin for i in kept), reverse=True)
+    # Every ranking's best-versus-worst pair, then half of the 2-apart pairs; no neighbours.
+    assert margins == [3] * 10 + [2] * 10
+    assert widest_gap_first(pairs, 20, seed=1) == kept and widest_gap_first(pairs, 20, seed=2) != kept
+    assert widest_gap_first(pairs, 100, seed=1) == list(range(len(pairs)))
 
 
 def test_bucket_sampler_reshuffles_each_epoch() -> None:
