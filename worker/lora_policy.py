@@ -130,8 +130,10 @@ def policy_model(path: str, previous_adapter: Path | None, shape: LoraShape) -> 
         r=shape.lora_r,
         lora_alpha=shape.lora_alpha,
         lora_dropout=shape.lora_dropout,
-        target_modules=shape.lora_target_modules,
-        **lora_layers(model.config, shape.lora_top_layers, shape.lora_target_modules),
+        **{
+            "target_modules": shape.lora_target_modules,
+            **lora_layers(model, shape.lora_top_layers, shape.lora_target_modules),
+        },
     )
     return model, lora
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -205,12 +206,25 @@ def top_layers(config: Any, share: float) -> list[int] | None:
     return list(range(n - k, n))
 
 
-def lora_layers(config: Any, share: float, targets: list[str] | str | None) -> dict[str, Any]:
+def lora_layers(model: Any, share: float, targets: list[str] | str | None) -> dict[str, Any]:
     """LoraConfig arguments restricting adapters to the top `share` of the layers: nothing when all are
-    adapted, or when `targets` is a pattern such as "all-linear" (PEFT cannot combine it with a layer list).
+    adapted. PEFT cannot combine its "all-linear" pattern with a layer list, so with a share below 1 that
+    pattern becomes the names of the linear modules inside the repeated blocks (the output head and a score
+    head sit outside them, as all-linear leaves them out too); other string patterns keep every layer.
     """
-    layers = top_layers(config, share)
-    if layers is None or isinstance(targets, str):
+    layers = top_layers(model.config, share)
+    if layers is None:
+        return {}
+    if targets == "all-linear":
+        names = {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and re.search(r"\.\d+\.", name)
+        }
+        if not names:
+            return {}
+        return {"target_modules": sorted(names), "layers_to_transform": layers}
+    if isinstance(targets, str):
         return {}
     return {"layers_to_transform": layers}
 

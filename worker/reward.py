@@ -168,8 +168,10 @@ def build_reward_model(path: str, tokenizer: Any, cfg: RewardConfig) -> Any:
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
-        target_modules=cfg.lora_target_modules,
-        **lora_layers(backbone.config, cfg.lora_top_layers, cfg.lora_target_modules),
+        **{
+            "target_modules": cfg.lora_target_modules,
+            **lora_layers(backbone, cfg.lora_top_layers, cfg.lora_target_modules),
+        },
     )
     return get_peft_model(backbone, lora)
 

@@ -188,8 +188,8 @@ class RoundConfig:
         1.0,
         "share of the transformer layers, counted from the top, that get fresh LoRA adapters (reward model, "
         "SFT, DPO, RLOO); 1 = all. The layers below get no gradient, so the backward pass skips them: "
-        "about 1.7x less compute per token with 0.34; ignored with lora_target_modules=all-linear. Default "
-        "all: see max_length for what the cheaper setting cost in held-out accuracy",
+        "about 1.7x less compute per token with 0.34 (all-linear: the linear modules of those layers). "
+        "Default all: see max_length for what the cheaper setting cost in held-out accuracy",
         lo=0.01,
         hi=1.0,
     )

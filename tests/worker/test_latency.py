@@ -150,6 +150,20 @@ def test_reward_lora_on_top_layers_only(tiny_llama: Path) -> None:
     assert lora and all(".layers.1." in n for n in lora)
 
 
+def test_all_linear_lora_on_top_layers_only(tiny_llama: Path) -> None:
+    """all-linear with a layer share: every linear module of the top layers, none below (PEFT alone would
+    adapt every layer and the backward pass would run through all of them)."""
+    cfg = reward.RewardConfig(
+        base_model=str(tiny_llama), lora_top_layers=0.5, lora_target_modules="all-linear"
+    )
+    tokenizer = load_tokenizer(str(tiny_llama), padding_side="right")
+    model = reward.build_reward_model(str(tiny_llama), tokenizer, cfg)
+    lora = {n.split(".lora_")[0] for n, p in model.named_parameters() if p.requires_grad and "lora_" in n}
+    assert lora and all(".layers.1." in n for n in lora)
+    adapted = {n.rsplit(".", 1)[-1] for n in lora}
+    assert {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} <= adapted
+
+
 def test_dpo_with_precomputed_reference_starts_at_log2_and_caps_its_pairs(
     tiny_llama: Path, tmp_path: Path
 ) -> None:
