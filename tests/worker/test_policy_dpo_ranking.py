@@ -200,6 +200,23 @@ def test_reference_is_computed_once_per_round(tiny_llama: Path, tmp_path: Path) 
     assert seen["grad"] == 3 * 8 * 3  # each epoch: every candidate once
 
 
+def test_reference_of_a_continued_policy_is_that_policy(tiny_llama: Path, tmp_path: Path) -> None:
+    rankings = marker_rankings(12, k=3, seed=2)
+    first = tmp_path / "round1"
+    moved = pl.train_dpo_ranking(_cfg(tiny_llama, lr=2e-3, epochs=2), rankings, first)
+    assert abs(moved.metrics["heldout_reward_margin"]) > 1e-4  # round 1 moved away from the base model
+    # Round 2 starts from round 1's adapter and cannot move (lr 0): its implicit rewards are all exactly 0,
+    # which they are only if the reference is round 1's policy, not the base model.
+    second = pl.train_dpo_ranking(
+        _cfg(tiny_llama, lr=0.0), rankings, tmp_path / "round2", previous_adapter=first
+    )
+    m = second.metrics
+    assert m["heldout_reward_margin"] == pytest.approx(0.0, abs=1e-6) and m["heldout_reward_accuracy"] == 0.0
+    sizes = [(len(r.tiers[0]), len(r.tiers[1])) for r in second.heldout_rankings]
+    uniform = [a * math.log(a + b) + b * math.log(b) for a, b in sizes]  # -log P(ranking) at equal rewards
+    assert m["heldout_loss"] == pytest.approx(sum(uniform) / len(uniform), abs=1e-5)
+
+
 def test_reward_labelled_rankings_order_fresh_samples_by_reward(tiny_llama: Path, tmp_path: Path) -> None:
     rm_cfg = reward.RewardConfig(base_model=str(tiny_llama), lr=2e-3, epochs=2, max_length=64, device="cpu")
     reward.train_reward_model(rm_cfg, marker_rankings(16), tmp_path / "rm")
