@@ -10,7 +10,8 @@ Both sides train the same backbone (`--model`, by default the real default model
 read from `<data-dir>/models/`) with the same fresh LoRA (built by `worker.lora_policy.policy_model` and
 seeded identically, so the initial adapters are equal), the same beta, learning rate, AdamW, linear
 schedule with the same warm-up share, gradient clip 1, dropout off, fp32 on CPU, for the same epochs on the
-same training rankings, with reference log-probabilities precomputed once before training:
+same training rankings, LoRA on the top `--lora-top-layers` of the layers, no gradient checkpointing (TRL's
+default is on), with reference log-probabilities precomputed once before training:
 
 - ours: `worker.policy_dpo_ranking.train_dpo_ranking`, `--batch-size` rankings per step, each candidate
   once per step (K sequences per ranking);
@@ -94,6 +95,8 @@ def run_trl(cfg: Any, train: list[Any], out: Path, data_dir: Path) -> dict[str, 
         data_seed=cfg.seed,
         precompute_ref_log_probs=True,
         precompute_ref_batch_size=2 * per_step,
+        # TRL's DPOConfig turns it on by default; ours (and worker.policy_dpo) run without it.
+        gradient_checkpointing=cfg.gradient_checkpointing,
         bf16=False,
         use_cpu=True,
         eval_strategy="no",
@@ -150,7 +153,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m-instruct", help="default name, HF id or local dir")
     parser.add_argument("--data-dir", type=Path, default=Path(".rankloop"), help="holds the cached model")
     parser.add_argument("--train-limit", type=int, default=12, help="training rankings (K=4)")
-    parser.add_argument("--heldout-limit", type=int, default=12, help="held-out rankings (other prompts)")
+    parser.add_argument("--heldout-limit", type=int, default=24, help="held-out rankings (other prompts)")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=2, help="ours: rankings per step (TRL: 2x pairs)")
     parser.add_argument("--lr", type=float, default=5e-4)
