@@ -1,4 +1,4 @@
-"""What the three policy trainers (worker/sft.py, worker/policy_dpo.py, worker/policy_rloo.py) share.
+"""What the policy trainers (worker/sft.py, policy_dpo.py, policy_dpo_ranking.py, policy_rloo.py) share.
 
 A policy is one LoRA adapter on the unchanged base model. A trainer either continues the previous policy's
 adapter, whose shape (rank, alpha, dropout, targets) then stays as it was, or starts a fresh one, which is a
@@ -184,13 +184,17 @@ def save_policy(trainer: Any, tokenizer: Any, output_dir: Path, meta: dict[str, 
     """Write the "default" adapter, the tokenizer and POLICY_CONFIG_FILE to `output_dir` (main process only),
     and drop the Trainer's checkpoints."""
     if trainer.is_world_process_zero():
-        policy = trainer.accelerator.unwrap_model(trainer.model)
-        # Only our adapter: DPO's frozen "ref" copy is the previous version, already stored.
-        policy.save_pretrained(str(output_dir), selected_adapters=["default"])
-        tokenizer.save_pretrained(str(output_dir))
-        (output_dir / POLICY_CONFIG_FILE).write_text(json.dumps({"kind": "policy", **meta}, indent=2))
+        write_policy(trainer.accelerator.unwrap_model(trainer.model), tokenizer, output_dir, meta)
         shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
+
+
+def write_policy(model: Any, tokenizer: Any, output_dir: Path, meta: dict[str, Any]) -> None:
+    """The policy directory: the PEFT model's "default" adapter, the tokenizer and POLICY_CONFIG_FILE."""
+    # Only our adapter: DPO's frozen "ref" copy is the previous version, already stored.
+    model.save_pretrained(str(output_dir), selected_adapters=["default"])
+    tokenizer.save_pretrained(str(output_dir))
+    (Path(output_dir) / POLICY_CONFIG_FILE).write_text(json.dumps({"kind": "policy", **meta}, indent=2))
 
 
 def cap_prompt(tokenizer: Any, prompt: PromptLike, max_tokens: int | None) -> PromptLike:

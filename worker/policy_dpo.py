@@ -28,15 +28,14 @@ import dataclasses
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from transformers import PrinterCallback
 from trl import DPOTrainer
 
-from app.conversation import PromptLike, flatten, to_messages
+from app.conversation import flatten, to_messages
 from worker.data import (
     PreferencePair,
     ProgressCallback,
@@ -47,7 +46,12 @@ from worker.data import (
     split_by_prompt,
     widest_gap_first,
 )
-from worker.generation import CandidateConfig, generate_candidates
+
+# Re-exported: callers and tests know these by their old home.
+from worker.dpo_shared import DPOTrainConfig as DPOTrainConfig
+from worker.dpo_shared import completion_logprobs as completion_logprobs
+from worker.dpo_shared import reward_labelled_pairs as reward_labelled_pairs
+from worker.dpo_shared import schedule as schedule
 from worker.lora_policy import POLICY_CONFIG_FILE as POLICY_CONFIG_FILE  # re-exported for older callers
 from worker.lora_policy import (
     MeteredTrainerMixin,
@@ -58,47 +62,7 @@ from worker.lora_policy import (
     schedule_metrics,
     trainer_callbacks,
 )
-from worker.models import (
-    DEFAULT_MODEL_NAME,
-    format_exchange,
-    format_prompt,
-    load_tokenizer,
-    pick_device,
-    resolve_model_path,
-)
-from worker.reward_scoring import RewardModel
-
-
-@dataclass
-class DPOTrainConfig:
-    base_model: str = DEFAULT_MODEL_NAME  # the default name, an HF model id or a local path
-    beta: float = 0.1  # strength of the pull towards the reference; higher keeps the policy closer
-    lr: float = 5e-5  # AdamW learning rate (TRL's 1e-6 default suits full fine-tuning, not LoRA)
-    epochs: float = 1.0  # passes over the training pairs, fractions allowed (early stopping may end sooner)
-    max_steps: int = 0  # cap on optimizer updates; 0: the epochs decide
-    batch_size: int = 4  # pairs per device per step
-    grad_accum: int = 1  # steps accumulated per optimizer update
-    weight_decay: float = 0.0  # AdamW decoupled weight decay
-    warmup_ratio: float = 0.1  # share of the updates with a linearly rising learning rate
-    lora_r: int = 16  # LoRA rank (fresh adapters only, see module docstring)
-    lora_alpha: int = 32  # LoRA scaling numerator (effective scale alpha / r)
-    lora_dropout: float = 0.05  # dropout on the LoRA branch input
-    # Module names to adapt, or "all-linear"; None: PEFT's per-architecture default (e.g. q/v projections).
-    lora_target_modules: list[str] | str | None = None
-    lora_top_layers: float = 1.0  # share of the layers, from the top, that get a fresh LoRA; 1: all
-    max_length: int = 1024  # prompt + reply tokens; TRL truncates the end of longer pairs
-    max_prompt_length: int | None = None  # prompts longer than this lose their beginning first; None: no cap
-    seed: int = 0  # seeds the held-out split, LoRA initialisation and data order
-    heldout_fraction: float = 0.1  # share of PROMPTS (not pairs) kept out of training for validation
-    patience: int = 2  # evaluations without held-out DPO-loss improvement before stopping
-    min_heldout_prompts: int = 1  # a held-out share under this many prompts is not held out (no selection)
-    eval_every: int | None = None  # updates between evaluations; None: about 5 evaluations per run
-    logging_steps: int = 1  # updates between progress callbacks
-    gradient_checkpointing: bool = False  # saves activation memory at ~20% more compute; for large models
-    device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from worker.models import format_exchange, load_tokenizer, pick_device, resolve_model_path
 
 
 @dataclass
@@ -128,21 +92,6 @@ class _MeteredDPOTrainer(MeteredTrainerMixin, DPOTrainer):
         out = super().compute_ref_log_probs(model, inputs)
         self._count(inputs, 1)
         return out
-
-
-def schedule(total_updates: int, warmup_ratio: float, eval_every: int | None) -> tuple[int, int]:
-    """(warm-up updates, updates between evaluations) for a run of `total_updates` updates.
-
-    About four evaluations per run, but never one before warm-up has ended: a linear warm-up runs its first
-    update at learning rate 0, so an evaluation there scores the reference itself, and on a short run with a
-    noisy held-out set early stopping could keep that untrained checkpoint (seen: a 3-update round that
-    published an all-zero adapter). An explicit `eval_every` is taken as given.
-    """
-    # At least one update after the warm-up, so a run of a single update is not all spent at rate 0.
-    warmup = min(math.ceil(warmup_ratio * total_updates), max(0, total_updates - 1))
-    if eval_every:
-        return warmup, eval_every
-    return warmup, min(total_updates, max(1, total_updates // 4, warmup + 1))
 
 
 def _best_eval(trainer: Any) -> dict[str, Any]:
@@ -323,53 +272,3 @@ def train_dpo(
         "seconds": round(time.perf_counter() - started, 3),
     }
     return DPOTrainResult(metrics, split.heldout, list(trainer.state.log_history))
-
-
-@torch.inference_mode()
-def completion_logprobs(
-    model: Any, tokenizer: Any, prompts: Sequence[PromptLike], completions: Sequence[str]
-) -> list[float]:
-    """Sum of the policy's log-probabilities of each completion's tokens given its prompt (chat-formatted).
-
-    The completion's tokens are the ones after the rendered prompt, end-of-turn tokens included, which is
-    what DPO trains on.
-    """
-    device = next(model.parameters()).device
-    out: list[float] = []
-    for prompt, completion in zip(prompts, completions, strict=True):
-        add_special = not getattr(tokenizer, "chat_template", None)
-        prompt_ids = tokenizer(format_prompt(tokenizer, prompt), add_special_tokens=add_special)["input_ids"]
-        full_ids = tokenizer(format_exchange(tokenizer, prompt, completion), add_special_tokens=add_special)[
-            "input_ids"
-        ]
-        ids = torch.tensor([full_ids], device=device)
-        logits = model(input_ids=ids).logits[0, :-1].float()
-        token_logprobs = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:, None])[:, 0]
-        out.append(float(token_logprobs[len(prompt_ids) - 1 :].sum()))
-    return out
-
-
-def reward_labelled_pairs(
-    policy: Any,
-    tokenizer: Any,
-    reward_model: RewardModel,
-    prompts: Sequence[PromptLike],
-    cfg: CandidateConfig,
-    *,
-    min_gap: float = 0.0,
-) -> list[PreferencePair]:
-    """Synthetic preferences: sample `cfg.k` replies per prompt from the policy, keep best vs worst by reward.
-
-    Prompts with fewer than two distinct replies, or a best-worst score gap not above `min_gap`, give no pair.
-    """
-    generated = generate_candidates(policy, tokenizer, prompts, cfg)
-    pairs: list[PreferencePair] = []
-    for prompt, candidates in zip(prompts, generated.candidates, strict=True):
-        if len(candidates) < 2:
-            continue
-        scores = reward_model.score(prompt, [c.text for c in candidates])
-        best = max(range(len(scores)), key=scores.__getitem__)
-        worst = min(range(len(scores)), key=scores.__getitem__)
-        if scores[best] - scores[worst] > min_gap:
-            pairs.append(PreferencePair(prompt, candidates[best].text, candidates[worst].text))
-    return pairs

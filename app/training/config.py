@@ -130,9 +130,11 @@ class RoundConfig:
     # --- 3. policy
     policy_method: str = _opt(
         "dpo",
-        "policy optimisation: dpo (offline, on preference pairs) or rloo (online: samples scored by the "
-        "new reward model, leave-one-out baseline)",
-        choices=("dpo", "rloo"),
+        "policy optimisation: dpo (offline, on preference pairs), dpo_ranking (offline, the Plackett-Luce "
+        "form of DPO on whole rankings: each candidate once per step instead of once per pair; "
+        "policy_batch_size then counts rankings) or rloo (online: samples scored by the new reward model, "
+        "leave-one-out baseline)",
+        choices=("dpo", "dpo_ranking", "rloo"),
     )
     policy_epochs: int = _opt(
         1,
@@ -203,10 +205,18 @@ class RoundConfig:
     )
     max_prompt_length: int = _opt(256, "token cap on the prompt part when training", lo=8, hi=32768)
     synthetic_prompts: int = _opt(
-        16, "prompts without human rankings that get reward-model-labelled pairs; 0 = none", lo=0, hi=100_000
+        16,
+        "prompts without human rankings that get reward-model-labelled pairs (rankings for dpo_ranking); "
+        "0 = none",
+        lo=0,
+        hi=100_000,
     )
     synthetic_samples: int = _opt(
-        4, "fresh samples per such prompt; the best and worst by reward become a pair", lo=2, hi=16
+        4,
+        "fresh samples per such prompt; the best and worst by reward become a pair (dpo_ranking: all of "
+        "them, ranked by reward)",
+        lo=2,
+        hi=16,
     )
 
     # --- 4. evaluation

@@ -74,7 +74,9 @@ def fluency_rankings(seed: int, prompt_words: int = 20, reply_words: int = 24) -
     seen: set[str] = set()
     for g in groups:
         # The last user turn: a multi-turn prompt starts with the same root text as its siblings.
-        prompt = " ".join(g.prompt.rsplit("User: ", 1)[-1].split()[:prompt_words])
+        # (The importer now gives a multi-turn prompt as a conversation; its last turn is the user's.)
+        last = g.prompt if isinstance(g.prompt, str) else g.prompt[-1].content
+        prompt = " ".join(last.rsplit("User: ", 1)[-1].split()[:prompt_words])
         if prompt in seen:
             continue
         seen.add(prompt)

@@ -274,6 +274,29 @@ def test_rloo_policy_method_trains_online_against_the_new_reward_model(clean_db,
         assert any(p[0] == "policy" for p in row.loss_curve)
 
 
+def test_dpo_ranking_policy_method_trains_on_whole_rankings(clean_db, model_dir):
+    with session_scope() as s:
+        seed_rankings(s, prompts=5, annotators=1, unranked=2)
+    overrides = tiny_overrides(model_dir, policy_method="dpo_ranking", eval_prompts=1, generate_prompts=1)
+    round_id = start(overrides)
+    assert run_round_jobs(round_id) == "succeeded"
+    with session_scope() as s:
+        row = s.get(Round, round_id)
+        policy = s.get(ModelVersion, row.policy_version_id)
+        m = policy.metrics
+        assert m["method"] == "dpo_ranking" and m["steps"] >= 1
+        # The round's training rankings (5 prompts minus its held-out ones), plus the two unranked prompts'
+        # fresh samples ranked by the new reward model where they differ; all go through the same loss.
+        heldout = row.metrics["reward"]["heldout_prompts"]
+        assert m["human_rankings"] == 5 - heldout and 0 <= m["synthetic_rankings"] <= 2
+        assert m["train_rankings"] + m["heldout_rankings"] == m["human_rankings"] + m["synthetic_rankings"]
+        assert policy.config["batch_size"] == 2
+        assert any("ranking DPO on" in line for line in row.log_tail)
+        adapter = Path(policy.adapter_path)
+        assert artifacts.verify_version(adapter) == []
+        assert json.loads((adapter / "policy_model.json").read_text())["method"] == "dpo_ranking"
+
+
 def test_round_config_knobs_reach_sft_reward_and_policy_training(clean_db, model_dir):
     with session_scope() as s:
         # First-ranked human replies: six demonstrations, so SFT runs and can hold one prompt out.

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from app.training.config import RoundConfig
 
 if TYPE_CHECKING:
+    from worker.dpo_shared import DPOTrainConfig
     from worker.generation import CandidateConfig
-    from worker.policy_dpo import DPOTrainConfig
     from worker.policy_rloo import RLOOTrainConfig
     from worker.reward import RewardConfig
     from worker.sft import SFTTrainConfig
@@ -79,8 +79,8 @@ def reward_config(cfg: RoundConfig) -> RewardConfig:
 
 
 def dpo_config(cfg: RoundConfig) -> DPOTrainConfig:
-    """DPO on preference pairs."""
-    from worker.policy_dpo import DPOTrainConfig
+    """DPO on preference pairs, or on rankings (policy_method=dpo_ranking: batch_size counts rankings)."""
+    from worker.dpo_shared import DPOTrainConfig
 
     return DPOTrainConfig(
         beta=cfg.dpo_beta,

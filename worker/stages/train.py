@@ -1,4 +1,4 @@
-"""Stages 2-3, the training: optional SFT, the reward model, the policy (DPO or RLOO).
+"""Stages 2-3, the training: optional SFT, the reward model, the policy (DPO, ranking DPO or RLOO).
 
 Each stage builds its trainer's config from the round's (worker/stages/configs.py), trains into the
 attempt's scratch directory and records its metrics on the round at once.
@@ -7,6 +7,7 @@ attempt's scratch directory and records its metrics on the round at once.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,14 +110,18 @@ class PolicyStage:
 def stage_policy(
     ctx: RoundContext, rd: RoundData, reward: RewardStage, start_adapter: Path | None
 ) -> PolicyStage:
-    """LoRA DPO from the previous policy on human pairs plus reward-model-labelled pairs (or RLOO)."""
+    """LoRA DPO from the previous policy on human pairs plus reward-model-labelled pairs (or RLOO, or DPO on
+    whole rankings)."""
     if ctx.cfg.policy_method == "rloo":
         return stage_policy_rloo(ctx, rd, reward, start_adapter)
+    if ctx.cfg.policy_method == "dpo_ranking":
+        return stage_policy_dpo_ranking(ctx, rd, reward, start_adapter)
     from worker.data import ranking_to_pairs
+    from worker.dpo_shared import reward_labelled_pairs
     from worker.policy_dpo import train_dpo
 
     human_pairs = ranking_to_pairs(rd.train_rankings)
-    synthetic = synthetic_pairs(ctx, reward, start_adapter)
+    synthetic = synthetic_preferences(ctx, reward, start_adapter, reward_labelled_pairs)
     pairs = human_pairs + synthetic
     ctx.progress.log(f"DPO on {len(human_pairs)} human + {len(synthetic)} reward-labelled pairs")
     ctx.progress.stage("policy")
@@ -132,6 +137,34 @@ def stage_policy(
     )
     metrics = json_ready(result.metrics)
     metrics.update(human_pairs=len(human_pairs), synthetic_pairs=len(synthetic))
+    ctx.record(policy=metrics)
+    free_memory()
+    return PolicyStage(out, cfg.to_dict(), metrics)
+
+
+def stage_policy_dpo_ranking(
+    ctx: RoundContext, rd: RoundData, reward: RewardStage, start_adapter: Path | None
+) -> PolicyStage:
+    """Plackett-Luce DPO on the human rankings plus reward-model-ranked fresh samples (same loss)."""
+    from worker.dpo_shared import reward_labelled_rankings
+    from worker.policy_dpo_ranking import train_dpo_ranking
+
+    human = list(rd.train_rankings)
+    synthetic = synthetic_preferences(ctx, reward, start_adapter, reward_labelled_rankings)
+    ctx.progress.log(f"ranking DPO on {len(human)} human + {len(synthetic)} reward-ranked rankings")
+    ctx.progress.stage("policy")
+    cfg = configs.dpo_config(ctx.cfg)
+    out = ctx.scratch / "policy"
+    result = train_dpo_ranking(
+        cfg,
+        human + synthetic,
+        out,
+        previous_adapter=start_adapter,
+        data_dir=ctx.data_dir,
+        progress=ctx.progress.callback(),
+    )
+    metrics = json_ready(result.metrics)
+    metrics.update(human_rankings=len(human), synthetic_rankings=len(synthetic))
     ctx.record(policy=metrics)
     free_memory()
     return PolicyStage(out, cfg.to_dict(), metrics)
@@ -170,8 +203,11 @@ def stage_policy_rloo(
     return PolicyStage(out, cfg.to_dict(), metrics)
 
 
-def synthetic_pairs(ctx: RoundContext, reward: RewardStage, start_adapter: Path | None) -> list[Any]:
-    """Best vs worst (by the new reward model) of N fresh samples, for prompts nobody ranked yet."""
+def synthetic_preferences(
+    ctx: RoundContext, reward: RewardStage, start_adapter: Path | None, label: Callable[..., list[Any]]
+) -> list[Any]:
+    """Preferences the new reward model labels on N fresh samples of prompts nobody ranked yet: `label` is
+    worker.dpo_shared's reward_labelled_pairs (best vs worst) or reward_labelled_rankings (all, ranked)."""
     if ctx.cfg.synthetic_prompts <= 0:
         return []
     with ctx.sessions() as session:
@@ -181,7 +217,6 @@ def synthetic_pairs(ctx: RoundContext, reward: RewardStage, start_adapter: Path 
     if not prompts:
         return []
     from worker.models import load_causal_lm
-    from worker.policy_dpo import reward_labelled_pairs
     from worker.reward import load_reward_model
 
     ctx.progress.stage("policy_samples", total=len(prompts))
@@ -190,14 +225,12 @@ def synthetic_pairs(ctx: RoundContext, reward: RewardStage, start_adapter: Path 
     rm = load_reward_model(reward.dir, data_dir=ctx.data_dir)
     seed = ctx.cfg.seed + 1
     cand_cfg = configs.candidate_config(ctx.cfg, ctx.cfg.synthetic_samples, seed)
-    pairs: list[Any] = []
+    labelled: list[Any] = []
     step = max(1, ctx.cfg.generation_batch_size // ctx.cfg.synthetic_samples)
     for start in range(0, len(prompts), step):
         chunk = prompts[start : start + step]
-        pairs += reward_labelled_pairs(
-            policy, tokenizer, rm, chunk, dataclasses.replace(cand_cfg, seed=seed + start)
-        )
+        labelled += label(policy, tokenizer, rm, chunk, dataclasses.replace(cand_cfg, seed=seed + start))
         ctx.progress.update(min(start + step, len(prompts)), len(prompts))
     del policy, rm
     free_memory()
-    return pairs
+    return labelled
