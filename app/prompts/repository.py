@@ -192,12 +192,12 @@ def count_prompts(session: Session, project_id: int | None = None) -> int:
     return int(session.scalar(stmt) or 0)
 
 
-def all_prompt_sets(session: Session) -> list[tuple[int, str]]:
-    """(id, name) of every prompt set, by name."""
-    return [
-        (int(i), str(n))
-        for i, n in session.execute(select(PromptSet.id, PromptSet.name).order_by(PromptSet.name))
-    ]
+def all_prompt_sets(session: Session, project_id: int | None = None) -> list[tuple[int, str]]:
+    """(id, name) of every prompt set (of one project), by name."""
+    stmt = select(PromptSet.id, PromptSet.name).order_by(PromptSet.name, PromptSet.id)
+    if project_id is not None:
+        stmt = stmt.where(PromptSet.project_id == project_id)
+    return [(int(i), str(n)) for i, n in session.execute(stmt)]
 
 
 def get_prompt_set(session: Session, prompt_set_id: int) -> PromptSet | None:

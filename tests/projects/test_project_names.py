@@ -10,7 +10,7 @@ from sqlalchemy import select
 from app.auth import service as auth_service
 from app.db import session_scope
 from app.orm import ModelKind, ModelVersion, PromptSet, Role
-from tests.conftest import login
+from tests.conftest import csrf_from, login
 from tests.factories import make_project
 
 
@@ -71,3 +71,27 @@ def test_imports_into_two_projects_keep_their_sets_and_external_versions_apart(a
         "question of beta-only",
         "question of beta-only again",
     ]
+
+
+def test_the_admin_import_and_export_pages_work_on_the_chosen_project(app_client):
+    with session_scope() as s:
+        beta = make_project(s, "beta").id
+        auth_service.create_user(s, "boss", Role.admin, "correct-horse-1")
+    login(app_client, "boss", "correct-horse-1")
+    page = app_client.get(f"/admin/import?project={beta}")
+    assert page.status_code == 200 and f'action="/admin/import?project={beta}"' in page.text
+    r = app_client.post(
+        f"/admin/import?project={beta}",
+        files={"file": ("g.jsonl", groups("a beta question", "beta-writer"))},
+        data={"kind": "ranked-groups", "prompt_set": "beta-set", "csrf_token": csrf_from(page.text)},
+    )
+    assert r.status_code == 200, r.text
+    with session_scope() as s:
+        assert s.execute(select(PromptSet.name, PromptSet.project_id)).all() == [("beta-set", beta)]
+    # The export page lists the chosen project's prompt sets and links to its files.
+    export = app_client.get(f"/admin/export?project={beta}").text
+    assert '<option value="beta-set">' in export and f"pairs.jsonl?project={beta}" in export
+    default_id = next(
+        p["id"] for p in app_client.get("/api/v1/projects").json()["projects"] if p["name"] == "default"
+    )
+    assert '<option value="beta-set">' not in app_client.get(f"/admin/export?project={default_id}").text
