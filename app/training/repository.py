@@ -122,14 +122,14 @@ def policies_waiting_for_promotion(session: Session) -> Sequence[ModelVersion]:
     ).all()
 
 
-def newest_reward_version(session: Session) -> ModelVersion | None:
-    """The most recently published reward model with files."""
-    return session.scalars(
-        select(ModelVersion)
-        .where(ModelVersion.kind == ModelKind.reward, ModelVersion.adapter_path.is_not(None))
-        .order_by(ModelVersion.id.desc())
-        .limit(1)
-    ).first()
+def newest_reward_version(session: Session, project_id: int | None = None) -> ModelVersion | None:
+    """The most recently published reward model with files (of one project)."""
+    stmt = select(ModelVersion).where(
+        ModelVersion.kind == ModelKind.reward, ModelVersion.adapter_path.is_not(None)
+    )
+    if project_id is not None:
+        stmt = stmt.where(ModelVersion.project_id == project_id)
+    return session.scalars(stmt.order_by(ModelVersion.id.desc()).limit(1)).first()
 
 
 def lock_promotions(session: Session, key: int) -> None:

@@ -116,3 +116,18 @@ def test_users_join_the_projects_given(clean_db):
         }
     assert members == {"ann": ["beta"], "bob": ["gamma"]}
     assert runner.invoke(app, ["users", "join", "nobody", "--project", "gamma"]).exit_code != 0
+
+
+def test_eval_rm_takes_the_projects_newest_reward_model(clean_db, tmp_path):
+    from tests.factories import make_model_version
+
+    with session_scope() as s:
+        make_project(s, "beta")
+        other = make_model_version(s, "default-rm", kind=ModelKind.reward)
+        other.adapter_path = "reward-default-rm"
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", {"prompt": "q", "chosen": "a", "rejected": "b"})
+    # beta has no reward model of its own: the default project's is not used for it.
+    result = runner.invoke(app, ["eval-rm", str(pairs), "--project", "beta"])
+    assert result.exit_code != 0
+    assert "no reward model version yet" in str(result.exception or result.output)
+    assert runner.invoke(app, ["eval-rm", str(pairs), "--project", "nope"]).exit_code != 0
