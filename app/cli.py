@@ -15,6 +15,7 @@ from rich.table import Table
 from app.demo import cli as demo_cli
 from app.exports.schemas import ExportFormat
 from app.orm import Role
+from app.projects.cli import ProjectOption, project_id
 from app.prompts.schemas import ImportKind
 from app.training import cli as training_cli
 from worker import cli as worker_cli
@@ -101,16 +102,63 @@ def users_add(
     name: str,
     role: Annotated[Role, typer.Option(help="annotator or admin")] = Role.annotator,
     password: Annotated[str | None, typer.Option(help="generated and printed when omitted")] = None,
+    project: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--project", help="a project to join, by name or id (repeatable; default: the default project)"
+        ),
+    ] = None,
 ) -> None:
-    """Create a user."""
+    """Create a user, a member of the projects given (default: the default project)."""
     from app.auth import service
     from app.db import session_scope
+    from app.projects import service as projects
 
     with session_scope() as session:
+        wanted = [project_id(session, ref) for ref in project or []]
         user, pw = service.create_user(session, name, role, password)
-    console.print(f"created {role.value} [bold]{user.username}[/bold]")
+        if wanted:
+            projects.set_memberships(session, user.id, wanted)
+        joined = [p.name for p in projects.all_projects(session) if projects.can_see(session, user, p.id)]
+    console.print(f"created {role.value} [bold]{user.username}[/bold] in {escape(', '.join(joined))}")
     if password is None:
         console.print(f"password: [bold]{pw}[/bold]")
+
+
+def _user_id(session: object, name: str) -> int:
+    from app.auth import repository
+    from app.errors import NotFound
+
+    user = repository.get_user_by_name(session, name)  # type: ignore[arg-type]
+    if user is None:
+        raise NotFound(f"no user {name!r}")
+    return user.id
+
+
+@users_app.command("join")
+def users_join(name: str, project: ProjectOption = None) -> None:
+    """Make a user a member of a project: they are handed its tasks and see its data."""
+    from app.db import session_scope
+    from app.projects import service as projects
+
+    with session_scope() as session:
+        pid = project_id(session, project)
+        projects.add_member(session, pid, _user_id(session, name))
+        label = projects.project_or_default(session, pid).name
+    console.print(f"{escape(name)} is a member of {escape(label)}")
+
+
+@users_app.command("leave")
+def users_leave(name: str, project: ProjectOption = None) -> None:
+    """End a user's membership of a project (their rankings stay)."""
+    from app.db import session_scope
+    from app.projects import service as projects
+
+    with session_scope() as session:
+        pid = project_id(session, project)
+        projects.remove_member(session, pid, _user_id(session, name))
+        label = projects.project_or_default(session, pid).name
+    console.print(f"{escape(name)} is no longer a member of {escape(label)}")
 
 
 @users_app.command("token")
@@ -140,6 +188,7 @@ def import_data(
     prompt_set: Annotated[
         str | None, typer.Option(help='prompt set to import into, created if missing (default "imported")')
     ] = None,
+    project: ProjectOption = None,
 ) -> None:
     """Import prompts, TRL preference pairs or ranked groups; a malformed line imports nothing."""
     from app.config import get_settings
@@ -150,7 +199,10 @@ def import_data(
     data = file.read_bytes()
     try:
         with session_scope() as session:
-            summary = service.import_file(session, get_settings(), data, kind, prompt_set, file.name)
+            pid = project_id(session, project)
+            summary = service.import_file(
+                session, get_settings(), data, kind, prompt_set, file.name, project_id=pid
+            )
     except AppError as exc:
         err_console.print(f"[red]error:[/red] {escape(exc.message)}")
         raise typer.Exit(2) from exc
@@ -185,6 +237,12 @@ def export_data(
             "rankings always carry both",
         ),
     ] = ExportFormat.standard,
+    project: Annotated[
+        str | None,
+        typer.Option(
+            "--project", help="only this project, by name or id (default: every project, as the API's export)"
+        ),
+    ] = None,
 ) -> None:
     """Export rankings or preference pairs as JSONL (streamed; the file appears complete or not at all)."""
 
@@ -194,10 +252,11 @@ def export_data(
 
     try:
         with session_scope() as session:
+            pid = None if project is None else project_id(session, project)
             if what == ExportKind.rankings:
-                lines = service.rankings_export(session, prompt_set, since)
+                lines = service.rankings_export(session, prompt_set, since, project_id=pid)
             else:
-                lines = service.pairs_export(session, prompt_set, since, format=format)
+                lines = service.pairs_export(session, prompt_set, since, format=format, project_id=pid)
     except AppError as exc:
         err_console.print(f"[red]error:[/red] {escape(exc.message)}")
         raise typer.Exit(2) from exc

@@ -76,6 +76,14 @@ def check_text(
     return value
 
 
+def clean_generated(value: str, max_chars: int = COMPLETION_CHARS) -> str | None:
+    """A model-written text under the rule imported texts follow: the characters no text may hold (NUL and
+    other controls, lone surrogates) taken out, cut to `max_chars`; None when nothing visible is left (a
+    blank candidate is dropped, as a blank imported one is refused)."""
+    cleaned = _BAD_IN_TEXT.sub("", value)[:max_chars]
+    return None if is_blank(cleaned) else cleaned
+
+
 def is_blank(value: str) -> bool:
     """Nothing but white space and invisible format characters."""
     return _VISIBLE.search(value) is None

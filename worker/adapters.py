@@ -6,6 +6,10 @@ policy with the active one, loads the base weights once instead of once per vers
 Adapters stay unmerged (merging would change the shared base weights), which costs a little speed per
 token against a merged model; the base load it saves is the larger cost. The untrained base model itself
 is served with every adapter disabled.
+
+`RewardHost` does the same for reward models (a sequence-classification backbone, each project's LoRA
+adapter with its own scalar head): generation's candidate scoring, a round's evaluation and `eval-rm` score
+through it.
 """
 
 from __future__ import annotations
@@ -87,3 +91,73 @@ class AdapterHost:
         self._ensure_adapter(name, adapter_dir)
         self._peft.set_adapter(name)
         yield self._peft, self._tokenizer
+
+
+class RewardHost:
+    """Reward models on a shared base: one sequence-classification backbone loaded on first use, each
+    project's reward model (a LoRA adapter plus its own scalar head, PEFT's modules_to_save) loaded beside
+    the others and switched, so scoring or evaluating for several projects reads the base weights once."""
+
+    def __init__(
+        self, base_model: str, *, data_dir: Path | None = None, device: DeviceSpec | None = None
+    ) -> None:
+        self.base_model = base_model
+        self.data_dir = data_dir
+        self.device = device or pick_device()
+        self.base_loads = 0
+        self._base: Any = None
+        self._peft: Any = None
+        self._adapters: dict[str, tuple[str, Any, int]] = {}  # name -> (directory, tokenizer, max_length)
+
+    @property
+    def adapters(self) -> list[str]:
+        """The names of the reward models loaded so far."""
+        return list(self._adapters)
+
+    def _load_base(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        from worker.models import resolve_model_path
+        from worker.reward import _load_backbone
+
+        if self._base is None:
+            self._base = _load_backbone(resolve_model_path(self.base_model, self.data_dir), self.device.dtype)
+            self._base.config.pad_token_id = tokenizer.pad_token_id
+            self.base_loads += 1
+
+    def _ensure_adapter(self, name: str, model_dir: Path) -> tuple[Any, int]:
+        import json
+
+        from peft import PeftModel
+
+        from worker.models import load_tokenizer
+        from worker.reward import REWARD_CONFIG_FILE
+
+        known = self._adapters.get(name)
+        if known is not None:
+            if known[0] != str(model_dir):
+                raise ValueError(f"reward model {name!r} is loaded from {known[0]}, not {model_dir}")
+            return known[1], known[2]
+        from worker.models import resolve_model_path
+
+        meta = json.loads((Path(model_dir) / REWARD_CONFIG_FILE).read_text())
+        here = resolve_model_path(self.base_model, self.data_dir)
+        if resolve_model_path(meta["base_model"], self.data_dir) != here:
+            raise ValueError(f"reward model {name!r} is on {meta['base_model']!r}, not {self.base_model!r}")
+        tokenizer = load_tokenizer(str(model_dir), padding_side="right")
+        self._load_base(tokenizer)
+        if self._peft is None:
+            self._peft = PeftModel.from_pretrained(self._base, str(model_dir), adapter_name=name)
+        else:
+            self._peft.load_adapter(str(model_dir), adapter_name=name)
+        self._peft.to(self.device.device)
+        self._peft.eval()
+        self._adapters[name] = (str(model_dir), tokenizer, int(meta["max_length"]))
+        return tokenizer, int(meta["max_length"])
+
+    def use(self, name: str, model_dir: Path) -> Any:
+        """The reward model `name` (from `model_dir`, as `train_reward_model` wrote it) active: a
+        worker.reward_scoring.RewardModel that scores with it until the next `use`."""
+        from worker.reward_scoring import RewardModel
+
+        tokenizer, max_length = self._ensure_adapter(name, model_dir)
+        self._peft.set_adapter(name)
+        return RewardModel(self._peft, tokenizer, max_length)

@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from app.projects.cli import ProjectOption, project_id
+
 console = Console()
 
 
@@ -62,7 +64,10 @@ def _not_routine(record: object) -> bool:
 
 def eval_rm(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="TRL pairs JSONL")],
-    version: Annotated[int | None, typer.Option(help="reward model version id (default: newest)")] = None,
+    version: Annotated[
+        int | None, typer.Option(help="reward model version id (default: the project's newest)")
+    ] = None,
+    project: ProjectOption = None,
 ) -> None:
     """Score preference pairs with a reward model version: pairwise accuracy and pair count."""
     from app.config import get_settings
@@ -76,7 +81,7 @@ def eval_rm(
         row = (
             repository.get_model_version(session, version)
             if version is not None
-            else repository.newest_reward_version(session)
+            else repository.newest_reward_version(session, project_id(session, project))
         )
         if row is None:
             raise NotFound(f"no reward model version {version}" if version else "no reward model version yet")

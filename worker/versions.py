@@ -97,7 +97,8 @@ def newest_reward(session: Session, base_model: str, project_id: int | None = No
 
 
 def _base_name(session: Session, base_model: str, project_id: int | None) -> str:
-    # Version names are unique across projects: the first project on a base model gets the plain name.
+    # The first project on a base model gets the plain name, others a suffixed one, so the base's
+    # version name still tells the projects apart (names are unique per project since migration 0011).
     plain = f"base-{base_model}"[:200]
     owner = session.scalar(select(ModelVersion.project_id).where(ModelVersion.name == plain))
     if project_id is None or owner is None or owner == project_id:
@@ -109,7 +110,10 @@ def base_policy(session: Session, base_model: str, project_id: int | None = None
     """The untrained base model as a policy version of the project (candidates need a version); active if
     the project has no active policy."""
     name = _base_name(session, base_model, project_id)
-    row = session.scalars(select(ModelVersion).where(ModelVersion.name == name)).first()
+    # Names are unique per project (migration 0011): look in this project's line only.
+    row = session.scalars(
+        select(ModelVersion).where(ModelVersion.name == name, *_of_project(project_id))
+    ).first()
     if row is None:
         rounds.lock_promotions(session)
         has_active = session.scalars(

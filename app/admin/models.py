@@ -16,14 +16,15 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from app.admin import charts
-from app.admin.common import DataFormat, Page, data_response, page_router, redirect, rounded
+from app.admin.common import DataFormat, Page, data_response, page_router, project_context, redirect, rounded
 from app.admin.learning_curve import CurvePoint, LearningCurve, curve_table, learning_curve
 from app.admin.paging import Pager
 from app.annotation import activity_repository as activity
 from app.config import Settings
-from app.deps import DB, AdminUser, SettingsDep
+from app.deps import DB, AdminUser, ProjectParam, SettingsDep
 from app.errors import Invalid, NotFound
 from app.orm import ModelKind, ModelStatus, ModelVersion
+from app.projects import service as projects
 from app.prompts import repository as prompts_repo
 from app.quality import reward_accuracy as rm_accuracy
 from app.quality import reward_signals, version_stats
@@ -70,8 +71,10 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(float(value)) else None
 
 
-def _nodes(session: Session, settings: Settings) -> tuple[list[ModelVersion], dict[int, VersionNode]]:
-    versions = list(training_repo.all_model_versions(session))
+def _nodes(
+    session: Session, settings: Settings, project_id: int
+) -> tuple[list[ModelVersion], dict[int, VersionNode]]:
+    versions = list(training_repo.all_model_versions(session, project_id))
     by_id = {v.id: v for v in versions}
     rounds = training_repo.rounds_by_policy(session)
     counts = activity.candidate_counts_by_version(session)
@@ -138,9 +141,12 @@ def _curve(session: Session, versions: list[ModelVersion], nodes: dict[int, Vers
     return learning_curve(points)
 
 
-def models_page(session: Session, settings: Settings, promoted: int | None = None) -> ModelsPage:
-    """The lineage trees of policies and reward models with each version's metrics, and external sources."""
-    versions, nodes = _nodes(session, settings)
+def models_page(
+    session: Session, settings: Settings, project_id: int, promoted: int | None = None
+) -> ModelsPage:
+    """One project's lineage trees of policies and reward models with each version's metrics, and its
+    external sources (the authors of texts imported into it)."""
+    versions, nodes = _nodes(session, settings, project_id)
     by_id = {v.id: v for v in versions}
     # After a promotion the page says what happened, from the database rather than from the URL.
     notice = ""
@@ -164,9 +170,9 @@ def models_page(session: Session, settings: Settings, promoted: int | None = Non
     )
 
 
-def models_table(session: Session, settings: Settings) -> charts.Table:
-    """Every model version with its parent and metrics (the lineage page as data)."""
-    versions, nodes = _nodes(session, settings)
+def models_table(session: Session, settings: Settings, project_id: int) -> charts.Table:
+    """A project's model versions with their parents and metrics (the lineage page as data)."""
+    versions, nodes = _nodes(session, settings, project_id)
     names = {v.id: v.name for v in versions}
     rows = []
     for v in versions:
@@ -291,21 +297,37 @@ def compare(session: Session, version_a: int | None, version_b: int | None, page
     return ComparePage(choices, a, b, out, pager, human)
 
 
+def _one_project(session: Session, project: int | None) -> int:
+    # A lineage has one active policy: the page shows one project's (default: the default project's).
+    return projects.project_or_default(session, project).id
+
+
 @router.get("/models", response_class=HTMLResponse)
 def models_list(
-    request: Request, db: DB, user: AdminUser, settings: SettingsDep, promoted: int | None = None
+    request: Request,
+    db: DB,
+    user: AdminUser,
+    settings: SettingsDep,
+    project: ProjectParam,
+    promoted: int | None = None,
 ) -> Response:
-    return render(request, "admin/models.html", {"p": models_page(db, settings, promoted)})
+    pid = _one_project(db, project)
+    ctx = {"p": models_page(db, settings, pid, promoted), **project_context(db, pid)}
+    return render(request, "admin/models.html", ctx)
 
 
 @router.get("/models.{fmt}")
-def models_data(db: DB, user: AdminUser, settings: SettingsDep, fmt: DataFormat) -> Response:
-    return data_response(models_table(db, settings), fmt)
+def models_data(
+    db: DB, user: AdminUser, settings: SettingsDep, fmt: DataFormat, project: ProjectParam
+) -> Response:
+    return data_response(models_table(db, settings, _one_project(db, project)), fmt)
 
 
 @router.get("/models/curve.{fmt}")
-def curve_data(db: DB, user: AdminUser, settings: SettingsDep, fmt: DataFormat) -> Response:
-    versions, nodes = _nodes(db, settings)
+def curve_data(
+    db: DB, user: AdminUser, settings: SettingsDep, fmt: DataFormat, project: ProjectParam
+) -> Response:
+    versions, nodes = _nodes(db, settings, _one_project(db, project))
     return data_response(curve_table(_curve(db, versions, nodes)), fmt)
 
 
@@ -320,17 +342,17 @@ def compare_page(
 def promote(db: DB, user: AdminUser, version_id: int) -> Response:
     # Promotion, or a roll-back to an older policy.
     version = training_rounds.promote_policy(db, version_id)
-    return redirect(f"/admin/models?promoted={version.id}")
+    return redirect(f"/admin/models?project={version.project_id}&promoted={version.id}")
 
 
 @router.post("/models/{version_id}/promote-when-ready")
 def promote_when_ready(db: DB, user: AdminUser, settings: SettingsDep, version_id: int) -> Response:
     # Promoted now if it already passes the gate; the page says which.
     version, _ = training_rounds.request_promotion(db, settings, version_id)
-    return redirect(f"/admin/models?promoted={version.id}#version-{version.id}")
+    return redirect(f"/admin/models?project={version.project_id}&promoted={version.id}#version-{version.id}")
 
 
 @router.post("/models/{version_id}/cancel-promotion")
 def cancel_promotion(db: DB, user: AdminUser, version_id: int) -> Response:
-    training_rounds.cancel_promotion_request(db, version_id)
-    return redirect(f"/admin/models#version-{version_id}")
+    version = training_rounds.cancel_promotion_request(db, version_id)
+    return redirect(f"/admin/models?project={version.project_id}#version-{version_id}")

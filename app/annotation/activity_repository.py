@@ -29,35 +29,53 @@ from app.orm import (
 )
 
 
-def count_sets(session: Session, status: SetStatus | None = None) -> int:
-    """How many comparison sets there are (of one status)."""
+def _of_project(project_id: int | None) -> list[Any]:
+    """Where-clauses that keep one project's rankings (none: every project's)."""
+    if project_id is None:
+        return []
+    return [Ranking.set_id.in_(select(ComparisonSet.id).where(ComparisonSet.project_id == project_id))]
+
+
+def count_sets(session: Session, status: SetStatus | None = None, project_id: int | None = None) -> int:
+    """How many comparison sets there are (of one status, of one project)."""
     stmt = select(func.count()).select_from(ComparisonSet)
     if status is not None:
         stmt = stmt.where(ComparisonSet.status == status)
+    if project_id is not None:
+        stmt = stmt.where(ComparisonSet.project_id == project_id)
     return int(session.scalar(stmt) or 0)
 
 
-def count_live_rankings(session: Session, since: dt.datetime | None = None) -> int:
-    """How many live rankings there are (stored after `since`, when given)."""
-    stmt = select(func.count()).select_from(Ranking).where(Ranking.dropped.is_(False))
+def count_live_rankings(
+    session: Session, since: dt.datetime | None = None, project_id: int | None = None
+) -> int:
+    """How many live rankings there are (stored after `since`, when given; of one project)."""
+    stmt = (
+        select(func.count()).select_from(Ranking).where(Ranking.dropped.is_(False), *_of_project(project_id))
+    )
     if since is not None:
         stmt = stmt.where(Ranking.created_at > since)
     return int(session.scalar(stmt) or 0)
 
 
-def rankings_per_day(session: Session, since: dt.date) -> list[tuple[dt.date, int]]:
-    """Live rankings per UTC day from `since` on (days without rankings are absent)."""
+def rankings_per_day(
+    session: Session, since: dt.date, project_id: int | None = None
+) -> list[tuple[dt.date, int]]:
+    """Live rankings per UTC day from `since` on (days without rankings are absent; of one project)."""
     day = func.date(func.timezone("UTC", Ranking.created_at))
     stmt = (
-        select(day, func.count()).where(Ranking.dropped.is_(False), day >= since).group_by(day).order_by(day)
+        select(day, func.count())
+        .where(Ranking.dropped.is_(False), day >= since, *_of_project(project_id))
+        .group_by(day)
+        .order_by(day)
     )
     return [(d, int(n)) for d, n in session.execute(stmt)]
 
 
-def active_annotators(session: Session, since: dt.datetime) -> int:
-    """Distinct annotators with a live ranking since a moment."""
+def active_annotators(session: Session, since: dt.datetime, project_id: int | None = None) -> int:
+    """Distinct annotators with a live ranking since a moment (in one project)."""
     stmt = select(func.count(func.distinct(Ranking.annotator_id))).where(
-        Ranking.dropped.is_(False), Ranking.created_at >= since
+        Ranking.dropped.is_(False), Ranking.created_at >= since, *_of_project(project_id)
     )
     return int(session.scalar(stmt) or 0)
 
@@ -69,8 +87,8 @@ class OpenSets:
     paused: int  # of those, in paused prompt sets (not handed out)
 
 
-def open_sets(session: Session) -> OpenSets:
-    """Open comparison sets that still need rankings, and how many rankings they want in all."""
+def open_sets(session: Session, project_id: int | None = None) -> OpenSets:
+    """Open comparison sets that still need rankings (of one project), and how many rankings they want."""
     submitted = (
         select(Assignment.set_id, func.count().label("done"))
         .where(Assignment.status == AssignmentStatus.submitted)
@@ -90,6 +108,8 @@ def open_sets(session: Session) -> OpenSets:
         .outerjoin(submitted, submitted.c.set_id == ComparisonSet.id)
         .where(ComparisonSet.status == SetStatus.open, wanted > 0)
     )
+    if project_id is not None:
+        stmt = stmt.where(ComparisonSet.project_id == project_id)
     sets, rankings, paused = session.execute(stmt).one()
     return OpenSets(int(sets), int(rankings), int(paused))
 

@@ -33,7 +33,7 @@ from app.exports.schemas import (
     PreferencePair,
     RankingRecord,
 )
-from app.prompts.repository import get_prompt_set_by_name
+from app.prompts.repository import get_prompt_set_by_name, prompt_sets_named
 from app.training.pairs import pairs_from_tiers
 
 BATCH_SIZE = 500
@@ -99,15 +99,32 @@ def _filters(
     exclude_all_bad: bool,
     project_id: int | None = None,
 ) -> ExportFilter:
-    """Resolve a prompt set name to its id (404 if unknown) and parse `since`."""
+    """Resolve a prompt set name to its id (404 if unknown) and parse `since`. Names are unique per
+    project: without a project, a name two projects use is refused (422 naming the field)."""
     prompt_set_id = None
     if prompt_set:
-        # A name no prompt set can have (NUL) must not reach PostgreSQL, which refuses it outright.
-        found = None if "\x00" in prompt_set else get_prompt_set_by_name(session, prompt_set)
-        if found is None:
-            raise NotFound(f"no prompt set named {prompt_set!r}")
-        prompt_set_id = found.id
+        prompt_set_id = _prompt_set_id(session, prompt_set, project_id)
     return ExportFilter(prompt_set_id, parse_since(since), project_id, exclude_all_bad)
+
+
+def _prompt_set_id(session: Session, name: str, project_id: int | None) -> int:
+    # A name no prompt set can have (NUL) must not reach PostgreSQL, which refuses it outright.
+    if "\x00" in name:
+        raise NotFound(f"no prompt set named {name!r}")
+    if project_id is not None:
+        found = get_prompt_set_by_name(session, name, project_id)
+        if found is None:
+            raise NotFound(f"no prompt set named {name!r} in project {project_id}")
+        return found.id
+    named = prompt_sets_named(session, name)
+    if not named:
+        raise NotFound(f"no prompt set named {name!r}")
+    if len(named) > 1:
+        ids = ", ".join(str(p.project_id) for p in named)
+        raise Invalid(
+            f"prompt_set: {name!r} names a prompt set in several projects ({ids}); give the project"
+        )
+    return named[0].id
 
 
 def _stream(

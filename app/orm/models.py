@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import Boolean, FetchedValue, Float, ForeignKey, String, Text
+from sqlalchemy import Boolean, FetchedValue, Float, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.orm.base import Base, created_at_column, str_enum
@@ -41,9 +41,11 @@ class DataSnapshot(Base):
 
 class ModelVersion(Base):
     __tablename__ = "model_versions"
+    # Unique within a project (migration 0011): two projects may each have one of the name.
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[ModelKind] = mapped_column(str_enum(ModelKind, "model_kind"))
     # The project's policy or reward model line.
     # Filled by a database trigger with the default project when not given (migration 0010), so every

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, FetchedValue, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, FetchedValue, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -14,9 +14,11 @@ from app.orm.base import Base, created_at_column
 
 class PromptSet(Base):
     __tablename__ = "prompt_sets"
+    # Unique within a project (migration 0011): two projects may each have one of the name.
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
     # Filled by a database trigger with the default project when not given (migration 0010), so every
     # writer (older clients, the demo, imports, psql) lands somewhere.
     project_id: Mapped[int] = mapped_column(

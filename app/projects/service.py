@@ -75,6 +75,20 @@ def project_or_default(session: Session, project_id: int | None) -> Project:
     return project
 
 
+def by_ref(session: Session, ref: str | None) -> Project:
+    """A project named by the command line's `--project`: its id or its name (None: the default project);
+    NotFound if there is none."""
+    if ref is None:
+        return default_project(session)
+    ref = ref.strip()
+    found = repo.get_project_by_name(session, ref) if "\x00" not in ref else None
+    if found is None and ref.isascii() and ref.isdigit() and len(ref) <= 9:
+        found = repo.get_project(session, int(ref))
+    if found is None:
+        raise NotFound(f"project: no project named or numbered {ref[:100]!r}")
+    return found
+
+
 def visible(session: Session, user: User, project_id: int) -> Project:
     """A project the user may see; NotFound otherwise (as if it did not exist)."""
     project = repo.get_project(session, project_id)

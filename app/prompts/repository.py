@@ -37,50 +37,82 @@ def _chunks(items: Sequence[T]) -> Iterable[Sequence[T]]:
         yield items[start : start + CHUNK]
 
 
-def get_prompt_set_by_name(session: Session, name: str) -> PromptSet | None:
-    """The prompt set with this name, or None."""
-    return session.scalars(select(PromptSet).where(PromptSet.name == name)).one_or_none()
+def _project(session: Session, project_id: int | None) -> int:
+    """The project id given, or the default project's (the database creates it on first use)."""
+    if project_id is not None:
+        return project_id
+    return int(session.execute(select(func.rankloop_default_project())).scalar_one())
+
+
+def get_prompt_set_by_name(session: Session, name: str, project_id: int | None = None) -> PromptSet | None:
+    """The project's prompt set with this name (names are unique per project; None: the default
+    project), or None."""
+    return session.scalars(
+        select(PromptSet).where(PromptSet.name == name, PromptSet.project_id == _project(session, project_id))
+    ).one_or_none()
+
+
+def prompt_sets_named(session: Session, name: str) -> Sequence[PromptSet]:
+    """Every project's prompt set with this name, by id."""
+    return session.scalars(select(PromptSet).where(PromptSet.name == name).order_by(PromptSet.id)).all()
 
 
 def get_or_add_prompt_set(
     session: Session, name: str, description: str = "", project_id: int | None = None
 ) -> PromptSet:
-    """The prompt set with this name, inserted if missing (in the project; None: the default one), safe
+    """The project's prompt set with this name, inserted if missing (None: the default project), safe
     against a concurrent insert."""
-    found = get_prompt_set_by_name(session, name)
+    project_id = _project(session, project_id)
+    found = get_prompt_set_by_name(session, name, project_id)
     if found is not None:
         return found
     try:
         with session.begin_nested():
-            prompt_set = PromptSet(name=name, description=description)
-            if project_id is not None:
-                prompt_set.project_id = project_id
+            prompt_set = PromptSet(name=name, description=description, project_id=project_id)
             session.add(prompt_set)
         return prompt_set
     except IntegrityError:
-        # Another transaction created it first (names are unique): use theirs.
-        return session.scalars(select(PromptSet).where(PromptSet.name == name)).one()
+        # Another transaction created it first (names are unique per project): use theirs.
+        found = get_prompt_set_by_name(session, name, project_id)
+        assert found is not None
+        return found
 
 
-def get_model_version_by_name(session: Session, name: str) -> ModelVersion | None:
-    """The model version with this name, or None."""
-    return session.scalars(select(ModelVersion).where(ModelVersion.name == name)).one_or_none()
+def get_model_version_by_name(
+    session: Session, name: str, project_id: int | None = None
+) -> ModelVersion | None:
+    """The project's model version with this name (unique per project; None: the default project)."""
+    return session.scalars(
+        select(ModelVersion).where(
+            ModelVersion.name == name, ModelVersion.project_id == _project(session, project_id)
+        )
+    ).one_or_none()
 
 
-def get_or_add_external_model_version(session: Session, name: str, config: dict[str, object]) -> ModelVersion:
-    """The model version with this name, else a new active external one (the author of imported texts)."""
-    found = get_model_version_by_name(session, name)
+def get_or_add_external_model_version(
+    session: Session, name: str, config: dict[str, object], project_id: int | None = None
+) -> ModelVersion:
+    """The project's model version with this name, else a new active external one of the project (the
+    author of texts imported into it; None: the default project)."""
+    project_id = _project(session, project_id)
+    found = get_model_version_by_name(session, name, project_id)
     if found is not None:
         return found
     try:
         with session.begin_nested():
             version = ModelVersion(
-                name=name, kind=ModelKind.external, status=ModelStatus.active, config=config
+                name=name,
+                kind=ModelKind.external,
+                status=ModelStatus.active,
+                config=config,
+                project_id=project_id,
             )
             session.add(version)
         return version
     except IntegrityError:
-        return session.scalars(select(ModelVersion).where(ModelVersion.name == name)).one()
+        found = get_model_version_by_name(session, name, project_id)
+        assert found is not None
+        return found
 
 
 def prompts_by_text(session: Session, prompt_set_id: int, texts: Sequence[str]) -> dict[str, Prompt]:
@@ -142,22 +174,30 @@ def add_all(session: Session, rows: Sequence[object]) -> None:
 # --- prompt sets and prompts on the admin pages ---------------------------------------------------------
 
 
-def count_prompt_sets(session: Session) -> int:
-    """How many prompt sets there are."""
-    return int(session.scalar(select(func.count()).select_from(PromptSet)) or 0)
+def count_prompt_sets(session: Session, project_id: int | None = None) -> int:
+    """How many prompt sets there are (in one project)."""
+    stmt = select(func.count()).select_from(PromptSet)
+    if project_id is not None:
+        stmt = stmt.where(PromptSet.project_id == project_id)
+    return int(session.scalar(stmt) or 0)
 
 
-def count_prompts(session: Session) -> int:
-    """How many prompts there are, in all prompt sets."""
-    return int(session.scalar(select(func.count()).select_from(Prompt)) or 0)
+def count_prompts(session: Session, project_id: int | None = None) -> int:
+    """How many prompts there are, in all prompt sets (of one project)."""
+    stmt = select(func.count()).select_from(Prompt)
+    if project_id is not None:
+        stmt = stmt.where(
+            Prompt.prompt_set_id.in_(select(PromptSet.id).where(PromptSet.project_id == project_id))
+        )
+    return int(session.scalar(stmt) or 0)
 
 
-def all_prompt_sets(session: Session) -> list[tuple[int, str]]:
-    """(id, name) of every prompt set, by name."""
-    return [
-        (int(i), str(n))
-        for i, n in session.execute(select(PromptSet.id, PromptSet.name).order_by(PromptSet.name))
-    ]
+def all_prompt_sets(session: Session, project_id: int | None = None) -> list[tuple[int, str]]:
+    """(id, name) of every prompt set (of one project), by name."""
+    stmt = select(PromptSet.id, PromptSet.name).order_by(PromptSet.name, PromptSet.id)
+    if project_id is not None:
+        stmt = stmt.where(PromptSet.project_id == project_id)
+    return [(int(i), str(n)) for i, n in session.execute(stmt)]
 
 
 def get_prompt_set(session: Session, prompt_set_id: int) -> PromptSet | None:

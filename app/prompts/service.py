@@ -100,7 +100,7 @@ def import_file(
     """Check a whole file, then write it (into a prompt set of the project; None: the default project, or
     the prompt set's own); on any malformed line raise Invalid and write nothing."""
     if kind == ImportKind.demonstrations:
-        return _import_demonstrations(session, settings, data, prompt_set)
+        return _import_demonstrations(session, settings, data, prompt_set, project_id)
     name = _prompt_set_name(prompt_set)
     parsed = importers.parse_file(data, kind, filename)
     # The file name is only a label (stored in Prompt.source); keep it storable whatever the client sent.
@@ -111,14 +111,19 @@ def import_file(
 
 
 def import_demonstrations(
-    session: Session, settings: Settings, data: bytes, prompt_set: str | None = None
+    session: Session,
+    settings: Settings,
+    data: bytes,
+    prompt_set: str | None = None,
+    project_id: int | None = None,
 ) -> DemonstrationSummary:
     """Store `{"prompt","completion"}` lines as demonstrations for SFT; flushes, never commits.
 
     Each completion becomes a candidate of the active external "demonstrations" version (config
     `{"source": "demonstration", "human": True}`), which the worker's SFT stage trains on. Raises
     PayloadTooLarge over max_upload_bytes, Invalid (nothing written) naming every malformed line, and
-    Conflict when a non-external model version already has that name.
+    Conflict when a non-external model version of the project already has that name. Everything lands in
+    the project given (None: the default project).
     """
     if len(data) > settings.max_upload_bytes:
         raise PayloadTooLarge(f"the file is larger than {settings.max_upload_bytes} bytes")
@@ -127,9 +132,12 @@ def import_demonstrations(
         replace(r, completion_meta=[{"source": DEMONSTRATION_SOURCE}])
         for r in importers.parse(data, ImportKind.demonstrations)
     ]
-    prompt_set_row = repo.get_or_add_prompt_set(session, name, "prompts with human-written demonstrations")
+    project_id = projects.project_or_default(session, project_id).id
+    prompt_set_row = repo.get_or_add_prompt_set(
+        session, name, "prompts with human-written demonstrations", project_id
+    )
     version = repo.get_or_add_external_model_version(
-        session, importers.DEMONSTRATIONS_MODEL, {"source": DEMONSTRATION_SOURCE, "human": True}
+        session, importers.DEMONSTRATIONS_MODEL, {"source": DEMONSTRATION_SOURCE, "human": True}, project_id
     )
     if version.kind != ModelKind.external:
         raise Conflict(
@@ -147,9 +155,9 @@ def import_demonstrations(
 
 
 def _import_demonstrations(
-    session: Session, settings: Settings, data: bytes, prompt_set: str | None
+    session: Session, settings: Settings, data: bytes, prompt_set: str | None, project_id: int | None
 ) -> ImportSummary:
-    done = import_demonstrations(session, settings, data, prompt_set)
+    done = import_demonstrations(session, settings, data, prompt_set, project_id)
     return ImportSummary(
         prompt_set=done.prompt_set,
         records=done.lines,
@@ -193,7 +201,9 @@ def import_records(
     if not grouped:
         return _with_next_step(session, summary, prompt_set_row.id)
 
-    versions = _model_versions(session, {m for r in grouped for m in r.models()}, origin)
+    versions = _model_versions(
+        session, {m for r in grouped for m in r.models()}, origin, prompt_set_row.project_id
+    )
     candidate_ids, summary.candidates = _candidates(session, grouped, prompts, versions)
     prompt_ids = sorted({prompts[r.prompt].id for r in grouped})
     existing_sets = _existing_sets(session, prompt_ids)
@@ -250,15 +260,10 @@ def import_records(
 
 
 def _prompt_set_in(session: Session, name: str, description: str, project_id: int | None) -> PromptSet:
-    """The named prompt set, created in the project if missing; a set of another project is refused
-    (names are unique across projects)."""
-    found = repo.get_prompt_set_by_name(session, name)
-    if found is None:
-        target = projects.project_or_default(session, project_id)
-        return repo.get_or_add_prompt_set(session, name, description, target.id)
-    if project_id is not None and found.project_id != project_id:
-        raise Invalid(f"prompt_set: {name!r} belongs to another project; choose another name")
-    return found
+    """The project's prompt set of this name (None: the default project), created if missing; names are
+    unique per project, so another project's set of the name is never touched."""
+    target = projects.project_or_default(session, project_id)
+    return repo.get_or_add_prompt_set(session, name, description, target.id)
 
 
 def _with_next_step(session: Session, summary: ImportSummary, prompt_set_id: int) -> ImportSummary:
@@ -269,17 +274,27 @@ def _with_next_step(session: Session, summary: ImportSummary, prompt_set_id: int
 
 
 def import_replies(
-    session: Session, records: Sequence[Record], prompt_set: str, *, description: str = "", origin: str = ""
+    session: Session,
+    records: Sequence[Record],
+    prompt_set: str,
+    *,
+    description: str = "",
+    origin: str = "",
+    project_id: int | None = None,
 ) -> int:
     """Prompts with their replies as candidates of each record's model, in no comparison set: they wait for
     a generation job with `human_replies` to put them beside a model's (the demo's people-vs-model sets).
     Flushes, never commits; returns how many candidates are new."""
-    prompt_set_row = repo.get_or_add_prompt_set(session, _prompt_set_name(prompt_set), description)
+    prompt_set_row = repo.get_or_add_prompt_set(
+        session, _prompt_set_name(prompt_set), description, project_id
+    )
     prompts, _ = _prompts(session, prompt_set_row.id, records, origin)
     with_replies = [r for r in records if r.completions]
     if not with_replies:
         return 0
-    versions = _model_versions(session, {m for r in with_replies for m in r.models()}, origin)
+    versions = _model_versions(
+        session, {m for r in with_replies for m in r.models()}, origin, prompt_set_row.project_id
+    )
     _, stored = _candidates(session, with_replies, prompts, versions)
     return stored
 
@@ -351,12 +366,15 @@ def _prompts(
     return found, preexisting
 
 
-def _model_versions(session: Session, names: set[str], origin: str) -> dict[str, ModelVersion]:
-    """The model versions named by the records, created as active external versions where missing."""
+def _model_versions(
+    session: Session, names: set[str], origin: str, project_id: int
+) -> dict[str, ModelVersion]:
+    """The project's model versions named by the records, created as active external versions of the
+    project where missing (another project's version of the name is never used)."""
     versions: dict[str, ModelVersion] = {}
     for name in sorted(names):
         config: dict[str, object] = {"source": "import", "first_imported_from": origin}
-        versions[name] = repo.get_or_add_external_model_version(session, name, config)
+        versions[name] = repo.get_or_add_external_model_version(session, name, config, project_id)
     return versions
 
 

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from app.projects.cli import ProjectOption, project_id
+
 console = Console()
 
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
@@ -26,7 +28,7 @@ def register(app: typer.Typer) -> None:
     app.command("import-demonstrations")(import_demonstrations)
 
 
-def _start(kind: str, overrides: dict[str, object]) -> int:
+def _start(kind: str, overrides: dict[str, object], project: str | None) -> int:
     from app.config import get_settings
     from app.db import session_scope
     from app.orm import RoundKind
@@ -34,7 +36,12 @@ def _start(kind: str, overrides: dict[str, object]) -> int:
 
     with session_scope() as session:
         row = rounds.start_round(
-            session, get_settings(), overrides, requested_by_id=None, kind=RoundKind(kind)
+            session,
+            get_settings(),
+            overrides,
+            requested_by_id=None,
+            kind=RoundKind(kind),
+            project_id=project_id(session, project),
         )
         return row.id
 
@@ -54,9 +61,10 @@ def round_(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="config override key=value (repeatable)")
     ] = None,
+    project: ProjectOption = None,
 ) -> None:
-    """Start a training round (the worker runs it); with --wait, show its progress."""
-    round_id = _start("train", _parse_sets(set_))
+    """Start a project's training round (the worker runs it); with --wait, show its progress."""
+    round_id = _start("train", _parse_sets(set_), project)
     console.print(f"round [bold]{round_id}[/bold] queued")
     if wait:
         raise typer.Exit(follow(round_id))
@@ -68,10 +76,11 @@ def generate(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="config override key=value (repeatable)")
     ] = None,
+    project: ProjectOption = None,
 ) -> None:
-    """Generate candidates with the active policy for prompts that need work (no training)."""
+    """Generate candidates with a project's active policy for its prompts that need work (no training)."""
     overrides = {"generate_prompts": prompts, **_parse_sets(set_)}
-    round_id = _start("generate", overrides)
+    round_id = _start("generate", overrides, project)
     console.print(f"generation run [bold]{round_id}[/bold] queued")
     if wait:
         raise typer.Exit(follow(round_id))
@@ -129,6 +138,7 @@ def follow(round_id: int, poll_seconds: float = 1.0, out: Console | None = None)
 def import_demonstrations(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help='JSONL {"prompt","completion"}')],
     prompt_set: Annotated[str | None, typer.Option(help="prompt set for new prompts")] = None,
+    project: ProjectOption = None,
 ) -> None:
     """Import human-written demonstrations; the next round fine-tunes on them (SFT) before DPO."""
     from app.config import get_settings
@@ -136,7 +146,9 @@ def import_demonstrations(
     from app.prompts import service
 
     with session_scope() as session:
-        summary = service.import_demonstrations(session, get_settings(), file.read_bytes(), prompt_set)
+        summary = service.import_demonstrations(
+            session, get_settings(), file.read_bytes(), prompt_set, project_id=project_id(session, project)
+        )
     console.print(
         f"{summary.demonstrations} demonstrations stored in prompt set {summary.prompt_set!r} "
         f"({summary.prompts} new prompts, {summary.duplicates} duplicates skipped)"

@@ -122,14 +122,14 @@ def policies_waiting_for_promotion(session: Session) -> Sequence[ModelVersion]:
     ).all()
 
 
-def newest_reward_version(session: Session) -> ModelVersion | None:
-    """The most recently published reward model with files."""
-    return session.scalars(
-        select(ModelVersion)
-        .where(ModelVersion.kind == ModelKind.reward, ModelVersion.adapter_path.is_not(None))
-        .order_by(ModelVersion.id.desc())
-        .limit(1)
-    ).first()
+def newest_reward_version(session: Session, project_id: int | None = None) -> ModelVersion | None:
+    """The most recently published reward model with files (of one project)."""
+    stmt = select(ModelVersion).where(
+        ModelVersion.kind == ModelKind.reward, ModelVersion.adapter_path.is_not(None)
+    )
+    if project_id is not None:
+        stmt = stmt.where(ModelVersion.project_id == project_id)
+    return session.scalars(stmt.order_by(ModelVersion.id.desc()).limit(1)).first()
 
 
 def lock_promotions(session: Session, key: int) -> None:
@@ -140,14 +140,12 @@ def lock_promotions(session: Session, key: int) -> None:
 # --- reads for the admin pages (rounds, model versions, lineage) ----------------------------------------
 
 
-def current_round(session: Session) -> Round | None:
-    """The oldest queued or running round of any kind (training first)."""
-    return session.scalars(
-        select(Round)
-        .where(Round.status.in_(ACTIVE_ROUND_STATUSES))
-        .order_by((Round.kind == RoundKind.train).desc(), Round.id)
-        .limit(1)
-    ).first()
+def current_round(session: Session, project_id: int | None = None) -> Round | None:
+    """The oldest queued or running round of any kind (training first; of one project)."""
+    stmt = select(Round).where(Round.status.in_(ACTIVE_ROUND_STATUSES))
+    if project_id is not None:
+        stmt = stmt.where(Round.project_id == project_id)
+    return session.scalars(stmt.order_by((Round.kind == RoundKind.train).desc(), Round.id).limit(1)).first()
 
 
 def count_rounds(session: Session) -> int:
@@ -190,9 +188,13 @@ def rankings_since_last_training_round(session: Session, project_id: int) -> int
     return int(session.scalar(stmt) or 0)
 
 
-def all_model_versions(session: Session) -> Sequence[ModelVersion]:
-    """Every model version, oldest first (a handful per round: the lineage tree shows them all)."""
-    return session.scalars(select(ModelVersion).order_by(ModelVersion.id)).all()
+def all_model_versions(session: Session, project_id: int | None = None) -> Sequence[ModelVersion]:
+    """Every model version (of one project), oldest first (a handful per round: the lineage tree shows
+    them all)."""
+    stmt = select(ModelVersion).order_by(ModelVersion.id)
+    if project_id is not None:
+        stmt = stmt.where(ModelVersion.project_id == project_id)
+    return session.scalars(stmt).all()
 
 
 def model_versions_by_id(session: Session, ids: Sequence[int]) -> dict[int, ModelVersion]:
@@ -203,14 +205,15 @@ def model_versions_by_id(session: Session, ids: Sequence[int]) -> dict[int, Mode
     return {v.id: v for v in rows}
 
 
-def newest_unfailed_reward_version(session: Session) -> ModelVersion | None:
-    """The newest reward model that did not fail (the overview shows it as the one in use)."""
-    return session.scalars(
-        select(ModelVersion)
-        .where(ModelVersion.kind == ModelKind.reward, ModelVersion.status != ModelStatus.failed)
-        .order_by(ModelVersion.id.desc())
-        .limit(1)
-    ).first()
+def newest_unfailed_reward_version(session: Session, project_id: int | None = None) -> ModelVersion | None:
+    """The newest reward model that did not fail (of one project; the overview shows it as the one in
+    use)."""
+    stmt = select(ModelVersion).where(
+        ModelVersion.kind == ModelKind.reward, ModelVersion.status != ModelStatus.failed
+    )
+    if project_id is not None:
+        stmt = stmt.where(ModelVersion.project_id == project_id)
+    return session.scalars(stmt.order_by(ModelVersion.id.desc()).limit(1)).first()
 
 
 # --- prompts waiting for candidates (the generation job's work) ---------------------------------------

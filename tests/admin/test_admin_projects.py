@@ -113,3 +113,54 @@ def test_an_admin_creates_a_project_and_sets_its_guidelines_flags_schedule_and_m
         rank_page = annotator.get("/").text
     assert "<strong>faithful</strong>" in rank_page
     assert 'value="' in rank_page and ":hallucination" in rank_page and ":unsafe" not in rank_page
+
+
+def test_the_admin_home_shows_the_chosen_projects_figures_and_the_projects_side_by_side(admin):
+    with session_scope() as s:
+        alpha, beta = make_project(s, "alpha"), make_project(s, "beta")
+        person = s.scalars(select(User).where(User.username == "root")).one()
+        for project, sets, ranked in ((alpha, 3, 2), (beta, 1, 1)):
+            ps = make_prompt_set(s, f"{project.name}-prompts", project=project)
+            for i in range(sets):
+                cset = make_comparison_set(s, make_prompt(s, ps), k=2)
+                if i < ranked:
+                    rank(s, cset, person, [[c.candidate_id] for c in cset.items])
+        make_model_version(s, "beta-policy", project=beta)
+        ids = {"alpha": alpha.id, "beta": beta.id}
+
+    def count(html: str, name: str) -> str:
+        found = re.search(rf'data-count="{name}"[^>]*>\s*([0-9]+)', html)
+        assert found is not None, name
+        return found.group(1)
+
+    def stat(html: str, name: str) -> str:
+        found = re.search(rf'data-stat="{name}"[^>]*>([^<]*)<', html)
+        assert found is not None, name
+        return found.group(1).strip()
+
+    everything = admin.get("/admin").text
+    assert (count(everything, "rankings"), count(everything, "prompt_sets"), count(everything, "sets")) == (
+        "3",
+        "2",
+        "4",
+    )
+    # Every project together: the projects side by side, each row its own figures.
+    assert 'id="projects-overview"' in everything
+    row = re.search(rf'data-project="{ids["beta"]}">(.*?)</tr>', everything, re.S)
+    assert row is not None and "beta-policy" in row.group(1)
+
+    alpha_page = admin.get(f"/admin?project={ids['alpha']}").text
+    assert stat(alpha_page, "project") == "alpha"
+    assert (count(alpha_page, "rankings"), count(alpha_page, "prompt_sets"), count(alpha_page, "sets")) == (
+        "2",
+        "1",
+        "3",
+    )
+    assert stat(alpha_page, "active-policy") == "none yet"
+    assert 'id="projects-overview"' not in alpha_page
+    beta_page = admin.get(f"/admin?project={ids['beta']}").text
+    assert count(beta_page, "rankings") == "1" and stat(beta_page, "active-policy") == "beta-policy"
+    # The chart's data follows the switcher.
+    days = admin.get(f"/admin/charts/rankings-per-day.json?project={ids['alpha']}").json()["rows"]
+    assert sum(r["rankings"] for r in days) == 2
+    assert admin.get("/admin?project=999999").status_code == 404

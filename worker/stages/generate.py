@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app.conversation import PromptLike
+from app.text import clean_generated
 from app.training.config import ConfigError
 from worker import candidates, versions
 from worker.stages.configs import candidate_config
@@ -25,7 +26,6 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
     """K candidates per prompt needing work, new and active policy mixed in each set (or all from the
     config's model_version_id), plus up to human_replies stored human-written ones; returns sets made."""
     from worker.adapters import AdapterHost
-    from worker.generation import is_near_duplicate
 
     cfg = ctx.cfg
     with ctx.sessions() as session, session.begin():
@@ -63,29 +63,10 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
     free_memory()
 
     sets: list[tuple[int, list[candidates.NewCandidate | candidates.StoredCandidate]]] = []
-    dropped = 0
+    dropped = blank = 0
     for prompt, generated in zip(prompts, per_prompt, strict=True):
-        kept: list[candidates.NewCandidate | candidates.StoredCandidate] = []
-        for version, cand in generated:
-            if any(is_near_duplicate(cand.text, other.text, cfg.dedupe_threshold) for other in kept):
-                dropped += 1
-                continue
-            kept.append(
-                candidates.NewCandidate(
-                    model_version_id=version.id,
-                    text=cand.text,
-                    seed=cand.seed,
-                    params={
-                        **dataclasses.asdict(cand.params),
-                        "finish_reason": cand.finish_reason,
-                        "prompt_tokens": cand.prompt_tokens,
-                        "completion_tokens": cand.completion_tokens,
-                        "round_id": ctx.round_id,
-                        "model_version": version.name,
-                    },
-                    truncated=cand.finish_reason == "length",
-                )
-            )
+        kept, near, empty = keep_candidates(ctx.round_id, generated, cfg.dedupe_threshold)
+        dropped, blank = dropped + near, blank + empty
         # People's replies join the model's (k + human_replies is checked against the largest set size).
         kept.extend(humans.get(prompt.id, []))
         random.Random(cfg.seed + prompt.id).shuffle(kept)
@@ -93,7 +74,9 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
     with ctx.sessions() as session, session.begin():
         stored = candidates.store_sets(session, sets, ctx.overlap, f"round:{ctx.round_id}")
     made = len(stored)
-    ctx.progress.log(f"{made} new comparison sets; {dropped} near-duplicate candidates dropped")
+    ctx.progress.log(
+        f"{made} new comparison sets; {dropped} near-duplicate and {blank} blank candidates dropped"
+    )
     texts = {p.id: p.prompt for p in prompts}
     exchanges = [
         (cid, texts[prompt_id], cand.text)
@@ -101,8 +84,52 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
         for cid, cand in zip(ids, kept, strict=True)
     ]
     _score_candidates(ctx, exchanges)
-    ctx.record(generation={"sets": made, "prompts": len(prompts), "near_duplicates_dropped": dropped})
+    ctx.record(
+        generation={
+            "sets": made,
+            "prompts": len(prompts),
+            "near_duplicates_dropped": dropped,
+            "blank_dropped": blank,
+        }
+    )
     return made
+
+
+def keep_candidates(
+    round_id: int, generated: list[tuple[versions.VersionRef, Any]], dedupe_threshold: float
+) -> tuple[list[candidates.NewCandidate | candidates.StoredCandidate], int, int]:
+    """One prompt's generated replies as new candidates: each text under the rule imported text follows
+    (app.text: no NUL, control characters or lone surrogates), a reply with nothing visible left dropped,
+    and near-duplicates of an earlier one dropped; with how many of each were dropped."""
+    from worker.generation import is_near_duplicate
+
+    kept: list[candidates.NewCandidate | candidates.StoredCandidate] = []
+    near = blank = 0
+    for version, cand in generated:
+        text = clean_generated(cand.text)
+        if text is None:
+            blank += 1
+            continue
+        if any(is_near_duplicate(text, other.text, dedupe_threshold) for other in kept):
+            near += 1
+            continue
+        kept.append(
+            candidates.NewCandidate(
+                model_version_id=version.id,
+                text=text,
+                seed=cand.seed,
+                params={
+                    **dataclasses.asdict(cand.params),
+                    "finish_reason": cand.finish_reason,
+                    "prompt_tokens": cand.prompt_tokens,
+                    "completion_tokens": cand.completion_tokens,
+                    "round_id": round_id,
+                    "model_version": version.name,
+                },
+                truncated=cand.finish_reason == "length",
+            )
+        )
+    return kept, near, blank
 
 
 def _generate_with(
@@ -144,14 +171,16 @@ def _generate_with(
 
 def _score_candidates(ctx: RoundContext, exchanges: list[tuple[int, PromptLike, str]]) -> None:
     """Score (candidate id, prompt, reply) with the newest reward model, in batches; store the scores."""
-    from worker.reward import load_reward_model
+    from worker.adapters import RewardHost
 
     with ctx.sessions() as session:
         reward = versions.newest_reward(session, ctx.cfg.base_model, ctx.project_id)
     if reward is None or reward.adapter_path is None or not exchanges:
         return
     ctx.progress.stage("score", total=len(exchanges))
-    rm = load_reward_model(ctx.store.open(reward.adapter_path), data_dir=ctx.data_dir)
+    # On the shared base, as generation: the project's reward model is an adapter with its own head.
+    host = RewardHost(reward.base_model or ctx.cfg.base_model, data_dir=ctx.data_dir)
+    rm = host.use(reward.name, ctx.store.open(reward.adapter_path))
     scores: list[tuple[int, float]] = []
     step = max(1, ctx.cfg.generation_batch_size)
     for start in range(0, len(exchanges), step):
@@ -159,7 +188,7 @@ def _score_candidates(ctx: RoundContext, exchanges: list[tuple[int, PromptLike, 
         values = rm.score_exchanges([(p, r) for _, p, r in chunk], batch_size=step)
         scores.extend((cid, v) for (cid, _, _), v in zip(chunk, values, strict=True))
         ctx.progress.update(len(scores), len(exchanges))
-    del rm
+    del rm, host
     free_memory()
     with ctx.sessions() as session, session.begin():
         candidates.store_reward_scores(session, reward.id, scores)

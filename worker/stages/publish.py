@@ -30,23 +30,24 @@ def stage_evaluate(
     if not prompts:
         ctx.progress.log("no held-out prompts: win-rate not measured")
         return {"winrate_vs_parent": None, "eval_prompts": 0, "eval_parent_version_id": parent.version_id}
+    from worker.adapters import AdapterHost, RewardHost
     from worker.generation import generate_candidates
-    from worker.models import load_causal_lm
-    from worker.reward import load_reward_model
 
     ctx.progress.stage("evaluate", total=2 * len(prompts))
     cand_cfg = dataclasses.replace(
         candidate_config(ctx.cfg, 1, ctx.cfg.seed + 2), refill_rounds=0, drop_empty=False
     )
     replies: dict[str, list[str]] = {}
+    # The new policy and its parent are two adapters on one base, loaded once (worker.adapters).
+    host = AdapterHost(ctx.cfg.base_model, data_dir=ctx.data_dir)
     for label, adapter in (("new", policy.dir), ("parent", parent.adapter)):
-        model, tokenizer = load_causal_lm(ctx.cfg.base_model, data_dir=ctx.data_dir, adapter_dir=adapter)
-        out = generate_candidates(model, tokenizer, prompts, cand_cfg)
+        with host.use(label if adapter is not None else None, adapter) as (model, tokenizer):
+            out = generate_candidates(model, tokenizer, prompts, cand_cfg)
         replies[label] = [c[0].text if c else "" for c in out.candidates]
-        del model
-        free_memory()
         ctx.progress.update(len(prompts) * (1 if label == "new" else 2), 2 * len(prompts))
-    rm = load_reward_model(reward.dir, data_dir=ctx.data_dir)
+    del host
+    free_memory()
+    rm = RewardHost(ctx.cfg.base_model, data_dir=ctx.data_dir).use("new", reward.dir)
     new_scores = rm.score_exchanges(list(zip(prompts, replies["new"], strict=True)))
     old_scores = rm.score_exchanges(list(zip(prompts, replies["parent"], strict=True)))
     wins = sum(1.0 if n > o else 0.5 if n == o else 0.0 for n, o in zip(new_scores, old_scores, strict=True))
