@@ -86,16 +86,17 @@ def run_stage(
             str(job_dir),
         ]
         env = dict(os.environ)
-        # torchrun would set 1 thread per process and warn; the worker's setting (or torch's default) wins.
+        # torchrun sets 1 thread per process (with a warning) unless told: the worker's setting, else 1 (a
+        # process that drives a GPU needs few CPU threads, and N processes share the host's cores).
         env.setdefault("OMP_NUM_THREADS", os.environ.get("RANKLOOP_TORCH_THREADS", "") or "1")
         with (job_dir / LOG_FILE).open("wb") as log:
-            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            proc = subprocess.Popen(
                 cmd,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
             relay = _ProgressRelay(job_dir / PROGRESS_FILE, progress)
             try:

@@ -224,7 +224,6 @@ def train_dpo(
 ) -> DPOTrainResult:
     """DPO-train a LoRA policy on these pairs; the best held-out adapter is saved to `output_dir`."""
     from accelerate import PartialState
-    from datasets import Dataset
     from trl import DPOConfig
 
     started = time.perf_counter()
@@ -263,9 +262,13 @@ def train_dpo(
         order = order[: cfg.max_steps * per_update]
         epochs = 1.0
     data_dir_shared = output_dir / ".checkpoints" / "data"
-    train_ds = _dataset(_to_records([split.train[i] for i in order], conversational), data_dir_shared / "train")
+    train_ds = _dataset(
+        _to_records([split.train[i] for i in order], conversational), data_dir_shared / "train"
+    )
     eval_ds = (
-        _dataset(_to_records(split.heldout, conversational), data_dir_shared / "heldout") if split.heldout else None
+        _dataset(_to_records(split.heldout, conversational), data_dir_shared / "heldout")
+        if split.heldout
+        else None
     )
 
     # Schedule: evaluate (and checkpoint) a handful of times so early stopping has something to act on.

@@ -150,7 +150,7 @@ def test_cancelling_the_round_stops_every_process(
     started: list[subprocess.Popen[bytes]] = []
     real_popen = subprocess.Popen
 
-    def recording_popen(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def recording_popen(*args, **kwargs):
         proc = real_popen(*args, **kwargs)
         started.append(proc)
         return proc

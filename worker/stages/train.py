@@ -81,7 +81,9 @@ def stage_reward(ctx: RoundContext, rd: RoundData) -> RewardStage:
     ctx.progress.stage("reward")
     cfg = configs.reward_config(ctx.cfg)
     out = ctx.scratch / "reward"
-    result = launch.run_stage("reward", cfg, rd.data.rankings, out, data_dir=ctx.data_dir, **_launch_options(ctx))
+    result = launch.run_stage(
+        "reward", cfg, rd.data.rankings, out, data_dir=ctx.data_dir, **_launch_options(ctx)
+    )
     metrics = dict(result.metrics)
     with ctx.sessions() as session:
         previous = versions.newest_reward(session, ctx.cfg.base_model, ctx.project_id)
