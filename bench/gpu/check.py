@@ -39,7 +39,12 @@ def bench_reward(args: argparse.Namespace) -> dict[str, Any]:
 
     rankings = sample(oasst_rankings(), args.rankings, args.seed, key=lambda r: len(r.candidates))
     cfg = RewardConfig(
-        epochs=1, max_steps=args.steps, batch_size=4, max_length=512, device=args.device, seed=args.seed
+        epochs=1,
+        max_steps=args.steps,
+        batch_size=4,
+        max_length=args.max_length,
+        device=args.device,
+        seed=args.seed,
     )
     with tempfile.TemporaryDirectory(prefix="rankloop-gpu-check-") as tmp:
         result = train_reward_model(cfg, rankings, Path(tmp) / "rm", data_dir=args.data_dir)
@@ -62,8 +67,8 @@ def bench_dpo(args: argparse.Namespace) -> dict[str, Any]:
     cfg = DPOTrainConfig(
         max_steps=args.steps,
         batch_size=4,
-        max_length=512,
-        max_prompt_length=256,
+        max_length=args.max_length,
+        max_prompt_length=args.max_length // 2,
         heldout_fraction=0.0,
         device=args.device,
         seed=args.seed,
@@ -111,6 +116,7 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], required=True)
     parser.add_argument("--steps", type=int, default=8, help="optimizer steps of the training stages")
     parser.add_argument("--rankings", type=int, default=64, help="Open-Assistant groups to train on")
+    parser.add_argument("--max-length", type=int, default=512, help="tokens per training sequence")
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--k", type=int, default=4, help="replies per prompt")
     parser.add_argument("--batch-size", type=int, default=16, help="generation rows per call")

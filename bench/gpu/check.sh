@@ -10,6 +10,7 @@
 #   bench/gpu/check.sh                      # everything
 #   SKIP_TESTS=1 bench/gpu/check.sh         # figures only
 #   STEPS=8 CPU_STEPS=4 bench/gpu/check.sh  # optimizer steps per training stage, GPU and CPU side
+#   MAX_LENGTH=256 bench/gpu/check.sh       # shorter training sequences (default 512) for a small host
 #
 # Figures land in bench/gpu/results/<device>-<stage>.json (ignored by git).
 set -euo pipefail
@@ -18,6 +19,7 @@ PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python 
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
 STEPS=${STEPS:-8}
 CPU_STEPS=${CPU_STEPS:-4}
+MAX_LENGTH=${MAX_LENGTH:-512}
 OUT=bench/gpu/results
 mkdir -p "$OUT"
 started=$(date +%s)
@@ -36,7 +38,7 @@ if [ "$CUDA" = 1 ] && [ -z "${SKIP_TESTS:-}" ]; then
 fi
 
 run() {  # device stage steps
-    "$PY" bench/gpu/check.py "$2" --device "$1" --steps "$3" --out "$OUT/$1-$2.json"
+    "$PY" bench/gpu/check.py "$2" --device "$1" --steps "$3" --max-length "$MAX_LENGTH" --out "$OUT/$1-$2.json"
 }
 echo "== figures"
 if [ "$CUDA" = 1 ]; then

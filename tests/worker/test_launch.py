@@ -179,3 +179,18 @@ def test_cancelling_the_round_stops_every_process(
     with pytest.raises(ProcessLookupError):  # torchrun and both ranks are gone: the whole group
         os.killpg(proc.pid, 0)
     assert not (tmp_path / "rm").exists()
+
+
+def test_worker_refuses_more_gpus_than_it_sees(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from typer.testing import CliRunner
+
+    from app.cli import app as cli
+    from app.config import get_settings
+
+    monkeypatch.setenv("RANKLOOP_GPUS", "1")  # restored afterwards: the command writes the variable
+    asked = torch.cuda.device_count() + 2  # at least 2: one GPU needs no check
+    result = CliRunner().invoke(cli, ["worker", "--gpus", str(asked), "--once"])
+    get_settings.cache_clear()
+    assert result.exit_code != 0
+    assert f"{asked} GPUs asked for, {asked - 2} visible" in result.output
