@@ -133,6 +133,13 @@ class Settings(BaseSettings):
     torch_threads: int = Field(
         default=0, ge=0, le=1024, description="CPU threads for torch in the worker; 0 = torch's default"
     )
+    gpus: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="data-parallel processes (one per GPU) for a round's SFT, reward and DPO training; "
+        "1 = train in the worker's own process",
+    )
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0, description="queue worker liveness beat")
     worker_stalled_seconds: float = Field(
         default=30.0, gt=0, description="a worker silent this long is presumed dead and its job retried"

@@ -36,17 +36,42 @@ def worker(
         bool, typer.Option(help="also run periodic jobs: auto rounds, retrying dead workers' jobs")
     ] = True,
     once: Annotated[bool, typer.Option(help="stop when the queues are empty instead of waiting")] = False,
+    gpus: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="train each round's SFT, reward model and DPO data-parallel on this many GPUs (one process "
+            "each, under torchrun); default RANKLOOP_GPUS, 1",
+        ),
+    ] = None,
 ) -> None:
     """Run the background worker: training rounds, generation, and periodic maintenance."""
     import logging
+    import os
 
+    from app.config import get_settings
     from worker.tasks import run_worker
+
+    if gpus is not None:
+        os.environ["RANKLOOP_GPUS"] = str(gpus)
+        get_settings.cache_clear()
+    processes = get_settings().gpus
+    if processes > 1:
+        import torch
+
+        available = torch.cuda.device_count()
+        if available < processes:
+            raise typer.BadParameter(f"{processes} GPUs asked for, {available} visible", param_hint="--gpus")
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(_not_routine)
     names = [q.strip() for q in queues.split(",") if q.strip()]
-    console.print(f"worker on queues {', '.join(names)} (concurrency {concurrency})")
+    console.print(
+        f"worker on queues {', '.join(names)} (concurrency {concurrency}"
+        + (f", training on {processes} GPUs" if processes > 1 else "")
+        + ")"
+    )
     run_worker(queues=names, concurrency=concurrency, maintenance=maintenance, wait=not once)
 
 

@@ -71,6 +71,11 @@ def length_buckets(lengths: Sequence[int], batch_size: int, seed: int, window: i
     return batches
 
 
+def per_process_batch(batch_size: int, processes: int) -> int:
+    """Each data-parallel process's share of a global batch (rounded up: never a smaller global batch)."""
+    return max(1, math.ceil(batch_size / max(1, processes)))
+
+
 class BucketBatchSampler:
     """A DataLoader `batch_sampler` of `length_buckets`, with a fresh order every epoch (seed + epoch)."""
 

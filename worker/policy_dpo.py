@@ -16,10 +16,11 @@ and replies go through the model's chat template exactly as in generation; model
 plain text (a conversation flattened).
 
 Device: CUDA (bf16 where supported) when available; on CPU, fp32 with `use_cpu=True` and `bf16=False`
-(TRL's configs default to bf16 and refuse it on CPU). Several GPUs:
-`accelerate launch --multi_gpu --num_processes N script.py` (or `torchrun --nproc_per_node N script.py`;
-checked with 2 CPU processes) for the script calling `train_dpo`; the Trainer shards the pairs, only the
-main process writes the output directory and calls the progress callback.
+(TRL's configs default to bf16 and refuse it on CPU). Several GPUs: `worker.launch.run_stage("dpo", ...,
+processes=N)` (what `rankloop worker --gpus N` does) runs `train_dpo` under torchrun; `batch_size` stays the
+global batch, split across the processes, the Trainer shards the pairs and all-reduces gradients and
+logged losses (tested with 2 CPU processes on gloo); only the main process writes the output directory
+and calls the progress callback.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from worker.data import (
     Split,
     WorkMeter,
     length_buckets,
+    per_process_batch,
     report_eta,
     split_by_prompt,
     widest_gap_first,
@@ -94,6 +96,25 @@ class _MeteredDPOTrainer(MeteredTrainerMixin, DPOTrainer):
         return out
 
 
+def _dataset(records: list[dict[str, Any]], shared_dir: Path) -> Any:
+    """The records as a Dataset; with several processes, one saved to `shared_dir` by the main process.
+
+    TRL caches the precomputed reference log-probabilities next to the dataset's files: rank 0 writes them,
+    the others read them. An in-memory dataset's cache lives in a per-process temporary directory, where
+    the other ranks would not find it.
+    """
+    from accelerate import PartialState
+    from datasets import Dataset, load_from_disk
+
+    state = PartialState()
+    if state.num_processes <= 1:
+        return Dataset.from_list(records)
+    if state.is_main_process:
+        Dataset.from_list(records).save_to_disk(str(shared_dir))
+    state.wait_for_everyone()
+    return load_from_disk(str(shared_dir))
+
+
 def _best_eval(trainer: Any) -> dict[str, Any]:
     """The evaluation log entry of the checkpoint the Trainer kept (the best one), or the last evaluation."""
     evals = [e for e in trainer.state.log_history if "eval_loss" in e]
@@ -137,9 +158,10 @@ def _dpo_meter(
     held = [_pair_tokens(tokenizer, p, cfg.max_length) for p in heldout]
     eval_tokens = sum(padded(held, cfg.batch_size)) if held else 0
     n_evals = max(1, total_updates // eval_every) if held else 0
-    per_update = sum(step_tokens) / max(1, len(step_tokens)) * cfg.grad_accum * world
+    per_update = sum(step_tokens) / max(1, len(step_tokens)) * cfg.grad_accum
     ref = sum(padded(ordered, 2 * cfg.batch_size)) + (sum(padded(held, 2 * cfg.batch_size)) if held else 0)
-    return WorkMeter(ref + 3 * per_update * total_updates + eval_tokens * n_evals)
+    # `batch_size` is the global batch; each of the `world` processes meters its own share.
+    return WorkMeter((ref + 3 * per_update * total_updates + eval_tokens * n_evals) / world)
 
 
 def train_dpo(
@@ -153,7 +175,6 @@ def train_dpo(
 ) -> DPOTrainResult:
     """DPO-train a LoRA policy on these pairs; the best held-out adapter is saved to `output_dir`."""
     from accelerate import PartialState
-    from datasets import Dataset
     from trl import DPOConfig
 
     started = time.perf_counter()
@@ -177,8 +198,12 @@ def train_dpo(
     # Batches of pairs of similar length (each is padded to its longest sequence), in a seeded random order
     # that the Trainer then keeps (sequential sampling): the pairs are reordered, not resampled.
     lengths = [_pair_tokens(tokenizer, p, cfg.max_length) for p in split.train]
+    # `batch_size` is the global batch: each of the `world` processes takes its share of every batch of the
+    # order (the Trainer hands consecutive per-process batches to ranks 0..world-1), so N GPUs take the
+    # same steps on the same pairs as one.
     world = PartialState().num_processes
-    per_update = cfg.batch_size * cfg.grad_accum * world
+    per_device = per_process_batch(cfg.batch_size, world)
+    per_update = per_device * cfg.grad_accum * world
     epochs = cfg.epochs
     kept = list(range(len(split.train)))
     if cfg.max_steps > 0 and cfg.max_steps * per_update < len(kept) * cfg.epochs:
@@ -188,8 +213,15 @@ def train_dpo(
         epochs = 1.0
     kept_lengths = [lengths[i] for i in kept]
     order = [kept[j] for batch in length_buckets(kept_lengths, cfg.batch_size, cfg.seed) for j in batch]
-    train_ds = Dataset.from_list(_to_records([split.train[i] for i in order], conversational))
-    eval_ds = Dataset.from_list(_to_records(split.heldout, conversational)) if split.heldout else None
+    data_dir_shared = output_dir / ".checkpoints" / "data"
+    train_ds = _dataset(
+        _to_records([split.train[i] for i in order], conversational), data_dir_shared / "train"
+    )
+    eval_ds = (
+        _dataset(_to_records(split.heldout, conversational), data_dir_shared / "heldout")
+        if split.heldout
+        else None
+    )
 
     # Schedule: evaluate (and checkpoint) a handful of times so early stopping has something to act on.
     updates_per_epoch = max(1, math.ceil(len(order) / per_update))
@@ -212,8 +244,8 @@ def train_dpo(
         # Our plan, not cfg.max_steps: the Trainer runs a positive max_steps to the end whatever the epochs
         # say, so a cap above the epochs' updates made it repeat the pairs up to the cap.
         max_steps=total_updates,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
+        per_device_train_batch_size=per_device,
+        per_device_eval_batch_size=per_device,
         gradient_accumulation_steps=cfg.grad_accum,
         weight_decay=cfg.weight_decay,
         warmup_steps=warmup_steps,
@@ -270,5 +302,6 @@ def train_dpo(
         "train_loss": train_output.training_loss,
         **schedule_metrics(trainer),
         "seconds": round(time.perf_counter() - started, 3),
+        "processes": world,
     }
     return DPOTrainResult(metrics, split.heldout, list(trainer.state.log_history))

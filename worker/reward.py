@@ -18,12 +18,12 @@ Scoring (token ids, batches, `RewardModel`) lives in worker/reward_scoring.py; t
 Training holds out whole prompts, evaluates held-out pairwise accuracy and loss, and stops early when the
 held-out loss stops improving; the best adapter is the one saved.
 
-Several GPUs: start the script that calls `train_reward_model` with
-`accelerate launch --multi_gpu --num_processes N script.py` (or `torchrun --nproc_per_node N script.py`;
-checked with 2 CPU processes). The loop runs through `accelerate.Accelerator`, which shards the training
-rankings across processes and averages gradients (a plain single process needs nothing). Every process
-evaluates the (small) held-out set itself, so early-stopping decisions agree; only the main process writes
-the output directory and calls the progress callback.
+Several GPUs: `worker.launch.run_stage("reward", ..., processes=N)` (what `rankloop worker --gpus N` does)
+runs this function under torchrun. Every process walks the same seeded batches and trains on its share of
+each (`batch_size` is the global batch), gradients are averaged by DDP through `accelerate.Accelerator`,
+and the step's loss is reduced over the processes, so N processes take the same steps as one (tested with
+2 CPU processes on gloo). Every process evaluates the (small) held-out set itself, so early-stopping
+decisions agree; only the main process writes the output directory and calls the progress callback.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from worker.data import (
     BucketBatchSampler,
@@ -223,6 +222,13 @@ def evaluate_reward_model(
 # --- training -------------------------------------------------------------------------------------------
 
 
+def _shard(indices: list[int], rank: int, world: int) -> tuple[list[int], float]:
+    """This process's share of a global batch, and its weight (1; 0 for a stand-in when the batch is smaller
+    than the process count: every process must run a forward and backward pass for the all-reduce)."""
+    mine = indices[rank::world]
+    return (mine, 1.0) if mine else (indices[:1], 0.0)
+
+
 def train_reward_model(
     cfg: RewardConfig,
     rankings: Sequence[Ranking],
@@ -261,13 +267,11 @@ def train_reward_model(
     ]
     longest = [max(len(x) for x in ids) for ids in train_ids]
     sampler = BucketBatchSampler(longest, cfg.batch_size, cfg.seed)
-    loader: DataLoader[int] = DataLoader(
-        range(len(train)),  # type: ignore[arg-type]
-        batch_sampler=sampler,
-        collate_fn=list,
-    )
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    steps_per_epoch = len(loader)
+    # Every process walks the same seeded batches and trains on its share of each (`_shard`): the batch
+    # size is the global one, so N processes take the steps one process would.
+    model, optimizer = accelerator.prepare(model, optimizer)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    steps_per_epoch = len(sampler)
     total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
     if cfg.max_steps > 0:
         total_steps = min(total_steps, cfg.max_steps)
@@ -321,10 +325,11 @@ def train_reward_model(
     # Time in training steps only (no setup, evaluation or saving): what throughput comparisons divide by.
     loop_started, eval_seconds = time.perf_counter(), 0.0
     while step < total_steps and not stopped_early:
-        for indices in loader:
-            # One forward pass over all candidates of all rankings in the step, then split the scores.
-            batch = [train[i] for i in indices]
-            flat = [ids for i in indices for ids in train_ids[i]]
+        for indices in sampler:
+            # One forward pass over all candidates of this process's rankings, then split the scores.
+            mine, weight = _shard(indices, rank, world)
+            batch = [train[i] for i in mine]
+            flat = [ids for i in mine for ids in train_ids[i]]
             with accelerator.autocast():
                 scores = score_ids(model, tokenizer, flat)
             losses, offset = [], 0
@@ -332,16 +337,19 @@ def train_reward_model(
                 loss_r, _n = ranking_loss(scores[offset : offset + len(r.candidates)], r, cfg.margin_scale)
                 offset += len(r.candidates)
                 losses.append(loss_r)
-            # Every ranking weighs the same whatever its K (InstructGPT's 1/C(K,2) normalisation).
-            loss = torch.stack(losses).mean()
+            # Every ranking weighs the same whatever its K (InstructGPT's 1/C(K,2) normalisation): the step's
+            # loss is the mean over the global batch. DDP averages gradients over the processes, hence the
+            # factor `world`.
+            local_sum = torch.stack(losses).sum() * weight
+            loss = local_sum * world / len(indices)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             if cfg.grad_clip > 0:
                 accelerator.clip_grad_norm_(trainable, cfg.grad_clip)
             optimizer.step()
             step += 1
-            last_loss = float(loss.detach())
-            meter.add(3 * len(flat) * max(len(x) for x in flat))
+            last_loss = float(accelerator.reduce(local_sum.detach(), "sum")) / len(indices)
+            meter.add(3 * sum(len(train[i].candidates) for i in indices) * max(longest[i] for i in indices))
             if progress is not None and accelerator.is_main_process:
                 progress(step, total_steps, last_loss)
                 report_eta(progress, step, total_steps, meter.eta())
@@ -393,6 +401,7 @@ def train_reward_model(
         "seconds": round(time.perf_counter() - started, 3),
         "train_seconds": round(train_seconds, 3),
         "device": str(accelerator.device),
+        "processes": world,
     }
     if accelerator.is_main_process:
         output_dir = Path(output_dir)

@@ -24,7 +24,7 @@ from transformers import PrinterCallback
 from trl import SFTTrainer
 
 from app.conversation import PromptLike, flatten, to_messages
-from worker.data import ProgressCallback, WorkMeter, report_eta, split_by_prompt
+from worker.data import ProgressCallback, WorkMeter, per_process_batch, report_eta, split_by_prompt
 from worker.lora_policy import (
     MeteredTrainerMixin,
     PolicyTrainResult,
@@ -124,8 +124,10 @@ def train_sft(
     eval_ds = Dataset.from_list(_to_records(split.heldout, conversational)) if split.heldout else None
 
     # Schedule: evaluate (and checkpoint) a handful of times so early stopping has something to act on.
+    # `batch_size` is the global batch, split across the data-parallel processes (worker/launch.py).
     world = PartialState().num_processes
-    updates_per_epoch = max(1, math.ceil(len(split.train) / (cfg.batch_size * world)))
+    per_device = per_process_batch(cfg.batch_size, world)
+    updates_per_epoch = max(1, math.ceil(len(split.train) / (per_device * world)))
     total_updates = updates_per_epoch * cfg.epochs
     if cfg.max_steps > 0:
         total_updates = min(total_updates, cfg.max_steps)
@@ -133,9 +135,12 @@ def train_sft(
     # ETA: training 3 units per padded token (batches of similar length), each evaluation 1.
     train_len = sorted(_demo_tokens(tokenizer, split.train, cfg.max_length))
     held_len = _demo_tokens(tokenizer, split.heldout, cfg.max_length)
-    per_update = padded_tokens(train_len, cfg.batch_size) / max(1, updates_per_epoch) * world
+    per_update = padded_tokens(train_len, cfg.batch_size) / max(1, updates_per_epoch)
     n_evals = total_updates // eval_every if held_len else 0
-    meter = WorkMeter(3 * per_update * total_updates + n_evals * padded_tokens(held_len, cfg.batch_size))
+    # Each process meters its own share of the work.
+    meter = WorkMeter(
+        (3 * per_update * total_updates + n_evals * padded_tokens(held_len, cfg.batch_size)) / world
+    )
     report_eta(progress, 0, total_updates, None)
 
     # Model: the previous policy's adapter, trainable, or a fresh LoRA.
@@ -149,8 +154,8 @@ def train_sft(
         max_steps=total_updates,
         # Batches of demonstrations of similar length: each is padded to its longest member.
         train_sampling_strategy="group_by_length",
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
+        per_device_train_batch_size=per_device,
+        per_device_eval_batch_size=per_device,
         weight_decay=cfg.weight_decay,
         max_length=cfg.max_length,
         seed=cfg.seed,

@@ -1,7 +1,8 @@
 """Stages 2-3, the training: optional SFT, the reward model, the policy (DPO, ranking DPO or RLOO).
 
 Each stage builds its trainer's config from the round's (worker/stages/configs.py), trains into the
-attempt's scratch directory and records its metrics on the round at once.
+attempt's scratch directory and records its metrics on the round at once. SFT, the reward model and DPO
+run data-parallel on `settings.gpus` processes (worker/launch.py); RLOO and sampling stay in this process.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from app.training.config import ConfigError
+from worker import launch, versions
 from worker import snapshot as snapshot_db
-from worker import versions
 from worker.stages import configs
 from worker.stages.context import RoundContext, free_memory, json_ready, num
 from worker.stages.prepare import Parent, RoundData
@@ -34,18 +35,19 @@ def stage_sft(ctx: RoundContext, rd: RoundData, parent: Parent) -> Path | None:
             "sft is 'on' but there are no demonstrations or first-ranked human replies"
             + (f" outside the round's held-out prompts ({withheld} withheld)" if withheld else "")
         )
-    from worker.sft import Demonstration, train_sft
+    from worker.sft import Demonstration
 
     ctx.progress.stage("sft")
     out = ctx.scratch / "sft"
     cfg = configs.sft_config(ctx.cfg)
-    result = train_sft(
+    result = launch.run_stage(
+        "sft",
         cfg,
         [Demonstration(p, c) for p, c in demos],
         out,
         previous_adapter=parent.adapter,
         data_dir=ctx.data_dir,
-        progress=ctx.progress.callback(),
+        **_launch_options(ctx),
     )
     metrics = json_ready(result.metrics)
     metrics["withheld_heldout_prompt_demonstrations"] = withheld
@@ -56,6 +58,12 @@ def stage_sft(ctx: RoundContext, rd: RoundData, parent: Parent) -> Path | None:
     ctx.record(sft=metrics)
     free_memory()
     return out
+
+
+def _launch_options(ctx: RoundContext) -> dict[str, Any]:
+    """How a training stage runs: on `RANKLOOP_GPUS` data-parallel processes (`rankloop worker --gpus N`),
+    reporting to the round, stopping when the round is cancelled (worker/launch.py)."""
+    return {"processes": ctx.settings.gpus, "progress": ctx.progress.callback(), "check": ctx.progress.check}
 
 
 @dataclass
@@ -69,13 +77,13 @@ class RewardStage:
 
 def stage_reward(ctx: RoundContext, rd: RoundData) -> RewardStage:
     """Train the reward model; report held-out accuracy, and the previous reward model's on the same pairs."""
-    from worker.reward import evaluate_reward_model, train_reward_model
+    from worker.reward import evaluate_reward_model
 
     ctx.progress.stage("reward")
     cfg = configs.reward_config(ctx.cfg)
     out = ctx.scratch / "reward"
-    result = train_reward_model(
-        cfg, rd.data.rankings, out, data_dir=ctx.data_dir, progress=ctx.progress.callback()
+    result = launch.run_stage(
+        "reward", cfg, rd.data.rankings, out, data_dir=ctx.data_dir, **_launch_options(ctx)
     )
     metrics = dict(result.metrics)
     with ctx.sessions() as session:
@@ -118,7 +126,6 @@ def stage_policy(
         return stage_policy_dpo_ranking(ctx, rd, reward, start_adapter)
     from worker.data import ranking_to_pairs
     from worker.dpo_shared import reward_labelled_pairs
-    from worker.policy_dpo import train_dpo
 
     human_pairs = ranking_to_pairs(rd.train_rankings)
     synthetic = synthetic_preferences(ctx, reward, start_adapter, reward_labelled_pairs)
@@ -127,13 +134,8 @@ def stage_policy(
     ctx.progress.stage("policy")
     cfg = configs.dpo_config(ctx.cfg)
     out = ctx.scratch / "policy"
-    result = train_dpo(
-        cfg,
-        pairs,
-        out,
-        previous_adapter=start_adapter,
-        data_dir=ctx.data_dir,
-        progress=ctx.progress.callback(),
+    result = launch.run_stage(
+        "dpo", cfg, pairs, out, previous_adapter=start_adapter, data_dir=ctx.data_dir, **_launch_options(ctx)
     )
     metrics = json_ready(result.metrics)
     metrics.update(human_pairs=len(human_pairs), synthetic_pairs=len(synthetic))
