@@ -215,7 +215,7 @@ def lock_next_open_set(
 
 
 _LOCK_SET_OF_ASSIGNMENT = (
-    select(ComparisonSet.id, ComparisonSet.overlap, ComparisonSet.status, *labelled(Project, "project_"))
+    select(ComparisonSet.id, ComparisonSet.overlap, ComparisonSet.status, Project.flag_types)
     .join(Project, Project.id == ComparisonSet.project_id)
     .where(
         ComparisonSet.id
