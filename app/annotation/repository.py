@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Integer,
     ScalarSelect,
     Select,
+    Table,
     and_,
     any_,
     bindparam,
@@ -294,7 +296,7 @@ def get_assignment(session: Session, assignment_id: int) -> Assignment | None:
     return session.get(Assignment, assignment_id)
 
 
-_ASSIGNMENTS = Assignment.__table__
+_ASSIGNMENTS = cast(Table, Assignment.__table__)
 # A locking subquery over the plain table (an ORM alias of it, shared between threads, was sometimes
 # compiled wrongly when first used by several at once); the outer clock is read once the lock is held.
 _LOCKED_ASSIGNMENT = (
@@ -375,7 +377,7 @@ def insert_lease(
     return attach(session, Assignment, row._mapping) if row is not None else None
 
 
-_RANKINGS = Ranking.__table__
+_RANKINGS = cast(Table, Ranking.__table__)
 _RANKING_FOR_ASSIGNMENT = select(_RANKINGS).where(_RANKINGS.c.assignment_id == _ASSIGNMENT)
 
 
@@ -407,7 +409,7 @@ def _store_ranking_statement() -> Select[tuple[object, ...]]:
     # caller holds the set's row lock, taken in an earlier statement, so this statement's snapshot has
     # every committed submission of the set: it counts the others and adds this one (which the statement
     # itself cannot see yet). The submitted_count trigger fires after the statement, on the closed row.
-    sets = ComparisonSet.__table__
+    sets = cast(Table, ComparisonSet.__table__)
     ranking = (
         insert(_RANKINGS)
         # Parameters are named "r_" + column: a parameter named like a column of a table the statement

@@ -15,7 +15,7 @@ from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, inspect
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 T = TypeVar("T")
@@ -42,7 +42,8 @@ class CandidateView:
 
 @cache
 def _keys(cls: type) -> list[str]:
-    return [attr.key for attr in inspect(cls).column_attrs]
+    mapper: Mapper[Any] = inspect(cls)
+    return [prop.key for prop in mapper.column_attrs]
 
 
 def columns_of(cls: type) -> list[ColumnElement[Any]]:
@@ -55,12 +56,12 @@ def labelled(cls: type, prefix: str) -> list[ColumnElement[Any]]:
     return [getattr(cls, key).label(prefix + key) for key in _keys(cls)]
 
 
-def unlabelled(values: Mapping[str, Any], cls: type, prefix: str) -> dict[str, Any]:
+def unlabelled(values: Mapping[Any, Any], cls: type, prefix: str) -> dict[str, Any]:
     """The `labelled(cls, prefix)` columns of a row, by attribute name."""
     return {key: values[prefix + key] for key in _keys(cls)}
 
 
-def attach(session: Session, cls: type[T], values: Mapping[str, Any], only_if_present: bool = False) -> T:
+def attach(session: Session, cls: type[T], values: Mapping[Any, Any], only_if_present: bool = False) -> T:
     """The object of `cls` with these column values as a persistent object of the session, as a query
     with populate_existing would leave it: the session's copy updated if it has one, else a new one.
 
@@ -72,7 +73,7 @@ def attach(session: Session, cls: type[T], values: Mapping[str, Any], only_if_pr
     if existing is not None:
         for key, value in values.items():
             set_committed_value(existing, key, value)
-        return existing  # type: ignore[no-any-return]
+        return existing
     if only_if_present:
         return None  # type: ignore[return-value]
     obj = cls(**values)
