@@ -92,10 +92,15 @@ def truncate_all(url: str) -> None:
 
 @pytest.fixture
 def clean_db(database_url: str) -> Iterator[str]:
-    """For tests that go through the app and commit: every table emptied afterwards."""
+    """For tests that go through the app and commit: every table emptied afterwards (and the process's
+    memory of API tokens forgotten with them)."""
+    from app.auth import token_cache
+
     truncate_all(database_url)
+    token_cache.clear()
     yield database_url
     truncate_all(database_url)
+    token_cache.clear()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Integer,
     ScalarSelect,
     Select,
+    Table,
     and_,
     any_,
     bindparam,
@@ -31,9 +33,11 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.orm import Session, aliased, lazyload
+from sqlalchemy.orm import Session
 
+from app.annotation.rows import CandidateView, LockedSet, attach, columns_of, labelled, unlabelled
 from app.annotation.tiers import MAX_CANDIDATES, MIN_CANDIDATES
 from app.orm import (
     Assignment,
@@ -73,7 +77,7 @@ _LOCK_ANNOTATOR = select(func.clock_timestamp()).select_from(
 
 def lock_annotator(session: Session, annotator_id: int) -> dt.datetime:
     """Serialise task hand-out per annotator (no double lease); returns the clock once the lock is held."""
-    now = session.execute(_LOCK_ANNOTATOR, {"annotator_id": annotator_id}).scalar_one_or_none()
+    now = session.connection().execute(_LOCK_ANNOTATOR, {"annotator_id": annotator_id}).scalar_one_or_none()
     return now if now is not None else db_now(session)
 
 
@@ -141,31 +145,38 @@ def _eligible(
     ]
 
 
-def _lock_next_open_set(skip_locked: bool) -> Select[ComparisonSet, Prompt, Project]:
+# The order of ix_comparison_sets_handout (a partial index on open sets): walking it needs no sort.
+_HANDOUT_ORDER = (
+    ComparisonSet.prompt_set_priority.desc(),
+    ComparisonSet.prompt_priority.desc(),
+    ComparisonSet.submitted_count.desc(),
+    ComparisonSet.created_at,
+    ComparisonSet.id,
+)
+
+
+def _lock_next_open_set(skip_locked: bool) -> Select[tuple[object, ...]]:
     return (
-        select(ComparisonSet, Prompt, Project)
+        select(
+            ComparisonSet.id,
+            ComparisonSet.overlap,
+            ComparisonSet.status,
+            *labelled(Prompt, "prompt_"),
+            *labelled(Project, "project_"),
+        )
         .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
         .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
         .join(Project, Project.id == ComparisonSet.project_id)
         .where(
             *_eligible(_ANNOTATOR),
             _live_count_of_set(_NOW) < ComparisonSet.overlap,
-            ComparisonSet.id.not_in(bindparam("exclude", expanding=True)),
+            ComparisonSet.id != func.all(bindparam("exclude", type_=ARRAY(Integer))),
         )
-        .order_by(
-            ComparisonSet.prompt_set_priority.desc(),
-            ComparisonSet.prompt_priority.desc(),
-            ComparisonSet.submitted_count.desc(),
-            ComparisonSet.created_at,
-            ComparisonSet.id,
-        )
+        .order_by(*_HANDOUT_ORDER)
         .limit(1)
         # NO KEY UPDATE still excludes every other hand-out/submission on this set, but lets inserts
         # that only reference it (a ranking's foreign key) proceed.
         .with_for_update(of=ComparisonSet, skip_locked=skip_locked, key_share=True)
-        # The set's items are not needed here; their eager "selectin" load would cost a query.
-        .options(lazyload(ComparisonSet.items))
-        .execution_options(populate_existing=True)
     )
 
 
@@ -180,7 +191,7 @@ def lock_next_open_set(
     exclude: Sequence[int] = (),
     wait: bool = False,
     project_id: int | None = None,
-) -> tuple[ComparisonSet, Prompt, Project] | None:
+) -> tuple[LockedSet, Prompt, Project] | None:
     """Lock the best open set of the annotator's projects (or of `project_id`, if theirs) they may still
     take, with its prompt and project, skipping sets others hold locked (or, with `wait`, waiting for the
     best one to be released).
@@ -192,12 +203,21 @@ def lock_next_open_set(
     this statement's snapshot only; callers must re-count (candidates_and_live_slots) once it is locked.
     """
     params = {"annotator_id": annotator_id, "now": now, "exclude": list(exclude), "project_id": project_id}
-    row = session.execute(_WAIT_FOR_NEXT_OPEN_SET if wait else _LOCK_NEXT_OPEN_SET, params).first()
-    return (row[0], row[1], row[2]) if row else None
+    # Plain rows through the connection (no ORM result machinery), attached to the session as objects.
+    statement = _WAIT_FOR_NEXT_OPEN_SET if wait else _LOCK_NEXT_OPEN_SET
+    row = session.connection().execute(statement, params).first()
+    if row is None:
+        return None
+    values = row._mapping
+    return (
+        LockedSet(values["id"], values["overlap"], values["status"]),
+        attach(session, Prompt, unlabelled(values, Prompt, "prompt_")),
+        attach(session, Project, unlabelled(values, Project, "project_")),
+    )
 
 
 _LOCK_SET_OF_ASSIGNMENT = (
-    select(ComparisonSet, Project)
+    select(ComparisonSet.id, ComparisonSet.overlap, ComparisonSet.status, Project.flag_types)
     .join(Project, Project.id == ComparisonSet.project_id)
     .where(
         ComparisonSet.id
@@ -207,27 +227,27 @@ _LOCK_SET_OF_ASSIGNMENT = (
         _in_projects(_ANNOTATOR, None),
     )
     .with_for_update(of=ComparisonSet, key_share=True)
-    .options(lazyload(ComparisonSet.items))
-    .execution_options(populate_existing=True)
 )
 
 
 def lock_set_of_assignment(
     session: Session, assignment_id: int, annotator_id: int
-) -> tuple[ComparisonSet, Project] | None:
-    """Lock the set of this annotator's assignment (waiting for other holders), with its project; None if
-    it is not theirs, or no longer of one of their projects."""
+) -> tuple[LockedSet, list[str]] | None:
+    """Lock the set of this annotator's assignment (waiting for other holders), with its project's flag
+    types; None if it is not theirs, or no longer of one of their projects."""
     params = {"assignment_id": assignment_id, "annotator_id": annotator_id}
-    row = session.execute(_LOCK_SET_OF_ASSIGNMENT, params).one_or_none()
-    return (row[0], row[1]) if row else None
+    row = session.connection().execute(_LOCK_SET_OF_ASSIGNMENT, params).one_or_none()
+    if row is None:
+        return None
+    return LockedSet(row[0], row[1], row[2]), list(row[3])
 
 
-# A fresh statement once the set is locked: its visible candidates, plus its live slots (submitted or
-# leased and unexpired) and the clock they were counted at. statement_timestamp() is fixed for the
-# statement, so the count and the returned time agree; the count is an InitPlan, evaluated once.
 _CANDIDATES_AND_LIVE_SLOTS = (
     select(
-        Candidate,
+        Candidate.id,
+        Candidate.text,
+        Candidate.truncated,
+        Candidate.hidden,
         select(func.count())
         .select_from(Assignment)
         .where(Assignment.set_id == _SET, _live(func.statement_timestamp()))
@@ -242,38 +262,15 @@ _CANDIDATES_AND_LIVE_SLOTS = (
 
 def candidates_and_live_slots(
     session: Session, set_id: int
-) -> tuple[list[Candidate], int, dt.datetime | None]:
+) -> tuple[list[CandidateView], int, dt.datetime | None]:
     """A set's visible candidates in set order, its live slot count and the clock, in one fresh statement.
 
     Without visible candidates there is no row to carry the count: ([], 0, None).
     """
-    rows = session.execute(_CANDIDATES_AND_LIVE_SLOTS, {"set_id": set_id}).all()
+    rows = session.connection().execute(_CANDIDATES_AND_LIVE_SLOTS, {"set_id": set_id}).all()
     if not rows:
         return [], 0, None
-    return [row[0] for row in rows], int(rows[0][1]), rows[0][2]
-
-
-_CLOSE_IF_FULL = (
-    update(ComparisonSet)
-    .where(
-        ComparisonSet.id == _SET,
-        ComparisonSet.status == SetStatus.open,
-        select(func.count())
-        .select_from(Assignment)
-        .where(Assignment.set_id == _SET, Assignment.status == AssignmentStatus.submitted)
-        .scalar_subquery()
-        >= ComparisonSet.overlap,
-    )
-    .values(status=SetStatus.closed)
-    # In-session copies of the set see the new status too.
-    .execution_options(synchronize_session="fetch")
-)
-
-
-def close_if_full(session: Session, set_id: int) -> bool:
-    """Close an open set once it holds `overlap` submitted assignments; True if it closed now."""
-    result = session.execute(_CLOSE_IF_FULL, {"set_id": set_id})
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return [CandidateView(*row[:4]) for row in rows], int(rows[0][4]), rows[0][5]
 
 
 def candidates_by_id(session: Session, ids: Sequence[int]) -> dict[int, Candidate]:
@@ -299,20 +296,23 @@ def get_assignment(session: Session, assignment_id: int) -> Assignment | None:
     return session.get(Assignment, assignment_id)
 
 
-def _lock_assignment_statement() -> Select[Assignment, dt.datetime]:
-    # Built per call, unlike the other hot statements: an ORM alias of a subquery shared between
-    # threads was sometimes compiled wrongly when first used by several at once (NoSuchColumnError,
-    # about 1 new process in 25 with 16 threads; reproduced outside the app).
-    locked = aliased(
-        Assignment, select(Assignment).where(Assignment.id == _ASSIGNMENT).with_for_update().subquery()
-    )
-    return select(locked, func.clock_timestamp()).execution_options(populate_existing=True)
+_ASSIGNMENTS = cast(Table, Assignment.__table__)
+# A locking subquery over the plain table (an ORM alias of it, shared between threads, was sometimes
+# compiled wrongly when first used by several at once); the outer clock is read once the lock is held.
+_LOCKED_ASSIGNMENT = (
+    select(_ASSIGNMENTS).where(_ASSIGNMENTS.c.id == _ASSIGNMENT).with_for_update().subquery("locked")
+)
+_LOCK_ASSIGNMENT = select(_LOCKED_ASSIGNMENT, func.clock_timestamp().label("clock_now"))
 
 
 def lock_assignment(session: Session, assignment_id: int) -> tuple[Assignment, dt.datetime] | None:
     """Lock an assignment row; its current state and the database clock read once the lock is held."""
-    row = session.execute(_lock_assignment_statement(), {"assignment_id": assignment_id}).one_or_none()
-    return (row[0], row[1]) if row else None
+    row = session.connection().execute(_LOCK_ASSIGNMENT, {"assignment_id": assignment_id}).one_or_none()
+    if row is None:
+        return None
+    values = dict(row._mapping)
+    now = values.pop("clock_now")
+    return attach(session, Assignment, values), now
 
 
 def assignment_of(session: Session, set_id: int, annotator_id: int) -> Assignment | None:
@@ -325,7 +325,7 @@ def assignment_of(session: Session, set_id: int, annotator_id: int) -> Assignmen
 
 
 _ACTIVE_ASSIGNMENT = (
-    select(Assignment)
+    select(*columns_of(Assignment))
     .join(ComparisonSet, ComparisonSet.id == Assignment.set_id)
     .where(
         Assignment.annotator_id == _ANNOTATOR,
@@ -345,13 +345,14 @@ def active_assignment(
     """The annotator's newest unexpired lease on a set that is still open and of one of their projects
     (of `project_id`, if given), or None."""
     params = {"annotator_id": annotator_id, "now": now, "project_id": project_id}
-    return session.scalars(_ACTIVE_ASSIGNMENT, params).first()
+    row = session.connection().execute(_ACTIVE_ASSIGNMENT, params).first()
+    return attach(session, Assignment, row._mapping) if row is not None else None
 
 
 _INSERT_LEASE = (
-    pg_insert(Assignment)
-    .on_conflict_do_nothing(index_elements=[Assignment.set_id, Assignment.annotator_id])
-    .returning(Assignment)
+    pg_insert(_ASSIGNMENTS)
+    .on_conflict_do_nothing(index_elements=[_ASSIGNMENTS.c.set_id, _ASSIGNMENTS.c.annotator_id])
+    .returning(*_ASSIGNMENTS.c)
 )
 
 
@@ -372,20 +373,113 @@ def insert_lease(
         "leased_at": leased_at,
         "lease_expires_at": lease_expires_at,
     }
-    return session.scalars(_INSERT_LEASE, [values]).one_or_none()
+    row = session.connection().execute(_INSERT_LEASE, values).one_or_none()
+    return attach(session, Assignment, row._mapping) if row is not None else None
+
+
+_RANKINGS = cast(Table, Ranking.__table__)
+_RANKING_FOR_ASSIGNMENT = select(_RANKINGS).where(_RANKINGS.c.assignment_id == _ASSIGNMENT)
 
 
 def ranking_for_assignment(session: Session, assignment_id: int) -> Ranking | None:
     """The ranking stored for an assignment, if any."""
-    return session.scalars(select(Ranking).where(Ranking.assignment_id == assignment_id)).one_or_none()
+    params = {"assignment_id": assignment_id}
+    row = session.connection().execute(_RANKING_FOR_ASSIGNMENT, params).one_or_none()
+    return attach(session, Ranking, row._mapping) if row is not None else None
 
 
-_INSERT_RANKING = insert(Ranking).returning(Ranking)
+RANKING_FIELDS = (
+    "assignment_id",
+    "set_id",
+    "annotator_id",
+    "tiers",
+    "all_bad",
+    "flags",
+    "rationale",
+    "display_order",
+    "seconds_spent",
+    "server_seconds",
+    "source",
+    "fingerprint",
+)
 
 
-def insert_ranking(session: Session, values: dict[str, object]) -> Ranking:
-    """Insert a ranking and return it with its id and created_at, in one statement."""
-    return session.scalars(_INSERT_RANKING, [values]).one()
+def _store_ranking_statement() -> Select[tuple[object, ...]]:
+    # The ranking, its assignment's "submitted" and the set's closing once full, in one statement. The
+    # caller holds the set's row lock, taken in an earlier statement, so this statement's snapshot has
+    # every committed submission of the set: it counts the others and adds this one (which the statement
+    # itself cannot see yet). The submitted_count trigger fires after the statement, on the closed row.
+    sets = cast(Table, ComparisonSet.__table__)
+    ranking = (
+        insert(_RANKINGS)
+        # Parameters are named "r_" + column: a parameter named like a column of a table the statement
+        # writes would be taken as a value for that column too.
+        .values(
+            {
+                **{name: bindparam("r_" + name, type_=_RANKINGS.c[name].type) for name in RANKING_FIELDS},
+                "dropped": False,
+            }
+        )
+        .returning(*_RANKINGS.c)
+        .cte("ranking")
+    )
+    submitted = (
+        update(_ASSIGNMENTS)
+        .where(_ASSIGNMENTS.c.id == bindparam("r_assignment_id"))
+        .values(status=AssignmentStatus.submitted, completed_at=bindparam("r_completed_at"))
+        .returning(_ASSIGNMENTS.c.id)
+        .cte("submitted")
+    )
+    others = (
+        select(func.count())
+        .select_from(_ASSIGNMENTS)
+        .where(
+            _ASSIGNMENTS.c.set_id == bindparam("r_set_id"),
+            _ASSIGNMENTS.c.status == AssignmentStatus.submitted,
+            _ASSIGNMENTS.c.id != bindparam("r_assignment_id"),
+        )
+        .scalar_subquery()
+    )
+    closed = (
+        update(sets)
+        .where(
+            sets.c.id == bindparam("r_set_id"), sets.c.status == SetStatus.open, others + 1 >= sets.c.overlap
+        )
+        .values(status=SetStatus.closed)
+        .returning(sets.c.id)
+        .cte("closed")
+    )
+    return select(
+        ranking, select(func.count()).select_from(closed).scalar_subquery().label("set_closed")
+    ).add_cte(submitted)
+
+
+_STORE_RANKING = _store_ranking_statement()
+
+
+def store_ranking(
+    session: Session, values: dict[str, object], completed_at: dt.datetime
+) -> tuple[Ranking, bool]:
+    """Insert a ranking, mark its assignment submitted and close its set if that filled it, in one
+    statement (the caller holds the set's lock); the ranking, and whether the set closed now.
+
+    Copies of the assignment and the set already in the session get the new status too."""
+    params = {"r_" + name: value for name, value in values.items()}
+    params["r_completed_at"] = completed_at
+    row = session.connection().execute(_STORE_RANKING, params).one()
+    stored = dict(row._mapping)
+    closed = bool(stored.pop("set_closed"))
+    attach(
+        session,
+        Assignment,
+        {"id": values["assignment_id"], "status": AssignmentStatus.submitted, "completed_at": completed_at},
+        only_if_present=True,
+    )
+    if closed:
+        attach(
+            session, ComparisonSet, {"id": values["set_id"], "status": SetStatus.closed}, only_if_present=True
+        )
+    return attach(session, Ranking, stored), closed
 
 
 def skip_for_assignment(session: Session, assignment_id: int) -> Skip | None:
@@ -409,27 +503,38 @@ def count_rankings_since(session: Session, annotator_id: int, since: dt.datetime
     ).scalar_one()
 
 
+# The ranking page says "N left" exactly up to this many, then "N+": counting every open set an annotator
+# could take grows with the queue (about 50 ms at 5,000 open sets); this stops after the first N + 1.
+LEFT_COUNT_CAP = 200
+
+
 def count_available_sets(
     session: Session, annotator_id: int, now: dt.datetime, project_id: int | None = None
 ) -> int:
     """Sets this annotator could still rank now (of their projects, or of one): a free slot, or their own
-    live lease."""
+    live lease; counted up to LEFT_COUNT_CAP + 1 (more than the cap reads as the cap + 1).
+
+    The candidates are read in hand-out order from ix_comparison_sets_handout (open sets only) and the
+    count stops at the cap, so the work is bounded by the cap, not by the number of open sets."""
     own_lease = exists().where(
         Assignment.set_id == ComparisonSet.id,
         Assignment.annotator_id == annotator_id,
         Assignment.status == AssignmentStatus.leased,
         Assignment.lease_expires_at > now,
     )
-    return session.execute(
-        select(func.count())
-        .select_from(ComparisonSet)
+    available = (
+        select(ComparisonSet.id)
         .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
         .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
         .where(
             *_eligible(annotator_id, literal(project_id, Integer)),
             or_(_live_count_of_set(now) < ComparisonSet.overlap, own_lease),
         )
-    ).scalar_one()
+        .order_by(*_HANDOUT_ORDER)
+        .limit(LEFT_COUNT_CAP + 1)
+        .subquery()
+    )
+    return session.execute(select(func.count()).select_from(available)).scalar_one()
 
 
 def get_candidate(session: Session, candidate_id: int) -> Candidate | None:

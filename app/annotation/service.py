@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.annotation import repository as repo
+from app.annotation.rows import CandidateView, LockedSet
 from app.annotation.schemas import (
     MAX_SECONDS_SPENT,
     MAX_SKIP_REASON_CHARS,
@@ -32,8 +33,6 @@ from app.errors import Conflict, Invalid, NotFound
 from app.orm import (
     Assignment,
     AssignmentStatus,
-    Candidate,
-    ComparisonSet,
     Project,
     Prompt,
     Ranking,
@@ -52,14 +51,19 @@ MAX_PICK_ATTEMPTS = 20
 class TaskView:
     assignment: Assignment
     prompt: Prompt
-    candidates: list[Candidate]  # in this annotator's display order
+    candidates: list[CandidateView]  # in this annotator's display order
     project: Project  # its guidelines and flag types are the page's
 
 
 @dataclass
 class Progress:
     ranked_today: int
-    left: int
+    left: int  # at most repo.LEFT_COUNT_CAP + 1; see `capped`
+
+    @property
+    def capped(self) -> bool:
+        """More sets are left than were counted: the page says "200+"."""
+        return self.left > repo.LEFT_COUNT_CAP
 
 
 @dataclass
@@ -97,17 +101,20 @@ def _view(session: Session, assignment: Assignment) -> TaskView:
     if found is None:
         raise NotFound("this task no longer exists")
     prompt, project = found
-    return TaskView(assignment, prompt, [by_id[c] for c in assignment.display_order if c in by_id], project)
+    shown = [by_id[c] for c in assignment.display_order if c in by_id]
+    return TaskView(
+        assignment, prompt, [CandidateView(c.id, c.text, c.truncated, c.hidden) for c in shown], project
+    )
 
 
 def _lease(
     session: Session,
     lease_minutes: int,
-    cset: ComparisonSet,
+    cset: LockedSet,
     user: User,
     now: dt.datetime,
-    candidates: list[Candidate],
-) -> tuple[Assignment, list[Candidate]] | None:
+    candidates: list[CandidateView],
+) -> tuple[Assignment, list[CandidateView]] | None:
     """Lease a locked set to the user: insert their row, or renew their expired one in place."""
     candidate_ids = [c.id for c in candidates]
     expires = now + dt.timedelta(minutes=lease_minutes)
@@ -179,7 +186,8 @@ def get_task(session: Session, user: User, assignment_id: int) -> TaskView:
 
 
 def progress(session: Session, user: User, project_id: int | None = None) -> Progress:
-    """Rankings the annotator stored today (UTC) and sets still open to them (in one project, if given)."""
+    """Rankings the annotator stored today (UTC) and sets still open to them (in one project, if given;
+    counted up to repo.LEFT_COUNT_CAP, then "more")."""
     now = repo.db_now(session)
     midnight = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return Progress(
@@ -244,23 +252,23 @@ def fingerprint(
 
 def _own_locked(
     session: Session, user: User, assignment_id: int
-) -> tuple[ComparisonSet, Project, Assignment, dt.datetime]:
+) -> tuple[LockedSet, list[str], Assignment, dt.datetime]:
     # Someone else's assignment answers exactly like a missing one: ids reveal nothing.
     found = repo.lock_set_of_assignment(session, assignment_id, user.id)
     locked = repo.lock_assignment(session, assignment_id) if found is not None else None
     if found is None or locked is None:
         raise NotFound("no such task")
-    cset, project = found
+    cset, flag_types = found
     assignment, now = locked
-    return cset, project, assignment, now
+    return cset, flag_types, assignment, now
 
 
 def submit_ranking(
     session: Session, settings: Settings, user: User, data: RankingIn, source: str = "web"
 ) -> SubmitResult:
     """Store a ranking for the annotator's live lease; an identical repeat returns the stored one."""
-    cset, project, assignment, now = _own_locked(session, user, data.assignment_id)
-    norm = _normalise(data, list(assignment.display_order), settings, list(project.flag_types))
+    cset, flag_types, assignment, now = _own_locked(session, user, data.assignment_id)
+    norm = _normalise(data, list(assignment.display_order), settings, flag_types)
     digest = fingerprint(assignment.id, norm.tiers, norm.all_bad, norm.flags, norm.rationale)
     # A ranking and its assignment's "submitted" are written together, so only then is there one to find.
     if assignment.status == AssignmentStatus.submitted:
@@ -277,7 +285,7 @@ def submit_ranking(
         raise Conflict("your time on this task ran out and it went back to the queue; load the next task")
     if cset.status != SetStatus.open:
         raise Conflict("this comparison set was closed; load the next task")
-    ranking = repo.insert_ranking(
+    ranking, _closed = repo.store_ranking(
         session,
         {
             "assignment_id": assignment.id,
@@ -294,11 +302,8 @@ def submit_ranking(
             "source": source,
             "fingerprint": digest,
         },
+        completed_at=now,
     )
-    assignment.status = AssignmentStatus.submitted
-    assignment.completed_at = now
-    session.flush()
-    repo.close_if_full(session, cset.id)
     return SubmitResult(ranking, created=True)
 
 

@@ -66,6 +66,11 @@ def user_for_token(session: Session, token_hash: str) -> tuple[User, ApiToken] |
     return (row[0], row[1]) if row else None
 
 
+def mark_token_used(session: Session, token_id: int, now: dt.datetime) -> None:
+    """Record that an API token was used (at most once a minute: see app.auth.service)."""
+    session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
+
+
 def list_api_tokens(session: Session, user_id: int) -> list[ApiToken]:
     """A user's tokens, newest first."""
     return list(

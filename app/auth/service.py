@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from app.auth import repository as repo
-from app.auth import security
+from app.auth import security, token_cache
 from app.config import Settings
 from app.errors import Conflict, Invalid, NotFound, TooManyRequests
 from app.orm import ApiToken, LoginThrottle, Role, User
@@ -52,16 +52,28 @@ def issue_api_token(session: Session, user: User, name: str = "") -> str:
 
 
 def user_from_api_token(session: Session, token: str) -> User | None:
-    """The user behind a bearer token, recording its use."""
-    found = repo.user_for_token(session, security.digest(token))
+    """The user behind a bearer token, recording its use.
+
+    A token checked in the last few seconds by this process is not looked up again (app.auth.token_cache
+    says what that may miss, and for how long).
+    """
+    digest = security.digest(token)
+    now = dt.datetime.now(dt.UTC)
+    cached = token_cache.get(digest)
+    if cached is not None:
+        if cached.last_used_at is None or now - cached.last_used_at >= TOKEN_USE_RESOLUTION:
+            repo.mark_token_used(session, cached.token_id, now)
+            cached.last_used_at = now
+        return token_cache.attach_user(session, cached)
+    found = repo.user_for_token(session, digest)
     if found is None:
         return None
     user, api_token = found
-    now = dt.datetime.now(dt.UTC)
     # To the minute is enough to see which tokens are in use; writing it on every request would add a
     # row update (and its WAL) to each API call and serialise one client's parallel requests on it.
     if api_token.last_used_at is None or now - api_token.last_used_at >= TOKEN_USE_RESOLUTION:
         api_token.last_used_at = now
+    token_cache.put(digest, user, api_token.id, api_token.last_used_at)
     return user
 
 
@@ -191,6 +203,7 @@ def set_role(session: Session, actor: User, user_id: int, role: Role) -> User:
     user = _managed(session, actor, user_id, "change the role of")
     user.role = role
     session.flush()
+    token_cache.clear()
     return user
 
 
@@ -206,6 +219,7 @@ def set_active(session: Session, actor: User, user_id: int, active: bool) -> Use
         repo.delete_user_sessions(session, user.id)
         repo.revoke_user_tokens(session, user.id, dt.datetime.now(dt.UTC))
     session.flush()
+    token_cache.clear()
     return user
 
 
@@ -218,6 +232,7 @@ def reset_password(session: Session, actor: User, user_id: int) -> tuple[User, s
     repo.delete_user_sessions(session, user.id)
     repo.revoke_user_tokens(session, user.id, dt.datetime.now(dt.UTC))
     session.flush()
+    token_cache.clear()
     return user, password
 
 
@@ -237,6 +252,7 @@ def revoke_api_token(session: Session, user_id: int, token_id: int) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = dt.datetime.now(dt.UTC)
         session.flush()
+    token_cache.clear()
     return token
 
 

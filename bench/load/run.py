@@ -114,6 +114,7 @@ def migrate_and_seed(url: str, annotators: int, sets: int, k: int, overlap: int)
         Role,
         User,
     )
+    from app.projects import service as projects
 
     upgrade()
     tokens: list[str] = []
@@ -124,6 +125,8 @@ def migrate_and_seed(url: str, annotators: int, sets: int, k: int, overlap: int)
             user = User(username=f"loadbot-{i:03d}", role=Role.annotator, password_hash=None)
             s.add(user)
             s.flush()
+            # Annotators get only their projects' sets: these join the default one, as create_user does.
+            projects.join_default(s, user.id)
             tokens.append(auth_service.issue_api_token(s, user, "load benchmark"))
         ps = PromptSet(name="load-benchmark")
         mv = ModelVersion(

@@ -21,6 +21,7 @@ from app.orm import (
     ComparisonSetItem,
     Prompt,
     PromptSet,
+    User,
 )
 from tests.factories import (
     make_annotator,
@@ -127,8 +128,8 @@ def test_imported_rankings_count_too(db):
     keys_match_the_truth(db)
 
 
-def test_next_task_walks_the_index_instead_of_sorting_every_open_set(clean_db):
-    n = 2000
+def _many_open_sets(n: int) -> tuple[list[int], int]:
+    """n open sets of two candidates, analysed; their ids in creation order and an annotator's id."""
     with session_scope() as s:
         ps = make_prompt_set(s)
         mv = make_model_version(s)
@@ -157,25 +158,37 @@ def test_next_task_walks_the_index_instead_of_sorting_every_open_set(clean_db):
         )
         user = make_annotator(s)
         s.connection().exec_driver_sql("ANALYZE")
+        return list(set_ids), user.id
+
+
+def _explain_last(s: Session, run) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    """EXPLAIN ANALYZE (JSON) of the last statement `run(s)` issues, run again with the same parameters."""
+    from sqlalchemy import event
+
+    captured: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        captured.append((statement, parameters))
+
+    engine = s.get_bind()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        run(s)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    statement, parameters = captured[-1]
+    cursor = s.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
+    return cursor.fetchone()[0][0]  # type: ignore[no-any-return, index]
+
+
+def test_next_task_walks_the_index_instead_of_sorting_every_open_set(clean_db):
+    set_ids, user_id = _many_open_sets(2000)
     with session_scope() as s:
-        now = repo.lock_annotator(s, user.id)
-        captured: list[tuple[str, object]] = []
-        from sqlalchemy import event
-
-        def record(conn, cursor, statement, parameters, context, executemany) -> None:
-            captured.append((statement, parameters))
-
-        engine = s.get_bind()
-        event.listen(engine, "before_cursor_execute", record)
-        try:
-            picked = repo.lock_next_open_set(s, user.id, now)
-        finally:
-            event.remove(engine, "before_cursor_execute", record)
-        assert picked is not None and picked[0].id == set_ids[0]
-        statement, parameters = captured[-1]
-        cursor = s.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
-        plan = cursor.fetchone()[0][0]
+        now = repo.lock_annotator(s, user_id)
+        picked: list[object] = []
+        plan = _explain_last(s, lambda s: picked.append(repo.lock_next_open_set(s, user_id, now)))
+        assert picked[0] is not None and picked[0][0].id == set_ids[0]  # type: ignore[index]
     text_plan = str(plan)
     assert "ix_comparison_sets_handout" in text_plan
     assert "'Sort'" not in text_plan, "the open sets are sorted instead of read in index order"
@@ -186,6 +199,42 @@ def test_next_task_walks_the_index_instead_of_sorting_every_open_set(clean_db):
 def _max_loops(node: dict) -> int:
     loops = int(node.get("Actual Loops", 1))
     return max([loops, *(_max_loops(child) for child in node.get("Plans", []))])
+
+
+def _rows_read_from(node: dict, table: str) -> int:  # type: ignore[type-arg]
+    """Rows the plan's scans of `table` produced, all loops together."""
+    own = 0
+    if node.get("Relation Name") == table:
+        own = int(node.get("Actual Rows", 0)) * int(node.get("Actual Loops", 1))
+    return own + sum(_rows_read_from(child, table) for child in node.get("Plans", []))
+
+
+def test_sets_left_stops_counting_at_the_cap_instead_of_scanning_every_open_set(clean_db):
+    n = 3 * repo.LEFT_COUNT_CAP
+    set_ids, user_id = _many_open_sets(n)
+    with session_scope() as s:
+        now = repo.db_now(s)
+        counted: list[int] = []
+        plan = _explain_last(s, lambda s: counted.append(repo.count_available_sets(s, user_id, now)))
+        assert counted == [repo.LEFT_COUNT_CAP + 1]
+        # The open sets are read in hand-out order and the count stops at the cap: the rows read from
+        # comparison_sets are bounded by the cap, not by the 600 open sets.
+        text_plan = str(plan)
+        assert "ix_comparison_sets_handout" in text_plan
+        assert "'Sort'" not in text_plan
+        assert _rows_read_from(plan["Plan"], "comparison_sets") <= repo.LEFT_COUNT_CAP + 1
+        user = s.get(User, user_id)
+        assert user is not None
+        left = service.progress(s, user).left
+        assert left == repo.LEFT_COUNT_CAP + 1 and service.Progress(0, left).capped
+    # Under the cap the count is exact: leave a few sets open and close the rest.
+    with session_scope() as s:
+        s.execute(update(ComparisonSet).where(ComparisonSet.id.not_in(set_ids[:7])).values(status="closed"))
+    with session_scope() as s:
+        user = s.get(User, user_id)
+        assert user is not None
+        progress = service.progress(s, user)
+        assert progress.left == 7 and not progress.capped
 
 
 def test_upgrade_backfills_the_keys_of_existing_sets(database_url, monkeypatch):
