@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,15 @@ class Product:
             time.sleep(0.5)
         raise ProductError(f"the server did not answer /healthz within 120 s; see {self.out}/server.log")
 
+    def dead(self) -> str | None:
+        """Which of the server and worker has exited, with its exit code; None while both run."""
+        for proc in self._procs:
+            code = proc.poll()
+            if code is not None:
+                args = proc.args if isinstance(proc.args, list | tuple) else [proc.args]
+                return f"`{' '.join(map(str, args[-3:]))}` exited with code {code}"
+        return None
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -187,7 +197,17 @@ class Api:
         )
 
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        resp = self.client.request(method, path, **kwargs)
+        # A GET is safe to repeat: on a loaded machine the server may drop a kept-open connection just as
+        # the client reuses it, and one dropped poll must not end an hour-long run. Writes are not retried.
+        attempts = 4 if method == "GET" else 1
+        for attempt in range(attempts):
+            try:
+                resp = self.client.request(method, path, **kwargs)
+                break
+            except httpx.TransportError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(2**attempt)
         if resp.status_code >= 400:
             raise ProductError(f"{method} {path} -> {resp.status_code}: {resp.text[:2000]}")
         return resp
@@ -199,8 +219,20 @@ class Api:
         self.client.close()
 
 
-def wait_round(api: Api, round_id: int, console: Console, label: str, poll: float = 1.0) -> dict[str, Any]:
-    """Poll GET /rounds/{id} until it ends, drawing stage, step/total and ETA; returns the final detail."""
+def wait_round(
+    api: Api,
+    round_id: int,
+    console: Console,
+    label: str,
+    poll: float = 1.0,
+    dead: Callable[[], str | None] = lambda: None,
+) -> dict[str, Any]:
+    """Poll GET /rounds/{id} until it ends, drawing stage, step/total and ETA; returns the final detail.
+
+    `dead()` names a child process that has exited (else None): a round whose worker died would otherwise
+    be polled for ever, since the job that re-queues stalled work runs in that same worker. ProductError
+    then, and when the round fails.
+    """
     observed: dict[str, float] = {}  # stage -> first time seen (fallback timing)
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -230,6 +262,9 @@ def wait_round(api: Api, round_id: int, console: Console, label: str, poll: floa
             )
             if detail["status"] in FINAL:
                 break
+            gone = dead()
+            if gone:
+                raise ProductError(f"round {round_id} is {detail['status']}, but {gone}")
             time.sleep(poll)
     if detail["status"] != "succeeded":
         raise ProductError(f"round {round_id} {detail['status']}: {detail.get('error')}")

@@ -282,7 +282,7 @@ class Loop:
         m = re.search(r"run (\d+) queued", out)
         if not m:
             raise ProductError(f"unexpected generate output: {out}")
-        detail = wait_round(admin, int(m[1]), console, "round 0 (base candidates)")
+        detail = wait_round(admin, int(m[1]), console, "round 0 (base candidates)", dead=self.product.dead)
         cfg = detail["config"]
         base_model, settings = cfg["base_model"], SamplingSettings.from_round_config(cfg)
         k = int(cfg["k"])
@@ -330,7 +330,7 @@ class Loop:
 
         for r in range(1, args.rounds + 1):
             started = admin.json("POST", "/rounds", json={"config": self.overrides})
-            detail = wait_round(admin, started["id"], console, f"round {r}")
+            detail = wait_round(admin, started["id"], console, f"round {r}", dead=self.product.dead)
             versions = {v["id"]: v for v in admin.json("GET", "/model-versions")["versions"]}
             policy = versions[detail["policy_version_id"]]
             parent = versions[policy["parent_id"]]
@@ -424,6 +424,10 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     from bench.ml.common import start_run
 
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)  # before the machine line, which reports it
     machine = start_run(0)  # prints the machine line, quiets transformers' progress bars
     loop = Loop(args, console)
     console.print(

@@ -10,11 +10,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import httpx
 import pytest
+from rich.console import Console
 
 from bench.loop import report
 from bench.loop.oracles import OracleError, length_target, lexical_warmth, load_oracle, no_lists
-from bench.loop.product import stage_seconds
+from bench.loop.product import Api, ProductError, stage_seconds, wait_round
 from bench.loop.run import split_prompts
 from bench.loop.simulate import (
     calibrate,
@@ -170,3 +172,34 @@ def test_json_report_shape(tmp_path: Path):
     assert list(data["rounds"][0])[: len(report.JSON_KEYS)] == list(report.JSON_KEYS)
     report.write_svg(tmp_path / "p.svg", [row], "o:f")
     assert (tmp_path / "p.svg").read_text().startswith("<svg")
+
+
+def _api(handler: object) -> Api:
+    api = Api("http://product.test", "token")
+    api.client = httpx.Client(base_url="http://product.test/api/v1", transport=httpx.MockTransport(handler))
+    return api
+
+
+def test_a_dropped_poll_is_retried_but_a_write_is_not() -> None:
+    calls: list[str] = []
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        if len(calls) == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return httpx.Response(200, json={"ok": True})
+
+    assert _api(flaky).json("GET", "/rounds/1") == {"ok": True} and calls == ["GET", "GET"]
+    calls.clear()
+    with pytest.raises(httpx.RemoteProtocolError):
+        _api(flaky).json("POST", "/rankings", json={})
+    assert calls == ["POST"]
+
+
+def test_waiting_on_a_round_stops_when_the_worker_has_died() -> None:
+    running = {"status": "running", "progress": {"stage": "policy", "step": 3, "total": 16}}
+    api = _api(lambda request: httpx.Response(200, json=running))
+    with pytest.raises(ProductError, match=r"worker.*exited with code -9"):
+        wait_round(
+            api, 7, Console(quiet=True), "round 1", poll=0, dead=lambda: "`app worker` exited with code -9"
+        )
