@@ -66,6 +66,7 @@ from worker.models import (
     resolve_model_path,
 )
 from worker.reward_scoring import RewardModel
+from worker.weighting import WeightedForward, normalised_weights, with_weights
 
 
 @dataclass
@@ -106,9 +107,12 @@ class DPOTrainResult:
     log_history: list[dict[str, Any]]  # the Trainer's own log (train and eval entries)
 
 
-def _to_records(pairs: Sequence[PreferencePair], conversational: bool) -> list[dict[str, Any]]:
+def _to_records(
+    pairs: Sequence[PreferencePair], conversational: bool, weighted: bool = False
+) -> list[dict[str, Any]]:
+    """TRL's records of the pairs; with `weighted`, each carries its pair's weight too."""
     if conversational:
-        return [
+        records: list[dict[str, Any]] = [
             {
                 "prompt": to_messages(p.prompt),
                 "chosen": [{"role": "assistant", "content": p.chosen}],
@@ -116,16 +120,38 @@ def _to_records(pairs: Sequence[PreferencePair], conversational: bool) -> list[d
             }
             for p in pairs
         ]
-    return [{"prompt": flatten(p.prompt), "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+    else:
+        records = [{"prompt": flatten(p.prompt), "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+    if weighted:
+        for record, p in zip(records, pairs, strict=True):
+            record["weight"] = float(p.weight)
+    return records
 
 
 class _MeteredDPOTrainer(MeteredTrainerMixin, DPOTrainer):
-    """TRL's DPOTrainer reporting an ETA after every batch, the reference pass included."""
+    """TRL's DPOTrainer reporting an ETA after every batch, the reference pass included, and weighting each
+    pair's loss by its `weight` column when the training data has one (annotator weights)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.data_collator = with_weights(self.data_collator)
+
+    def _set_signature_columns_if_needed(self) -> None:
+        super()._set_signature_columns_if_needed()  # type: ignore[misc]
+        if self._signature_columns is not None and "weight" not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, "weight"]
 
     def compute_ref_log_probs(self, model: Any, inputs: dict[str, Any]) -> Any:
+        inputs = {k: v for k, v in inputs.items() if k != "weight"}
         out = super().compute_ref_log_probs(model, inputs)
         self._count(inputs, 1)
         return out
+
+    def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
+        weights = inputs.pop("weight", None)
+        if weights is not None:
+            model = WeightedForward(model, weights)
+        return super()._compute_loss(model, inputs, return_outputs)
 
 
 def schedule(total_updates: int, warmup_ratio: float, eval_every: int | None) -> tuple[int, int]:
@@ -211,6 +237,10 @@ def train_dpo(
 
     # Data: whole prompts held out, so the held-out loss measures generalisation to new prompts.
     split = split_by_prompt(list(pairs), cfg.heldout_fraction, cfg.seed)
+    # Annotator weights (all 1 unless the round weighs annotators): a per-pair multiplier on the loss.
+    weighted = any(p.weight != 1.0 for p in split.train)
+    if weighted:
+        split = Split(normalised_weights(split.train), split.heldout, split.heldout_prompts)
     if not split.train:
         raise ValueError("no training pairs")
 
@@ -236,7 +266,7 @@ def train_dpo(
         # them.
         order = order[: cfg.max_steps * per_update]
         epochs = 1.0
-    train_ds = Dataset.from_list(_to_records([split.train[i] for i in order], conversational))
+    train_ds = Dataset.from_list(_to_records([split.train[i] for i in order], conversational, weighted))
     eval_ds = Dataset.from_list(_to_records(split.heldout, conversational)) if split.heldout else None
 
     # Schedule: evaluate (and checkpoint) a handful of times so early stopping has something to act on.
@@ -315,6 +345,7 @@ def train_dpo(
         "heldout_pairs": len(split.heldout),
         "heldout_prompts": len(split.heldout_prompts),
         "train_pairs": len(split.train),
+        "weighted_pairs": weighted,
         "train_loss": train_output.training_loss,
         **schedule_metrics(trainer),
         "seconds": round(time.perf_counter() - started, 3),

@@ -130,6 +130,17 @@ def ranking_loss(
     return -F.logsigmoid(diff).mean(), len(pairs)
 
 
+def weighted_mean(losses: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:
+    """sum(w_i * loss_i) / sum(w_i): the rankings' losses weighted by their annotators' weights. A ranking
+    of weight 0 neither moves the loss nor its gradient; a batch of weight 0 only gives a zero that is
+    still connected to the scores (every process's backward pass sees the same parameters)."""
+    w = torch.tensor(list(weights), dtype=losses.dtype, device=losses.device)
+    total = w.sum()
+    if float(total) <= 0:
+        return losses.sum() * 0.0
+    return (losses * w).sum() / total
+
+
 def naive_pairwise_loss(model: Any, tokenizer: Any, ranking: Ranking, cfg: RewardConfig) -> torch.Tensor:
     """Reference for tests: the same loss with two forward passes per pair (C(K,2) pairs, 2 passes each)."""
     losses = []
@@ -242,7 +253,8 @@ def train_reward_model(
 
     # Data: held-out prompts first, then drop rankings that teach nothing (ties only, all bad).
     split = split_by_prompt(list(rankings), cfg.heldout_fraction, cfg.seed)
-    train = [r for r in split.train if r.pairs()]
+    # Annotator weight 0 (weighting found them unreliable) adds nothing to the loss: not even a pass.
+    train = [r for r in split.train if r.pairs() and r.weight > 0]
     heldout_pairs = ranking_to_pairs(split.heldout)
     if not train:
         raise ValueError("no training pairs: every ranking is a full tie or all-bad, or all were held out")
@@ -330,8 +342,9 @@ def train_reward_model(
                 loss_r, _n = ranking_loss(scores[offset : offset + len(r.candidates)], r, cfg.margin_scale)
                 offset += len(r.candidates)
                 losses.append(loss_r)
-            # Every ranking weighs the same whatever its K (InstructGPT's 1/C(K,2) normalisation).
-            loss = torch.stack(losses).mean()
+            # Every ranking weighs the same whatever its K (InstructGPT's 1/C(K,2) normalisation), times
+            # its annotator's weight (all 1 without annotator weighting: the plain mean).
+            loss = weighted_mean(torch.stack(losses), [r.weight for r in batch])
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             if cfg.grad_clip > 0:
@@ -383,6 +396,7 @@ def train_reward_model(
         "initial_heldout_loss": initial.loss if initial else None,
         "train_rankings": len(train),
         "train_pairs": sum(len(r.pairs()) for r in train),
+        "zero_weight_rankings": sum(1 for r in split.train if r.pairs() and r.weight <= 0),
         "steps": step,
         "total_steps": total_steps,
         "best_step": best_step,

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from sqlalchemy import (
     ColumnElement,
     DateTime,
+    Float,
     Integer,
     ScalarSelect,
     Select,
@@ -119,6 +120,8 @@ def _done_by(annotator_id: int | ColumnElement[int]) -> ColumnElement[bool]:
 
 # A literal, not a bound parameter: a prepared (generic) plan can then still use the partial index.
 _OPEN = ComparisonSet.status == literal_column(f"'{SetStatus.open.value}'")
+# Gold sets (known ranking) are not in the ordinary walk: they are mixed in by lock_gold_set, at a rate.
+_ORDINARY = ComparisonSet.gold_tiers.is_(None)
 
 
 def _in_projects(
@@ -149,6 +152,7 @@ def _lock_next_open_set(skip_locked: bool) -> Select[ComparisonSet, Prompt, Proj
         .join(Project, Project.id == ComparisonSet.project_id)
         .where(
             *_eligible(_ANNOTATOR),
+            _ORDINARY,
             _live_count_of_set(_NOW) < ComparisonSet.overlap,
             ComparisonSet.id.not_in(bindparam("exclude", expanding=True)),
         )
@@ -193,6 +197,44 @@ def lock_next_open_set(
     """
     params = {"annotator_id": annotator_id, "now": now, "exclude": list(exclude), "project_id": project_id}
     row = session.execute(_WAIT_FOR_NEXT_OPEN_SET if wait else _LOCK_NEXT_OPEN_SET, params).first()
+    return (row[0], row[1], row[2]) if row else None
+
+
+# The gold pick: a random open gold set of the annotator's projects they have not ranked or skipped, if the
+# roll (uniform in [0, 1), drawn by the caller) falls under that set's project's gold rate. Gold sets have
+# no overlap: every annotator may rank each one once.
+_ROLL = bindparam("roll", type_=Float)
+_DEFAULT_GOLD_RATE = bindparam("default_rate", type_=Float)
+_LOCK_GOLD_SET = (
+    select(ComparisonSet, Prompt, Project)
+    .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
+    .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
+    .join(Project, Project.id == ComparisonSet.project_id)
+    .where(
+        ComparisonSet.gold_tiers.is_not(None),
+        *_eligible(_ANNOTATOR),
+        func.coalesce(Project.gold_rate, _DEFAULT_GOLD_RATE) > _ROLL,
+    )
+    .order_by(func.random())
+    .limit(1)
+    .with_for_update(of=ComparisonSet, skip_locked=True, key_share=True)
+    .options(lazyload(ComparisonSet.items))
+    .execution_options(populate_existing=True)
+)
+
+
+def lock_gold_set(
+    session: Session, annotator_id: int, roll: float, default_rate: float, project_id: int | None = None
+) -> tuple[ComparisonSet, Prompt, Project] | None:
+    """Lock a random gold set the annotator may still rank, of their projects (or of `project_id`) whose
+    gold rate (NULL: `default_rate`) is above `roll`; None if there is none."""
+    params = {
+        "annotator_id": annotator_id,
+        "roll": roll,
+        "default_rate": default_rate,
+        "project_id": project_id,
+    }
+    row = session.execute(_LOCK_GOLD_SET, params).first()
     return (row[0], row[1], row[2]) if row else None
 
 
@@ -258,6 +300,7 @@ _CLOSE_IF_FULL = (
     .where(
         ComparisonSet.id == _SET,
         ComparisonSet.status == SetStatus.open,
+        ComparisonSet.gold_tiers.is_(None),  # a gold set stays open for every annotator
         select(func.count())
         .select_from(Assignment)
         .where(Assignment.set_id == _SET, Assignment.status == AssignmentStatus.submitted)
@@ -427,6 +470,7 @@ def count_available_sets(
         .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
         .where(
             *_eligible(annotator_id, literal(project_id, Integer)),
+            _ORDINARY,
             or_(_live_count_of_set(now) < ComparisonSet.overlap, own_lease),
         )
     ).scalar_one()
