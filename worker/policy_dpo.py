@@ -137,7 +137,7 @@ class _MeteredDPOTrainer(MeteredTrainerMixin, DPOTrainer):
         self.data_collator = with_weights(self.data_collator)
 
     def _set_signature_columns_if_needed(self) -> None:
-        super()._set_signature_columns_if_needed()  # type: ignore[misc]
+        super()._set_signature_columns_if_needed()
         if self._signature_columns is not None and "weight" not in self._signature_columns:
             self._signature_columns = [*self._signature_columns, "weight"]
 

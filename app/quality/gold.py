@@ -3,7 +3,8 @@ round gives each annotator's rankings.
 
 - Accuracy on gold: pairwise agreement of the annotator's rankings of gold sets with the known ranking
   (`pair_agreement`'s rule: a tie against a strict preference disagrees), pooled over candidate pairs,
-  with a 95% cluster-bootstrap interval that resamples whole rankings (`intervals.proportion`).
+  with a 95% interval: the wider of a cluster bootstrap that resamples whole rankings
+  (`intervals.proportion`) and Wilson's over the pairs.
 - Agreement with the consensus: `annotator_stats` (leave-one-out consensus of the newest overlapped sets)
   with a 95% Wilson interval over its candidate pairs.
 - Weight (round config `annotator_weight`): `none` gives everyone 1; `gold` and `agreement` map the rate a
@@ -51,10 +52,17 @@ def gold_accuracy(
         pairs = gold_pair_scores(r.tiers, gold[r.set_id])
         scores.setdefault(r.annotator_id, []).extend(pairs)
         clusters.setdefault(r.annotator_id, []).extend([index] * len(pairs))
-    return {
-        a: proportion(scores[a], clusters[a], confidence=CONFIDENCE, method="bootstrap", seed=seed)
-        for a in sorted(scores)
-    }
+    return {a: _interval(scores[a], clusters[a], seed) for a in sorted(scores)}
+
+
+def _interval(scores: list[float], clusters: list[int], seed: int) -> Proportion:
+    """The wider of the cluster bootstrap (pairs of one ranking are correlated) and Wilson over the pairs
+    (the bootstrap of an annotator who always agrees is [1, 1]; Wilson never has zero width)."""
+    boot = proportion(scores, clusters, confidence=CONFIDENCE, method="bootstrap", seed=seed)
+    if boot.n == 0:
+        return boot
+    low, high = wilson_interval(sum(scores), len(scores), CONFIDENCE)
+    return Proportion(boot.estimate, min(low, boot.low), max(high, boot.high), boot.n)
 
 
 def weight_of(rate: Proportion | None) -> float:
