@@ -34,7 +34,7 @@ def test_gold_accuracy_of_perfect_reversed_and_random_annotators_with_intervals(
     assert acc[2].estimate == 0.0
     assert 0.3 < acc[3].estimate < 0.7
     for p in acc.values():
-        assert p.low <= p.estimate <= p.high and 0 <= p.low and p.high <= 1
+        assert p.low <= p.estimate <= p.high and p.low >= 0 and p.high <= 1
     assert acc[3].high > acc[3].low + 0.05  # a real interval, not a point
     assert weight_of(acc[1]) == 1.0 and weight_of(acc[2]) == 0.0 and weight_of(acc[3]) < 0.4
     assert weight_of(None) == 1.0
