@@ -19,7 +19,9 @@ from app.orm import ApiToken, Assignment, User
 from tests.factories import make_annotator, make_comparison_set
 
 # Steady state, API token already marked used this minute. Raise these only for a reason.
-NEXT_TASK_STATEMENTS = 6
+# 7 since gold sets: a hand-out first asks for a gold set under the roll (one index read of the open gold
+# sets, ix_comparison_sets_gold), then walks the ordinary sets.
+NEXT_TASK_STATEMENTS = 7
 SUBMIT_STATEMENTS = 6
 
 
