@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.annotation.tiers import validate_tiers
 from app.errors import NotFound
-from app.orm import Candidate, ComparisonSet, ComparisonSetItem, Ranking, SetStatus
+from app.orm import Candidate, ComparisonSet, ComparisonSetItem, Prompt, Ranking, SetStatus
 
 
 @dataclass(frozen=True)
@@ -83,3 +83,78 @@ def gold_sets(session: Session, project_id: int | None = None, limit: int = 500)
     sets = list(session.scalars(stmt.order_by(ComparisonSet.id.desc()).limit(limit)))
     counts = _rankings_of(session, [s.id for s in sets])
     return [GoldSet(s.id, s.project_id, s.gold_tiers or [], counts.get(s.id, 0)) for s in sets]
+
+
+@dataclass(frozen=True)
+class SetView:
+    """A comparison set as an admin chooses or marks gold: its prompt, its visible candidates (id, text) in
+    set order, and its known ranking when it is gold."""
+
+    set_id: int
+    project_id: int
+    status: str
+    prompt: str
+    candidates: list[tuple[int, str]]
+    gold_tiers: list[list[int]] | None
+
+
+def _views(session: Session, sets: Sequence[ComparisonSet]) -> list[SetView]:
+    if not sets:
+        return []
+    prompts = dict(
+        session.execute(
+            select(Prompt.id, Prompt.text).where(Prompt.id.in_({s.prompt_id for s in sets}))
+        ).all()
+    )
+    members: dict[int, list[tuple[int, str]]] = {}
+    for set_id, cid, text in session.execute(
+        select(ComparisonSetItem.set_id, Candidate.id, Candidate.text)
+        .join(Candidate, Candidate.id == ComparisonSetItem.candidate_id)
+        .where(ComparisonSetItem.set_id.in_([s.id for s in sets]), Candidate.hidden.is_(False))
+        .order_by(ComparisonSetItem.set_id, ComparisonSetItem.position)
+    ):
+        members.setdefault(int(set_id), []).append((int(cid), str(text)))
+    return [
+        SetView(
+            s.id,
+            s.project_id,
+            s.status.value,
+            str(prompts.get(s.prompt_id, "")),
+            members.get(s.id, []),
+            s.gold_tiers,
+        )
+        for s in sets
+    ]
+
+
+def set_view(session: Session, set_id: int) -> SetView:
+    cset = session.get(ComparisonSet, set_id)
+    if cset is None:
+        raise NotFound(f"no comparison set {set_id}")
+    return _views(session, [cset])[0]
+
+
+def gold_views(session: Session, project_id: int | None = None, limit: int = 500) -> list[SetView]:
+    """Gold sets with their prompt and candidates, newest first."""
+    stmt = select(ComparisonSet).where(ComparisonSet.gold_tiers.is_not(None))
+    if project_id is not None:
+        stmt = stmt.where(ComparisonSet.project_id == project_id)
+    return _views(session, list(session.scalars(stmt.order_by(ComparisonSet.id.desc()).limit(limit))))
+
+
+def open_sets(session: Session, project_id: int | None = None, limit: int = 20) -> list[SetView]:
+    """Open ordinary sets, newest first: those an admin may choose to mark gold."""
+    stmt = select(ComparisonSet).where(
+        ComparisonSet.gold_tiers.is_(None), ComparisonSet.status == SetStatus.open
+    )
+    if project_id is not None:
+        stmt = stmt.where(ComparisonSet.project_id == project_id)
+    return _views(session, list(session.scalars(stmt.order_by(ComparisonSet.id.desc()).limit(limit))))
+
+
+def tiers_from_places(places: dict[int, int]) -> list[list[int]]:
+    """A ranking from each candidate's place (1 = best; equal places are a tie), best tier first."""
+    by_place: dict[int, list[int]] = {}
+    for candidate_id, place in places.items():
+        by_place.setdefault(place, []).append(candidate_id)
+    return [sorted(by_place[p]) for p in sorted(by_place)]

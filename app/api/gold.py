@@ -4,8 +4,9 @@ and read an annotator's accuracy on gold and agreement with the consensus."""
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from app.annotation import gold
@@ -31,6 +32,22 @@ class GoldOut(BaseModel):
 
 class GoldList(BaseModel):
     gold_sets: list[GoldOut]
+
+
+class SetCandidateOut(BaseModel):
+    id: int
+    text: str
+
+
+class SetOut(BaseModel):
+    set_id: int
+    project_id: int
+    prompt: str
+    candidates: list[SetCandidateOut] = Field(description="visible candidates, in set order")
+
+
+class SetList(BaseModel):
+    sets: list[SetOut]
 
 
 class RateOut(BaseModel):
@@ -76,6 +93,27 @@ def unmark_gold(set_id: int, db: DB, user: AdminUser) -> Response:
 @router.get("/gold-sets", response_model=GoldList, summary="Gold sets, newest first (admin)")
 def list_gold(db: DB, user: AdminUser, project: ProjectParam) -> GoldList:
     return GoldList(gold_sets=[GoldOut(**vars(g)) for g in gold.gold_sets(db, project)])
+
+
+@router.get(
+    "/comparison-sets",
+    response_model=SetList,
+    summary="Open ordinary sets with their candidates, newest first, to choose gold from (admin)",
+)
+def open_sets(
+    db: DB, user: AdminUser, project: ProjectParam, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> SetList:
+    return SetList(
+        sets=[
+            SetOut(
+                set_id=v.set_id,
+                project_id=v.project_id,
+                prompt=v.prompt,
+                candidates=[SetCandidateOut(id=c, text=t) for c, t in v.candidates],
+            )
+            for v in gold.open_sets(db, project, limit)
+        ]
+    )
 
 
 @router.get(

@@ -113,3 +113,23 @@ def test_an_admin_creates_a_project_and_sets_its_guidelines_flags_schedule_and_m
         rank_page = annotator.get("/").text
     assert "<strong>faithful</strong>" in rank_page
     assert 'value="' in rank_page and ":hallucination" in rank_page and ":unsafe" not in rank_page
+
+
+def test_the_project_form_sets_the_gold_rate_within_zero_and_one(admin):
+    with session_scope() as s:
+        project = make_project(s, "golden")
+        url = f"/admin/projects/{project.id}"
+    form = admin.get(url)
+    assert 'name="gold_rate"' in form.text
+    base = {"csrf_token": csrf_from(form.text), "name": "golden"}
+    for bad in ("1.5", "-0.1", "often", "nan"):
+        resp = admin.post(url, data={**base, "gold_rate": bad})
+        assert resp.status_code == 422 and "gold_rate" in resp.text, bad
+    assert admin.post(url, data={**base, "gold_rate": "0.25"}, follow_redirects=False).status_code == 303
+    with session_scope() as s:
+        assert s.get(Project, project.id).gold_rate == 0.25
+    assert 'value="0.25"' in admin.get(url).text
+    # Empty: back to the server's setting.
+    assert admin.post(url, data={**base, "gold_rate": ""}, follow_redirects=False).status_code == 303
+    with session_scope() as s:
+        assert s.get(Project, project.id).gold_rate is None
