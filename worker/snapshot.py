@@ -241,11 +241,17 @@ def demonstrations(session: Session) -> list[tuple[PromptLike, str]]:
     return [(from_stored(p, m), c) for p, m, c in rows]
 
 
+def _gold_of_prompt() -> Any:
+    return select(ComparisonSet.id).where(
+        ComparisonSet.prompt_id == Prompt.id, ComparisonSet.gold_tiers.is_not(None)
+    )
+
+
 def unlabelled_prompts(
     session: Session, limit: int, seed: int, project_id: int | None = None
 ) -> list[PromptLike]:
-    """Prompts (of the project) nobody has ranked yet (for reward-model-labelled pairs), a seeded sample of
-    at most `limit`."""
+    """Prompts (of the project) nobody has ranked yet (for reward-model-labelled pairs and RLOO), a seeded
+    sample of at most `limit`; never the prompt of a gold set (held out from training)."""
     if limit <= 0:
         return []
     ranked = (
@@ -256,7 +262,7 @@ def unlabelled_prompts(
     rows = session.execute(
         select(Prompt.text, Prompt.messages)
         .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
-        .where(~exists(ranked), PromptSet.paused.is_(False))
+        .where(~exists(ranked), ~exists(_gold_of_prompt()), PromptSet.paused.is_(False))
         .where(*([] if project_id is None else [PromptSet.project_id == project_id]))
         .order_by(Prompt.id)
     ).all()
