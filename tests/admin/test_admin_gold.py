@@ -45,6 +45,8 @@ def test_an_admin_marks_a_set_gold_with_its_ranking_and_unmarks_it(admin):
         and "Which reply is kindest?" in form.text
     )
 
+    # No place is suggested: an untouched form must not turn the set's order into a known ranking.
+    assert re.search(rf'name="place-{a}"[^>]*value=""', form.text)
     # C best, A and B tied below it.
     places = {f"place-{a}": "2", f"place-{b}": "2", f"place-{c}": "1"}
     marked = admin.post(
