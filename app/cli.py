@@ -184,7 +184,12 @@ class ExportKind(enum.StrEnum):
 @app.command("import")
 def import_data(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="JSONL or CSV")],
-    kind: Annotated[ImportKind, typer.Option(help="what the file holds (oasst: Open-Assistant trees)")],
+    kind: Annotated[
+        ImportKind,
+        typer.Option(
+            help="what the file holds (oasst: Open-Assistant trees; gold: ranked groups as gold sets)"
+        ),
+    ],
     prompt_set: Annotated[
         str | None, typer.Option(help='prompt set to import into, created if missing (default "imported")')
     ] = None,
@@ -218,6 +223,7 @@ def import_data(
         "duplicates",
         "conflicts",
         "left_out",
+        "gold",
     ):
         table.add_row(label, str(getattr(summary, label)))
     console.print(table)

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     # Annotation
     overlap: int = Field(default=2, ge=1, le=20, description="distinct annotators wanted per comparison set")
     lease_minutes: int = Field(default=30, ge=1, description="how long an annotator holds a task")
+    gold_rate: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="share of hand-outs that are gold sets (known ranking, blind, never trained on) while "
+        "the annotator has gold sets left; a project's gold_rate overrides it",
+    )
     session_hours: int = Field(default=12, ge=1)
     cookie_secure: CookieSecure = Field(
         default=CookieSecure.auto,

@@ -105,6 +105,9 @@ class Ranking:
     tiers: list[list[int]]
     # "All of them are bad": the order among bad replies is noise, so it yields no pair.
     all_bad: bool = False
+    # Its annotator's weight (round config annotator_weight; 1 unless weighting says otherwise): a
+    # multiplier on this ranking's term of the reward model loss and of its pairs' policy loss.
+    weight: float = 1.0
 
     def pairs(self) -> list[Pair]:
         """Every (better, worse, tier distance) index pair this ranking implies."""
@@ -122,6 +125,8 @@ class PreferencePair:
     rejected: str
     # Tier distance in the ranking it came from (1 for neighbours).
     margin: int = 1
+    # The ranking's annotator weight: a multiplier on this pair's term of the DPO loss.
+    weight: float = 1.0
 
 
 def widest_gap_first(pairs: Sequence[PreferencePair], n: int, seed: int) -> list[int]:
@@ -142,7 +147,9 @@ def ranking_to_pairs(rankings: Sequence[Ranking]) -> list[PreferencePair]:
     out: list[PreferencePair] = []
     for r in rankings:
         for p in r.pairs():
-            out.append(PreferencePair(r.prompt, r.candidates[p.chosen], r.candidates[p.rejected], p.margin))
+            out.append(
+                PreferencePair(r.prompt, r.candidates[p.chosen], r.candidates[p.rejected], p.margin, r.weight)
+            )
     return out
 
 

@@ -65,6 +65,7 @@ from worker.lora_policy import (
     trainer_callbacks,
 )
 from worker.models import format_exchange, load_tokenizer, pick_device, resolve_model_path
+from worker.weighting import WeightedForward, normalised_weights, with_weights
 
 
 @dataclass
@@ -74,9 +75,12 @@ class DPOTrainResult:
     log_history: list[dict[str, Any]]  # the Trainer's own log (train and eval entries)
 
 
-def _to_records(pairs: Sequence[PreferencePair], conversational: bool) -> list[dict[str, Any]]:
+def _to_records(
+    pairs: Sequence[PreferencePair], conversational: bool, weighted: bool = False
+) -> list[dict[str, Any]]:
+    """TRL's records of the pairs; with `weighted`, each carries its pair's weight too."""
     if conversational:
-        return [
+        records: list[dict[str, Any]] = [
             {
                 "prompt": to_messages(p.prompt),
                 "chosen": [{"role": "assistant", "content": p.chosen}],
@@ -84,16 +88,38 @@ def _to_records(pairs: Sequence[PreferencePair], conversational: bool) -> list[d
             }
             for p in pairs
         ]
-    return [{"prompt": flatten(p.prompt), "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+    else:
+        records = [{"prompt": flatten(p.prompt), "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+    if weighted:
+        for record, p in zip(records, pairs, strict=True):
+            record["weight"] = float(p.weight)
+    return records
 
 
 class _MeteredDPOTrainer(MeteredTrainerMixin, DPOTrainer):
-    """TRL's DPOTrainer reporting an ETA after every batch, the reference pass included."""
+    """TRL's DPOTrainer reporting an ETA after every batch, the reference pass included, and weighting each
+    pair's loss by its `weight` column when the training data has one (annotator weights)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.data_collator = with_weights(self.data_collator)
+
+    def _set_signature_columns_if_needed(self) -> None:
+        super()._set_signature_columns_if_needed()
+        if self._signature_columns is not None and "weight" not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, "weight"]
 
     def compute_ref_log_probs(self, model: Any, inputs: dict[str, Any]) -> Any:
+        inputs = {k: v for k, v in inputs.items() if k != "weight"}
         out = super().compute_ref_log_probs(model, inputs)
         self._count(inputs, 1)
         return out
+
+    def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
+        weights = inputs.pop("weight", None)
+        if weights is not None:
+            model = WeightedForward(model, weights)
+        return super()._compute_loss(model, inputs, return_outputs)
 
 
 def _dataset(records: list[dict[str, Any]], shared_dir: Path) -> Any:
@@ -183,6 +209,10 @@ def train_dpo(
 
     # Data: whole prompts held out, so the held-out loss measures generalisation to new prompts.
     split = split_by_prompt(list(pairs), cfg.heldout_fraction, cfg.seed, cfg.min_heldout_prompts)
+    # Annotator weights (all 1 unless the round weighs annotators): a per-pair multiplier on the loss.
+    weighted = any(p.weight != 1.0 for p in split.train)
+    if weighted:
+        split = Split(normalised_weights(split.train), split.heldout, split.heldout_prompts)
     if not split.train:
         raise ValueError("no training pairs")
 
@@ -215,7 +245,7 @@ def train_dpo(
     order = [kept[j] for batch in length_buckets(kept_lengths, cfg.batch_size, cfg.seed) for j in batch]
     data_dir_shared = output_dir / ".checkpoints" / "data"
     train_ds = _dataset(
-        _to_records([split.train[i] for i in order], conversational), data_dir_shared / "train"
+        _to_records([split.train[i] for i in order], conversational, weighted), data_dir_shared / "train"
     )
     eval_ds = (
         _dataset(_to_records(split.heldout, conversational), data_dir_shared / "heldout")
@@ -299,6 +329,7 @@ def train_dpo(
         "heldout_pairs": len(split.heldout),
         "heldout_prompts": len(split.heldout_prompts),
         "train_pairs": len(split.train),
+        "weighted_pairs": weighted,
         "train_loss": train_output.training_loss,
         **schedule_metrics(trainer),
         "seconds": round(time.perf_counter() - started, 3),

@@ -129,6 +129,18 @@ def ranking_loss(
     return -F.logsigmoid(diff).mean(), len(pairs)
 
 
+def weighted_mean(losses: torch.Tensor, weights: Sequence[float], total: float | None = None) -> torch.Tensor:
+    """sum(w_i * loss_i) / total, total = sum(w_i) unless given (a process's share of a global batch divides
+    by the whole batch's weight): the rankings' losses weighted by their annotators' weights. A ranking of
+    weight 0 neither moves the loss nor its gradient; a batch of weight 0 only gives a zero that is still
+    connected to the scores (every process's backward pass sees the same parameters)."""
+    w = torch.tensor(list(weights), dtype=losses.dtype, device=losses.device)
+    total = float(w.sum()) if total is None else total
+    if total <= 0:
+        return losses.sum() * 0.0
+    return (losses * w).sum() / total
+
+
 def naive_pairwise_loss(model: Any, tokenizer: Any, ranking: Ranking, cfg: RewardConfig) -> torch.Tensor:
     """Reference for tests: the same loss with two forward passes per pair (C(K,2) pairs, 2 passes each)."""
     losses = []
@@ -250,7 +262,8 @@ def train_reward_model(
 
     # Data: held-out prompts first, then drop rankings that teach nothing (ties only, all bad).
     split = split_by_prompt(list(rankings), cfg.heldout_fraction, cfg.seed)
-    train = [r for r in split.train if r.pairs()]
+    # Annotator weight 0 (weighting found them unreliable) adds nothing to the loss: not even a pass.
+    train = [r for r in split.train if r.pairs() and r.weight > 0]
     heldout_pairs = ranking_to_pairs(split.heldout)
     if not train:
         raise ValueError("no training pairs: every ranking is a full tie or all-bad, or all were held out")
@@ -337,18 +350,19 @@ def train_reward_model(
                 loss_r, _n = ranking_loss(scores[offset : offset + len(r.candidates)], r, cfg.margin_scale)
                 offset += len(r.candidates)
                 losses.append(loss_r)
-            # Every ranking weighs the same whatever its K (InstructGPT's 1/C(K,2) normalisation): the step's
-            # loss is the mean over the global batch. DDP averages gradients over the processes, hence the
-            # factor `world`.
-            local_sum = torch.stack(losses).sum() * weight
-            loss = local_sum * world / len(indices)
+            # Every ranking weighs the same whatever its K (InstructGPT's 1/C(K,2) normalisation), times its
+            # annotator's weight (all 1 without annotator weighting): the step's loss is the weighted mean
+            # over the global batch. DDP averages gradients over the processes, hence the factor `world`.
+            total_weight = sum(train[i].weight for i in indices)
+            share = weighted_mean(torch.stack(losses), [r.weight * weight for r in batch], total_weight)
+            loss = share * world
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             if cfg.grad_clip > 0:
                 accelerator.clip_grad_norm_(trainable, cfg.grad_clip)
             optimizer.step()
             step += 1
-            last_loss = float(accelerator.reduce(local_sum.detach(), "sum")) / len(indices)
+            last_loss = float(accelerator.reduce(share.detach(), "sum"))
             meter.add(3 * sum(len(train[i].candidates) for i in indices) * max(longest[i] for i in indices))
             if progress is not None and accelerator.is_main_process:
                 progress(step, total_steps, last_loss)
@@ -393,6 +407,7 @@ def train_reward_model(
         "initial_heldout_loss": initial.loss if initial else None,
         "train_rankings": len(train),
         "train_pairs": sum(len(r.pairs()) for r in train),
+        "zero_weight_rankings": sum(1 for r in split.train if r.pairs() and r.weight <= 0),
         "steps": step,
         "total_steps": total_steps,
         "best_step": best_step,

@@ -10,7 +10,7 @@ import hashlib
 import json
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,11 +59,16 @@ def get_or_create_snapshot(session: Session, round_id: int, max_rankings: int) -
         snap = session.get(DataSnapshot, round_.data_snapshot_id)
         assert snap is not None
         return Snapshot(snap.id, [int(i) for i in snap.ranking_ids], snap.sha256)
-    # The round's project's rankings only: each project trains its own reward model and policy.
+    # The round's project's rankings only: each project trains its own reward model and policy. Rankings
+    # of gold sets never: they score annotators (app.quality.gold), they are not training data.
     stmt = (
         select(Ranking.id, Ranking.tiers, Ranking.all_bad)
         .join(ComparisonSet, ComparisonSet.id == Ranking.set_id)
-        .where(Ranking.dropped.is_(False), ComparisonSet.project_id == round_.project_id)
+        .where(
+            Ranking.dropped.is_(False),
+            ComparisonSet.project_id == round_.project_id,
+            ComparisonSet.gold_tiers.is_(None),
+        )
     )
     stmt = stmt.order_by(Ranking.id.desc())
     if max_rankings > 0:
@@ -95,9 +100,13 @@ class RankedSet:
     human: list[bool]
     tiers: list[list[int]]  # indexes into texts, best first
     all_bad: bool
+    annotator_id: int | None = None  # None for a merge of several annotators' rankings
+    weight: float = 1.0  # the annotator's weight (a merge: the mean of its rankings' weights)
 
     def to_train(self) -> TrainRanking:
-        return TrainRanking(self.prompt, list(self.texts), [list(t) for t in self.tiers], self.all_bad)
+        return TrainRanking(
+            self.prompt, list(self.texts), [list(t) for t in self.tiers], self.all_bad, self.weight
+        )
 
 
 @dataclass
@@ -108,13 +117,21 @@ class TrainingData:
     prompt_ids: dict[PromptLike, int] = field(default_factory=dict)
 
 
-def load_training_data(session: Session, ranking_ids: Sequence[int], multi_annotator: str) -> TrainingData:
-    """The snapshot's rankings as texts, merged per set when `multi_annotator` is 'consensus'."""
+def load_training_data(
+    session: Session,
+    ranking_ids: Sequence[int],
+    multi_annotator: str,
+    weights: Mapping[int, float] | None = None,
+) -> TrainingData:
+    """The snapshot's rankings as texts, merged per set when `multi_annotator` is 'consensus', each with its
+    annotator's weight (`weights`, annotator id -> weight; 1 for anyone not in it). A set made gold after
+    the snapshot was frozen is left out all the same: gold is never trained on."""
+    weights = weights or {}
     rows = session.execute(
         select(Ranking, Prompt.id, Prompt.text, Prompt.messages)
         .join(ComparisonSet, ComparisonSet.id == Ranking.set_id)
         .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
-        .where(Ranking.id.in_(list(ranking_ids)))
+        .where(Ranking.id.in_(list(ranking_ids)), ComparisonSet.gold_tiers.is_(None))
         .order_by(Ranking.id)
     ).all()
     candidate_ids = {int(c) for r, *_ in rows for tier in r.tiers for c in tier}
@@ -141,6 +158,8 @@ def load_training_data(session: Session, ranking_ids: Sequence[int], multi_annot
                 human=[bool(candidates[c][1]) for c in ids],
                 tiers=[[index[int(c)] for c in tier] for tier in ranking.tiers],
                 all_bad=ranking.all_bad,
+                annotator_id=ranking.annotator_id,
+                weight=float(weights.get(ranking.annotator_id, 1.0)),
             )
         )
     if multi_annotator == "consensus":
@@ -168,10 +187,13 @@ def consensus(sets: Sequence[RankedSet]) -> list[RankedSet]:
     """One ranking per comparison set, merged by app.quality's `mean_tier_consensus` (mean tier, Borda).
 
     The dashboard shows the same merge as "training merge"; candidates come out best first, ties by id.
+    Annotators of weight 0 are left out of the merge (a set only they ranked is dropped); the merge weighs
+    the mean of the remaining rankings' weights.
     """
     by_set: dict[int, list[RankedSet]] = defaultdict(list)
     for s in sets:
-        by_set[s.set_id].append(s)
+        if s.weight > 0:
+            by_set[s.set_id].append(s)
     merged: list[RankedSet] = []
     for group in by_set.values():
         if len(group) == 1:
@@ -197,6 +219,7 @@ def consensus(sets: Sequence[RankedSet]) -> list[RankedSet]:
                 human=[text_of[c][1] for c in ids],
                 tiers=[[index[c] for c in tier] for tier in tiers_by_id],
                 all_bad=all_bad,
+                weight=sum(g.weight for g in group) / len(group),
             )
         )
     return merged
@@ -218,11 +241,17 @@ def demonstrations(session: Session) -> list[tuple[PromptLike, str]]:
     return [(from_stored(p, m), c) for p, m, c in rows]
 
 
+def _gold_of_prompt() -> Any:
+    return select(ComparisonSet.id).where(
+        ComparisonSet.prompt_id == Prompt.id, ComparisonSet.gold_tiers.is_not(None)
+    )
+
+
 def unlabelled_prompts(
     session: Session, limit: int, seed: int, project_id: int | None = None
 ) -> list[PromptLike]:
-    """Prompts (of the project) nobody has ranked yet (for reward-model-labelled pairs), a seeded sample of
-    at most `limit`."""
+    """Prompts (of the project) nobody has ranked yet (for reward-model-labelled pairs and RLOO), a seeded
+    sample of at most `limit`; never the prompt of a gold set (held out from training)."""
     if limit <= 0:
         return []
     ranked = (
@@ -233,7 +262,7 @@ def unlabelled_prompts(
     rows = session.execute(
         select(Prompt.text, Prompt.messages)
         .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
-        .where(~exists(ranked), PromptSet.paused.is_(False))
+        .where(~exists(ranked), ~exists(_gold_of_prompt()), PromptSet.paused.is_(False))
         .where(*([] if project_id is None else [PromptSet.project_id == project_id]))
         .order_by(Prompt.id)
     ).all()

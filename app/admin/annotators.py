@@ -27,6 +27,7 @@ from app.auth import repository as auth_repo
 from app.deps import DB, AdminUser
 from app.errors import NotFound
 from app.quality import annotator_stats, cache
+from app.quality import gold as gold_stats
 from app.web import render
 
 router = page_router()
@@ -165,6 +166,7 @@ class AnnotatorDetail:
     recent: list[RankingView]
     pager: Pager
     flags: list[RankingView]
+    trust: gold_stats.Trust | None = None
 
 
 def _user(session: Session, user_id: int) -> activity.AnnotatorRow:
@@ -221,6 +223,7 @@ def annotator_detail(session: Session, user_id: int, page: int) -> AnnotatorDeta
         recent=ranking_views(session, recent),
         pager=pager,
         flags=ranking_views(session, review.flags_raised_by(session, user_id, 20)),
+        trust=gold_stats.annotator_trust(session, user_id),
     )
 
 

@@ -108,6 +108,21 @@ def _number(value: str, field: str) -> int | None:
     return int(value)
 
 
+def _fraction(value: str, field: str) -> float | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0 <= number <= 1:  # also refuses nan
+        raise Invalid(
+            f"{field}: a share from 0 to 1 (0.1: one task in ten), or empty for the server's setting"
+        )
+    return number
+
+
 def _checked(
     model: type[ProjectIn] | type[ProjectPatch], data: dict[str, object]
 ) -> ProjectIn | ProjectPatch:
@@ -159,6 +174,7 @@ def update_project(
     k_max: Annotated[str, Form(max_length=10)] = "",
     overlap: Annotated[str, Form(max_length=10)] = "",
     lease_minutes: Annotated[str, Form(max_length=10)] = "",
+    gold_rate: Annotated[str, Form(max_length=20)] = "",
     base_model: Annotated[str, Form(max_length=500)] = "",
     schedule_min_rankings: Annotated[str, Form(max_length=10)] = "",
     schedule_cron: Annotated[str, Form(max_length=100)] = "",
@@ -173,6 +189,7 @@ def update_project(
             "k_max": _number(k_max, "k_max"),
             "overlap": _number(overlap, "overlap"),
             "lease_minutes": _number(lease_minutes, "lease_minutes"),
+            "gold_rate": _fraction(gold_rate, "gold_rate"),
             "base_model": base_model.strip() or None,
             "schedule_min_rankings": _number(schedule_min_rankings, "schedule_min_rankings"),
             "schedule_cron": schedule_cron,

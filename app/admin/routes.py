@@ -12,6 +12,7 @@ from app.admin import (
     annotators,
     data,
     generation,
+    gold,
     import_export,
     leaderboard,
     models,
@@ -35,5 +36,6 @@ for page in (
     users,
     data,
     quality,
+    gold,
 ):
     router.include_router(page.router)

@@ -17,6 +17,7 @@ from typing import cast
 from sqlalchemy import (
     ColumnElement,
     DateTime,
+    Float,
     Integer,
     ScalarSelect,
     Select,
@@ -123,6 +124,8 @@ def _done_by(annotator_id: int | ColumnElement[int]) -> ColumnElement[bool]:
 
 # A literal, not a bound parameter: a prepared (generic) plan can then still use the partial index.
 _OPEN = ComparisonSet.status == literal_column(f"'{SetStatus.open.value}'")
+# Gold sets (known ranking) are not in the ordinary walk: they are mixed in by lock_gold_set, at a rate.
+_ORDINARY = ComparisonSet.gold_tiers.is_(None)
 
 
 def _in_projects(
@@ -169,6 +172,7 @@ def _lock_next_open_set(skip_locked: bool) -> Select[tuple[object, ...]]:
         .join(Project, Project.id == ComparisonSet.project_id)
         .where(
             *_eligible(_ANNOTATOR),
+            _ORDINARY,
             _live_count_of_set(_NOW) < ComparisonSet.overlap,
             ComparisonSet.id != func.all(bindparam("exclude", type_=ARRAY(Integer))),
         )
@@ -206,6 +210,55 @@ def lock_next_open_set(
     # Plain rows through the connection (no ORM result machinery), attached to the session as objects.
     statement = _WAIT_FOR_NEXT_OPEN_SET if wait else _LOCK_NEXT_OPEN_SET
     row = session.connection().execute(statement, params).first()
+    if row is None:
+        return None
+    values = row._mapping
+    return (
+        LockedSet(values["id"], values["overlap"], values["status"]),
+        attach(session, Prompt, unlabelled(values, Prompt, "prompt_")),
+        attach(session, Project, unlabelled(values, Project, "project_")),
+    )
+
+
+# The gold pick: a random open gold set of the annotator's projects they have not ranked or skipped, if the
+# roll (uniform in [0, 1), drawn by the caller) falls under that set's project's gold rate. Gold sets have
+# no overlap: every annotator may rank each one once.
+_ROLL = bindparam("roll", type_=Float)
+_DEFAULT_GOLD_RATE = bindparam("default_rate", type_=Float)
+_LOCK_GOLD_SET = (
+    select(
+        ComparisonSet.id,
+        ComparisonSet.overlap,
+        ComparisonSet.status,
+        *labelled(Prompt, "prompt_"),
+        *labelled(Project, "project_"),
+    )
+    .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
+    .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
+    .join(Project, Project.id == ComparisonSet.project_id)
+    .where(
+        ComparisonSet.gold_tiers.is_not(None),
+        *_eligible(_ANNOTATOR),
+        func.coalesce(Project.gold_rate, _DEFAULT_GOLD_RATE) > _ROLL,
+    )
+    .order_by(func.random())
+    .limit(1)
+    .with_for_update(of=ComparisonSet, skip_locked=True, key_share=True)
+)
+
+
+def lock_gold_set(
+    session: Session, annotator_id: int, roll: float, default_rate: float, project_id: int | None = None
+) -> tuple[LockedSet, Prompt, Project] | None:
+    """Lock a random gold set the annotator may still rank, of their projects (or of `project_id`) whose
+    gold rate (NULL: `default_rate`) is above `roll`; None if there is none."""
+    params = {
+        "annotator_id": annotator_id,
+        "roll": roll,
+        "default_rate": default_rate,
+        "project_id": project_id,
+    }
+    row = session.connection().execute(_LOCK_GOLD_SET, params).first()
     if row is None:
         return None
     values = row._mapping
@@ -443,7 +496,10 @@ def _store_ranking_statement() -> Select[tuple[object, ...]]:
     closed = (
         update(sets)
         .where(
-            sets.c.id == bindparam("r_set_id"), sets.c.status == SetStatus.open, others + 1 >= sets.c.overlap
+            sets.c.id == bindparam("r_set_id"),
+            sets.c.status == SetStatus.open,
+            sets.c.gold_tiers.is_(None),  # a gold set stays open for every annotator
+            others + 1 >= sets.c.overlap,
         )
         .values(status=SetStatus.closed)
         .returning(sets.c.id)
@@ -528,6 +584,7 @@ def count_available_sets(
         .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
         .where(
             *_eligible(annotator_id, literal(project_id, Integer)),
+            _ORDINARY,
             or_(_live_count_of_set(now) < ComparisonSet.overlap, own_lease),
         )
         .order_by(*_HANDOUT_ORDER)

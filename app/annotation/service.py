@@ -144,6 +144,9 @@ def next_task(
     active = repo.active_assignment(session, user.id, now, project_id)
     if active is not None:
         return _view(session, active)
+    gold = _gold_task(session, settings, user, now, project_id)
+    if gold is not None:
+        return gold
     passed_over: list[int] = []
     for _ in range(MAX_PICK_ATTEMPTS):
         picked = repo.lock_next_open_set(session, user.id, now, exclude=passed_over, project_id=project_id)
@@ -171,6 +174,27 @@ def next_task(
         by_id = {c.id: c for c in candidates}
         return TaskView(assignment, prompt, [by_id[c] for c in assignment.display_order], project)
     return None
+
+
+def _gold_task(
+    session: Session, settings: Settings, user: User, now: dt.datetime, project_id: int | None
+) -> TaskView | None:
+    """With probability of the project's gold rate, a newly leased gold set (None otherwise, or when the
+    annotator has none left). Nothing on the page or in the API tells it apart from any other task."""
+    picked = repo.lock_gold_set(session, user.id, random.random(), settings.gold_rate, project_id)
+    if picked is None:
+        return None
+    cset, prompt, project = picked
+    candidates, _live, at = repo.candidates_and_live_slots(session, cset.id)
+    if at is None or not MIN_CANDIDATES <= len(candidates) <= MAX_CANDIDATES:
+        return None
+    lease_minutes = project.lease_minutes or settings.lease_minutes
+    leased = _lease(session, lease_minutes, cset, user, at, candidates)
+    if leased is None:
+        return None
+    assignment, candidates = leased
+    by_id = {c.id: c for c in candidates}
+    return TaskView(assignment, prompt, [by_id[c] for c in assignment.display_order], project)
 
 
 def get_task(session: Session, user: User, assignment_id: int) -> TaskView:

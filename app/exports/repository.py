@@ -29,13 +29,14 @@ class RankingRow:
 
 
 def rankings_page(session: Session, filters: ExportFilter, after_id: int, limit: int) -> list[RankingRow]:
-    """Up to `limit` live (not dropped) rankings after `after_id`, by id, with prompt and prompt set name."""
+    """Up to `limit` live (not dropped) rankings after `after_id`, by id, with prompt and prompt set name.
+    Rankings of gold sets are left out: they score annotators and are not training data."""
     query = (
         select(Ranking, Prompt, PromptSet.name)
         .join(ComparisonSet, ComparisonSet.id == Ranking.set_id)
         .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
         .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
-        .where(Ranking.id > after_id, Ranking.dropped.is_(False))
+        .where(Ranking.id > after_id, Ranking.dropped.is_(False), ComparisonSet.gold_tiers.is_(None))
         .order_by(Ranking.id)
         .limit(limit)
     )

@@ -19,7 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.orm.base import Base, created_at_column, str_enum
@@ -71,6 +71,12 @@ class ComparisonSet(Base):
         ForeignKey("projects.id"), index=True, server_default=FetchedValue()
     )
 
+    # A gold set's known ranking (candidate ids, best tier first); NULL for an ordinary set. Gold sets stay
+    # open for everyone (no overlap), are mixed blind into the queue at the project's gold rate, score the
+    # annotators who rank them (app.quality.gold) and never reach training (worker/snapshot.py).
+    # none_as_null: None is SQL NULL (an ordinary set), never the JSON value null.
+    gold_tiers: Mapped[list[Any] | None] = mapped_column(JSONB(none_as_null=True))
+
     items: Mapped[list[ComparisonSetItem]] = relationship(
         order_by="ComparisonSetItem.position", cascade="all, delete-orphan", lazy="selectin"
     )
@@ -85,6 +91,13 @@ Index(
     ComparisonSet.created_at,
     ComparisonSet.id,
     postgresql_where=ComparisonSet.status == SetStatus.open,
+)
+# The open gold sets of a project: the gold pick of the hand-out reads only these.
+Index(
+    "ix_comparison_sets_gold",
+    ComparisonSet.project_id,
+    ComparisonSet.id,
+    postgresql_where=ComparisonSet.gold_tiers.is_not(None) & (ComparisonSet.status == SetStatus.open),
 )
 
 

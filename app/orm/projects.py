@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import Boolean, CheckConstraint, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -23,6 +23,9 @@ class Project(Base):
         CheckConstraint("k_min IS NULL OR k_max IS NULL OR k_min <= k_max", name="k_range_ordered"),
         CheckConstraint("overlap IS NULL OR overlap >= 1", name="overlap_positive"),
         CheckConstraint("lease_minutes IS NULL OR lease_minutes >= 1", name="lease_positive"),
+        CheckConstraint(
+            "gold_rate IS NULL OR (gold_rate >= 0 AND gold_rate <= 1)", name="gold_rate_fraction"
+        ),
         # The project that rows without one (older clients, the demo, imports without a project) join:
         # at most one, found by the SQL function rankloop_default_project() (migration 0010).
         Index("uq_projects_default", "is_default", unique=True, postgresql_where=text("is_default")),
@@ -42,6 +45,8 @@ class Project(Base):
     overlap: Mapped[int | None] = mapped_column(Integer)
     lease_minutes: Mapped[int | None] = mapped_column(Integer)
     base_model: Mapped[str | None] = mapped_column(String(500))
+    # Share of hand-outs that are gold sets (when the annotator has one left); NULL: RANKLOOP_GOLD_RATE.
+    gold_rate: Mapped[float | None] = mapped_column(Float)
     # Round config keys (app.training.config.RoundConfig) every round of this project starts from.
     round_defaults: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     # The auto-round: after this many new rankings of the project (NULL: RANKLOOP_AUTO_ROUND_MIN_RANKINGS;

@@ -29,6 +29,9 @@ class ProjectFields(BaseModel):
     k_max: int | None = Field(default=None, ge=2, le=9, description="most candidates per new set")
     overlap: int | None = Field(default=None, ge=1, le=20, description="annotators wanted per set")
     lease_minutes: int | None = Field(default=None, ge=1, le=24 * 60, description="how long a task is held")
+    gold_rate: float | None = Field(
+        default=None, ge=0, le=1, description="share of hand-outs that are gold sets (blind; see /admin/gold)"
+    )
     base_model: str | None = Field(default=None, max_length=500, description="HF model id or local path")
     round_defaults: dict[str, Any] | None = Field(
         default=None, description="round config keys every round of the project starts from"
@@ -60,6 +63,7 @@ class ProjectOut(BaseModel):
     k_max: int | None
     overlap: int | None
     lease_minutes: int | None
+    gold_rate: float | None
     base_model: str | None
     round_defaults: dict[str, Any]
     schedule_min_rankings: int | None

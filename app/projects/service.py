@@ -32,6 +32,7 @@ class Resolved:
 
     overlap: int
     lease_minutes: int
+    gold_rate: float
     base_model: str
     k_min: int
     k_max: int
@@ -45,6 +46,7 @@ def resolved(project: Project, settings: Settings) -> Resolved:
     return Resolved(
         overlap=project.overlap if project.overlap is not None else settings.overlap,
         lease_minutes=project.lease_minutes if project.lease_minutes is not None else settings.lease_minutes,
+        gold_rate=project.gold_rate if project.gold_rate is not None else settings.gold_rate,
         base_model=project.base_model or settings.base_model,
         k_min=project.k_min if project.k_min is not None else MIN_K,
         k_max=project.k_max if project.k_max is not None else MAX_K,

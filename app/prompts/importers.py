@@ -16,6 +16,8 @@ Pure functions: bytes in, `Record`s out, or `Invalid` naming each bad line. Form
   its prompt is the conversation so far, roles intact (prompter -> user), the root text alone for replies
   to the root. Equal ranks are a tie; deleted replies are left out, and so are blank ones (with what
   follows them), counted in `Parsed.left_out`; a blank root is an error.
+- gold: ranked groups as above whose ranking is known; every group must have one. Each becomes an open
+  gold set (app.annotation.gold) with that ranking, not a ranking by the imported annotator.
 - demonstrations: JSONL `{"prompt", "completion"}` (texts, or TRL's conversational prompt-completion form),
   a human-written reply for the supervised (SFT) stage -> a record with that one completion and no ranking.
 
@@ -212,6 +214,14 @@ def _parse_jsonl(text: str, kind: ImportKind, left_out: list[int]) -> tuple[list
 
 
 def _parse_object(number: int, obj: dict[str, Any], kind: ImportKind, left_out: list[int]) -> list[Record]:
+    if kind == ImportKind.gold:
+        records = _parse_object(number, obj, ImportKind.ranked_groups, left_out)
+        for record in records:
+            if record.tiers is None:
+                raise LineError("a gold group needs its known ranking (`ranking`)")
+            if record.all_bad:
+                raise LineError("an all-bad ranking orders nothing: it cannot be gold")
+        return records
     if kind == ImportKind.prompts:
         p = _validate(PromptLine, obj)
         return [Record(line=number, prompt=p.prompt, tags=_unique(p.tags))]

@@ -19,6 +19,9 @@ class ImportKind(enum.StrEnum):
     oasst = "oasst"
     # {"prompt","completion"} lines: human-written answers for the supervised (SFT) stage.
     demonstrations = "demonstrations"
+    # Ranked groups (any ranked-groups format) whose ranking is known: each becomes an open gold set
+    # (app.annotation.gold), handed out blind to score annotators, never trained on.
+    gold = "gold"
 
 
 class _Line(BaseModel):
@@ -130,6 +133,9 @@ class ImportSummary(BaseModel):
     left_out: int = Field(
         default=0,
         description="Open-Assistant replies left out because their text is blank (with their replies)",
+    )
+    gold: int = Field(
+        default=0, description="gold sets created (kind gold: the known ranking, no ranking row)"
     )
 
 

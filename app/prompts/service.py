@@ -105,7 +105,15 @@ def import_file(
     parsed = importers.parse_file(data, kind, filename)
     # The file name is only a label (stored in Prompt.source); keep it storable whatever the client sent.
     origin = filename.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")[:100]
-    summary = import_records(session, settings, parsed.records, name, origin=origin, project_id=project_id)
+    summary = import_records(
+        session,
+        settings,
+        parsed.records,
+        name,
+        origin=origin,
+        project_id=project_id,
+        gold=kind == ImportKind.gold,
+    )
     summary.left_out = parsed.left_out
     return summary
 
@@ -178,9 +186,11 @@ def import_records(
     description: str = "",
     origin: str = "",
     project_id: int | None = None,
+    gold: bool = False,
 ) -> ImportSummary:
     """Write checked records into a prompt set (created if missing, in the project given or the default
-    one); flushes, never commits. New open sets want the project's overlap."""
+    one); flushes, never commits. New open sets want the project's overlap. With `gold`, each ranked record
+    is an open gold set with its ranking as the known one (a set of the same candidates: a duplicate)."""
     name = _prompt_set_name(prompt_set)
     prompt_set_row = _prompt_set_in(session, name, description, project_id)
     overlap_wanted = projects.resolved(
@@ -207,7 +217,8 @@ def import_records(
     candidate_ids, summary.candidates = _candidates(session, grouped, prompts, versions)
     prompt_ids = sorted({prompts[r.prompt].id for r in grouped})
     existing_sets = _existing_sets(session, prompt_ids)
-    annotator_id = imported_annotator(session).id if any(r.tiers is not None for r in grouped) else None
+    ranked = not gold and any(r.tiers is not None for r in grouped)
+    annotator_id = imported_annotator(session).id if ranked else None
     if annotator_id is not None:
         # Its rankings are the project's like any member's (the account cannot log in).
         projects.add_member(session, prompt_set_row.project_id, annotator_id)
@@ -224,7 +235,8 @@ def import_records(
     new_sets: list[ComparisonSet] = []
     for record, ids in zip(grouped, candidate_ids, strict=True):
         key = (prompts[record.prompt].id, frozenset(ids))
-        if record.tiers is None:
+        gold_tiers = [[ids[i] for i in tier] for tier in record.tiers or []] if gold else None
+        if record.tiers is None or gold:
             if key in existing_sets or key in new_open:
                 summary.duplicates += 1
                 continue
@@ -246,9 +258,11 @@ def import_records(
             status=status,
             source=record.source[:200],
             items=[ComparisonSetItem(candidate_id=c, position=i) for i, c in enumerate(ids)],
+            gold_tiers=validate_tiers(gold_tiers, ids) if gold_tiers else None,
         )
         new_sets.append(comparison_set)
-        if record.tiers is not None:
+        summary.gold += bool(gold_tiers)
+        if record.tiers is not None and not gold:
             tiers = [[ids[i] for i in tier] for tier in record.tiers]
             to_rank.append(ToRank(comparison_set, ids, tiers, record.all_bad))
     repo.add_all(session, new_sets)

@@ -342,3 +342,29 @@ def live_rankings_of_sets(session: Session, set_ids: Sequence[int]) -> list[Any]
         .order_by(Ranking.set_id, Ranking.annotator_id)
     )
     return list(session.execute(stmt).all())
+
+
+def gold_rankings(
+    session: Session, project_id: int | None = None, annotator_id: int | None = None
+) -> list[Any]:
+    """Live rankings of gold sets (of one project / annotator, or all), each with its set's gold tiers
+    (set_id, annotator_id, tiers, all_bad, display_order, gold_tiers)."""
+    stmt = (
+        select(
+            Ranking.id,
+            Ranking.set_id,
+            Ranking.annotator_id,
+            Ranking.tiers,
+            Ranking.all_bad,
+            Ranking.display_order,
+            ComparisonSet.gold_tiers,
+        )
+        .join(ComparisonSet, ComparisonSet.id == Ranking.set_id)
+        .where(ComparisonSet.gold_tiers.is_not(None), Ranking.dropped.is_(False))
+        .order_by(Ranking.id)
+    )
+    if project_id is not None:
+        stmt = stmt.where(ComparisonSet.project_id == project_id)
+    if annotator_id is not None:
+        stmt = stmt.where(Ranking.annotator_id == annotator_id)
+    return list(session.execute(stmt).all())

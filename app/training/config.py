@@ -83,6 +83,14 @@ class RoundConfig:
         "other in the loss), 'consensus' merges them into one ranking by mean rank (Borda)",
         choices=("each", "consensus"),
     )
+    annotator_weight: str = _opt(
+        "none",
+        "how much each annotator's rankings count in the reward model and policy losses: 'none' (all "
+        "the same), 'gold' (from their accuracy a on gold sets) or 'agreement' (from their agreement a with "
+        "the consensus of others); weight max(0, 2a - 1), so chance-level or reversed rankers weigh 0 and "
+        "annotators without figures 1. The weights in force are stored in the round's metrics",
+        choices=("none", "gold", "agreement"),
+    )
     max_rankings: int = _opt(0, "use at most the newest N rankings; 0 = all", lo=0, hi=10_000_000)
     heldout_fraction: float = _opt(
         0.2, "share of prompts held out for evaluation (whole prompts, never single pairs)", lo=0.0, hi=0.9

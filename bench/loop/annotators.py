@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from bench.loop.simulate import TIE_ABS, TIE_REL, pl_tiers
+from bench.loop.simulate import TIE_ABS, TIE_REL, annotator_tiers
 
 Oracle = Callable[[str, str], float]
 
@@ -21,6 +21,7 @@ class Annotator:
     name: str
     token: str
     seed: int
+    behaviour: str = "oracle"  # bench.loop.simulate.BEHAVIOURS
 
 
 @dataclass
@@ -80,7 +81,7 @@ def rank_all(
                 task: dict[str, Any] = resp.json()
                 cands = task["candidates"]
                 scores = [float(oracle(task["prompt"], c["text"])) for c in cands]
-                order = pl_tiers(scores, temperature, rng, abs_eps, rel_eps)
+                order = annotator_tiers(a.behaviour, scores, temperature, rng, abs_eps, rel_eps)
                 tiers = [[cands[i]["id"] for i in tier] for tier in order]
                 sent = client.post(
                     "/rankings",

@@ -2,7 +2,8 @@
 
     PYTHONPATH=. .venv/bin/python bench/loop/run.py --oracle bench/loop/oracles.py:length_target \
         [--rounds 4] [--annotators 4] [--agreement 0.73] [--seed 0] [--prompts 64] [--eval-prompts 32] \
-        [--set key=value ...] [--model ID_OR_PATH] [--out DIR] [--json PATH] [--database-url URL]
+        [--set key=value ...] [--model ID_OR_PATH] [--out DIR] [--json PATH] [--database-url URL] \
+        [--random-annotators FRACTION] [--reverse-annotators FRACTION] [--gold N]
 
 Set-up through the CLI (`db upgrade`, `users add/token`, `import`, `generate`), everything else through
 /api/v1; a fresh data dir with the embedded PostgreSQL, its own `rankloop serve` and `rankloop worker`.
@@ -14,7 +15,9 @@ Set-up through the CLI (`db upgrade`, `users add/token`, `import`, `generate`), 
    replies per evaluation prompt (the round's sampling settings, worker.generation); the annotators'
    temperature is calibrated on their oracle scores so two annotators agree on --agreement of the pairs
    (bench/loop/simulate.py); those replies, oracle-labelled, are also the reward-accuracy pairs.
-3. Annotators (API users, one thread each) rank every open set (GET /tasks/next -> POST /rankings).
+3. With --gold N, N of round 0's sets are marked gold with the oracle's ranking (bench/loop/trust.py).
+   Annotators (API users, one thread each) rank every open set (GET /tasks/next -> POST /rankings); with
+   --random-annotators / --reverse-annotators that share of them rank at random / in reverse.
 4. Rounds 1..N: POST /rounds (auto_promote=yes, generate_prompts=pool size, seed=--seed, then --set),
    waited for; then measured: `rankloop eval-rm` on the pairs with the round's reward model; the new
    policy's reply per evaluation prompt (same seed per prompt for every version) against the base model's
@@ -42,7 +45,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `app` importa
 
 from rich.console import Console
 
-from bench.loop import report
+from bench.loop import report, trust
 from bench.loop.annotators import Annotator, Session, rank_all
 from bench.loop.oracles import load_oracle
 from bench.loop.product import Api, Product, ProductError, stage_seconds, wait_round
@@ -106,6 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "0 = torch's default. 1 is faster where other work shares the cores (bench/RESULTS.md)",
     )
     ap.add_argument("--tie-rel", type=float, default=TIE_REL, help="relative tie epsilon on oracle scores")
+    trust.add_arguments(ap)
     args = ap.parse_args(argv)
     if args.rounds < 0 or args.annotators < 1 or args.prompts < 2 or args.eval_prompts < 1:
         ap.error("--rounds >= 0, --annotators >= 1, --prompts >= 2, --eval-prompts >= 1")
@@ -114,6 +118,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for item in args.sets:
         if "=" not in item:
             ap.error(f"--set wants key=value, got {item!r}")
+    args.behaviours = trust.checked_behaviours(ap, args)
     return args
 
 
@@ -192,7 +197,8 @@ class Loop:
             name = f"sim-annotator-{i + 1}"
             p.cli("users", "add", name, "--role", "annotator")
             token = token_from(p.cli("users", "token", name, "--label", "loopbench"))
-            annotators.append(Annotator(name, token, self.args.seed * 1000 + i))
+            behaviour = self.args.behaviours[i]
+            annotators.append(Annotator(name, token, self.args.seed * 1000 + i, behaviour))
         pool_file = p.out / "train_prompts.jsonl"
         pool_file.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in self.pool), encoding="utf-8")
         p.cli("import", str(pool_file), "--kind", "prompts", "--prompt-set", "loopbench-train")
@@ -325,6 +331,8 @@ class Loop:
         rows: list[dict[str, Any]] = []
         same = self.oracle_winrate(base, base)
         rows.append(self.record(0, 0, detail, same, same, 0.5, None))
+        self.extra["annotator_behaviours"] = {a.name: a.behaviour for a in annotators}
+        self.extra["gold_sets"] = trust.mark_gold(admin, self.oracle, args.gold, args.seed, *self.eps)
         ranked = self.rank(annotators, cal.temperature, 0)
         rows[0]["rankings_collected"] = len(ranked.ranked)
 
@@ -348,6 +356,7 @@ class Loop:
             row["rankings_collected"] = len(ranked.ranked)
             row["policy_version_id"], row["parent_version_id"] = policy["id"], parent["id"]
             row["product_winrate_vs_parent_rm"] = detail["metrics"].get("winrate_vs_parent")
+            row["annotator_weights"] = detail["metrics"].get("annotator_weights")
             rows.append(row)
             report.print_rounds(console, rows, args.oracle)
         return rows

@@ -66,6 +66,50 @@ def pl_tiers(
     return [groups[j] for j in sorted(range(len(groups)), key=lambda j: -keys[j])]
 
 
+# How a simulated annotator ranks: "oracle" draws the PL order above; "random" ignores the candidates (a
+# uniformly random order, no ties); "reverse" draws the PL order and submits it upside down.
+BEHAVIOURS = ("oracle", "random", "reverse")
+
+
+def annotator_tiers(
+    behaviour: str,
+    scores: Sequence[float],
+    temperature: float,
+    rng: random.Random,
+    abs_eps: float = TIE_ABS,
+    rel_eps: float = TIE_REL,
+) -> list[list[int]]:
+    """One ranking (tiers of indexes, best first) by an annotator of this behaviour."""
+    if behaviour == "random":
+        order = list(range(len(scores)))
+        rng.shuffle(order)
+        return [[i] for i in order]
+    tiers = pl_tiers(scores, temperature, rng, abs_eps, rel_eps)
+    if behaviour == "reverse":
+        return tiers[::-1]
+    if behaviour != "oracle":
+        raise ValueError(f"unknown annotator behaviour {behaviour!r}; one of {', '.join(BEHAVIOURS)}")
+    return tiers
+
+
+def share_count(n: int, share: float) -> int:
+    """How many of n annotators a share means: rounded, at least one for any share above 0."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"a share is from 0 to 1, got {share}")
+    return max(1, round(n * share)) if share > 0 else 0
+
+
+def behaviours(n: int, random_share: float = 0.0, reverse_share: float = 0.0) -> list[str]:
+    """Each of n annotators' behaviour: the unreliable ones last (random, then reverse); at least one
+    annotator follows the oracle."""
+    n_random, n_reverse = share_count(n, random_share), share_count(n, reverse_share)
+    if n_random + n_reverse >= n:
+        raise ValueError(
+            f"{n_random} random and {n_reverse} reverse annotators of {n}: leave at least one reliable"
+        )
+    return ["oracle"] * (n - n_random - n_reverse) + ["random"] * n_random + ["reverse"] * n_reverse
+
+
 def sigmoid(z: float) -> float:
     if z >= 0:
         return 1.0 / (1.0 + math.exp(-z))

@@ -164,3 +164,23 @@ def test_the_admin_home_shows_the_chosen_projects_figures_and_the_projects_side_
     days = admin.get(f"/admin/charts/rankings-per-day.json?project={ids['alpha']}").json()["rows"]
     assert sum(r["rankings"] for r in days) == 2
     assert admin.get("/admin?project=999999").status_code == 404
+
+
+def test_the_project_form_sets_the_gold_rate_within_zero_and_one(admin):
+    with session_scope() as s:
+        project = make_project(s, "golden")
+        url = f"/admin/projects/{project.id}"
+    form = admin.get(url)
+    assert 'name="gold_rate"' in form.text
+    base = {"csrf_token": csrf_from(form.text), "name": "golden"}
+    for bad in ("1.5", "-0.1", "often", "nan"):
+        resp = admin.post(url, data={**base, "gold_rate": bad})
+        assert resp.status_code == 422 and "gold_rate" in resp.text, bad
+    assert admin.post(url, data={**base, "gold_rate": "0.25"}, follow_redirects=False).status_code == 303
+    with session_scope() as s:
+        assert s.get(Project, project.id).gold_rate == 0.25
+    assert 'value="0.25"' in admin.get(url).text
+    # Empty: back to the server's setting.
+    assert admin.post(url, data={**base, "gold_rate": ""}, follow_redirects=False).status_code == 303
+    with session_scope() as s:
+        assert s.get(Project, project.id).gold_rate is None

@@ -32,6 +32,7 @@ EXPECTED = {
     "/admin/data/rankings": ["/admin/import"],
     "/admin/data/flags": ["flag"],
     "/admin/quality": ["two annotators"],
+    "/admin/gold": ["/admin/import", "--kind gold", "/api/v1/comparison-sets"],
     "/admin/quality/consensus": ["RANKLOOP_OVERLAP"],
     "/admin/export": ["/admin/import"],
     "/admin/generate": ["/admin/import"],

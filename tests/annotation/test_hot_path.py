@@ -20,9 +20,10 @@ from app.orm import ApiToken, Assignment, User
 from tests.factories import make_annotator, make_comparison_set
 
 # Steady state, API token already marked used this minute and remembered by this process. Raise these
-# only for a reason. next: annotator lock, current lease, hand-out lock, candidates with fresh slots, lease
-# insert; submit: set lock, assignment lock, the ranking with its assignment's submission and set's closing.
-NEXT_TASK_STATEMENTS = 5
+# only for a reason. next: annotator lock, current lease, the gold pick (one index read of the open gold
+# sets under the roll, ix_comparison_sets_gold), hand-out lock, candidates with fresh slots, lease insert;
+# submit: set lock, assignment lock, the ranking with its assignment's submission and set's closing.
+NEXT_TASK_STATEMENTS = 6
 SUBMIT_STATEMENTS = 3
 
 

@@ -103,6 +103,7 @@ def seed_history() -> dict[str, Any]:
             "user_id": loop.annotators[0].id,
             "project_id": row.project_id,
             "compare": f"?a={loop.versions[-1].id}&b={loop.versions[0].id}",
+            "set_id": cset.id,  # its long candidates in the Gold page's marking form
         }
 
 
@@ -110,7 +111,7 @@ def test_every_admin_page_fits_a_phone_and_a_laptop(live_server, chromium, make_
     ids = seed_history()
     name, pw = make_user("admin-person", Role.admin)
     paths = [fill(p, ids) for p in admin_page_paths()]
-    paths += ["/admin/models/compare" + ids["compare"], "/"]
+    paths += ["/admin/models/compare" + ids["compare"], f"/admin/gold?set={ids['set_id']}", "/"]
     shots = screenshot_dir()
     wide: dict[str, list[str]] = {}
     labels: dict[str, list[str]] = {}

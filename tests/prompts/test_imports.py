@@ -332,7 +332,7 @@ def test_api_import_returns_the_summary(app_client, api_token):
     assert r.json() == {
         "prompt_set": "api-set", "records": 1, "prompts": 1, "candidates": 3, "sets": 1, "rankings": 1,
         "duplicates": 0, "prompt_set_id": r.json()["prompt_set_id"], "waiting_for_candidates": 0,
-        "conflicts": 0, "left_out": 0,
+        "conflicts": 0, "left_out": 0, "gold": 0,
     }  # fmt: skip
     assert committed_counts()["Ranking"] == 1
 

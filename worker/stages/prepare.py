@@ -25,6 +25,27 @@ def stage_snapshot(ctx: RoundContext) -> Snapshot:
     return snapshot
 
 
+def annotator_weights(ctx: RoundContext) -> dict[int, float]:
+    """The annotators' weights under the round's `annotator_weight`, stored in the round's metrics
+    (`annotator_weights`: mode and annotator id -> weight) the first time, read back from them on a retry,
+    so every attempt trains with the weights the round first froze."""
+    from app.orm import Round
+    from app.quality.gold import annotator_weights as compute
+
+    mode = ctx.cfg.annotator_weight
+    with ctx.sessions() as session:
+        round_ = session.get(Round, ctx.round_id)
+        stored = (round_.metrics or {}).get("annotator_weights") if round_ is not None else None
+        if stored and stored.get("mode") == mode:
+            return {int(a): float(w) for a, w in stored.get("weights", {}).items()}
+        weights = compute(session, ctx.project_id, mode)
+    ctx.record(annotator_weights={"mode": mode, "weights": {str(a): w for a, w in sorted(weights.items())}})
+    if weights:
+        low = sorted(weights.items(), key=lambda kv: kv[1])[:3]
+        ctx.progress.log(f"annotator weights ({mode}): lowest " + ", ".join(f"#{a} {w:.2f}" for a, w in low))
+    return weights
+
+
 @dataclass
 class RoundData:
     data: TrainingData
@@ -36,8 +57,9 @@ def load_data(ctx: RoundContext, snapshot: Snapshot) -> RoundData:
     """The snapshot's rankings as texts, split by prompt exactly as the reward model will split them."""
     from worker.data import split_by_prompt
 
+    weights = annotator_weights(ctx)
     with ctx.sessions() as session:
-        data = snapshot_db.load_training_data(session, snapshot.ranking_ids, ctx.cfg.multi_annotator)
+        data = snapshot_db.load_training_data(session, snapshot.ranking_ids, ctx.cfg.multi_annotator, weights)
     if not any(r.pairs() for r in data.rankings):
         raise NoTrainingData(
             "the snapshot's rankings give no preference pairs (all ties or all-bad); rank more sets first"
