@@ -1,4 +1,4 @@
-"""Stages 2-3, the training: optional SFT, the reward model, the policy (DPO or RLOO).
+"""Stages 2-3, the training: optional SFT, the reward model, the policy (DPO, RLOO or GRPO).
 
 Each stage builds its trainer's config from the round's (worker/stages/configs.py), trains into the
 attempt's scratch directory and records its metrics on the round at once.
@@ -7,6 +7,7 @@ attempt's scratch directory and records its metrics on the round at once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,9 +110,9 @@ class PolicyStage:
 def stage_policy(
     ctx: RoundContext, rd: RoundData, reward: RewardStage, start_adapter: Path | None
 ) -> PolicyStage:
-    """LoRA DPO from the previous policy on human pairs plus reward-model-labelled pairs (or RLOO)."""
-    if ctx.cfg.policy_method == "rloo":
-        return stage_policy_rloo(ctx, rd, reward, start_adapter)
+    """LoRA DPO from the previous policy on human pairs plus reward-model-labelled pairs (or RLOO/GRPO)."""
+    if ctx.cfg.policy_method in ("rloo", "grpo"):
+        return stage_policy_online(ctx, rd, reward, start_adapter)
     from worker.data import ranking_to_pairs
     from worker.policy_dpo import train_dpo
 
@@ -137,10 +138,11 @@ def stage_policy(
     return PolicyStage(out, cfg.to_dict(), metrics)
 
 
-def stage_policy_rloo(
+def stage_policy_online(
     ctx: RoundContext, rd: RoundData, reward: RewardStage, start_adapter: Path | None
 ) -> PolicyStage:
-    """Online RLOO on the training prompts and unranked ones, rewarded by the new reward model."""
+    """Online RLOO or GRPO on the training prompts and unranked ones, rewarded by the new reward model."""
+    from worker.policy_grpo import GRPOTrainConfig, train_grpo
     from worker.policy_rloo import train_rloo
     from worker.reward import load_reward_model
 
@@ -150,19 +152,20 @@ def stage_policy_rloo(
         )
     prompts = list(dict.fromkeys([r.prompt for r in rd.train_rankings] + unranked))
     ctx.progress.stage("policy")
-    ctx.progress.log(f"RLOO on {len(prompts)} prompts, {ctx.cfg.rloo_generations} samples each")
-    cfg = configs.rloo_config(ctx.cfg)
+    grpo = ctx.cfg.policy_method == "grpo"
+    cfg = configs.grpo_config(ctx.cfg) if grpo else configs.rloo_config(ctx.cfg)
+    ctx.progress.log(
+        f"{ctx.cfg.policy_method.upper()} on {len(prompts)} prompts, {cfg.num_generations} samples each"
+    )
     rm = load_reward_model(reward.dir, data_dir=ctx.data_dir)
     out = ctx.scratch / "policy"
-    result = train_rloo(
-        cfg,
-        prompts,
-        rm,
-        out,
+    train = functools.partial(
+        train_grpo if isinstance(cfg, GRPOTrainConfig) else train_rloo,
         previous_adapter=start_adapter,
         data_dir=ctx.data_dir,
         progress=ctx.progress.callback(),
     )
+    result = train(cfg, prompts, rm, out)
     metrics = json_ready(result.metrics)
     ctx.record(policy=metrics)
     del rm
