@@ -244,6 +244,29 @@ class RoundConfig:
         hi=1.0,
     )
     generate_prompts: int = _opt(32, "prompts that get a new comparison set; 0 = none", lo=0, hi=100_000)
+    selection: str = _opt(
+        "random",
+        "which prompts get new sets and which are handed out first: random (the prompts that need work "
+        "most, the usual hand-out order) or uncertainty (candidates for selection_pool times as many "
+        "prompts, the sets the newest reward model is least sure how to rank kept and handed out first; "
+        "random without a reward model yet). app/training/selection.py",
+        choices=("random", "uncertainty"),
+    )
+    selection_random_share: float = _opt(
+        0.25,
+        "uncertainty: share of the new sets picked at random instead, for coverage, spread evenly through "
+        "the hand-out order",
+        lo=0.0,
+        hi=1.0,
+    )
+    selection_pool: float = _opt(
+        2.0,
+        "uncertainty: candidates are written for this many times generate_prompts prompts and the chosen "
+        "generate_prompts kept (the rest are discarded: that is the generation cost of choosing); 1 = "
+        "choose only the hand-out order",
+        lo=1.0,
+        hi=10.0,
+    )
     prompt_set_id: int = _opt(
         0,
         "only prompts of this prompt set get new comparison sets; 0 = every unpaused set",
