@@ -180,9 +180,10 @@ def _score_sets(
     free_memory()
     ctx.progress.log(f"{len(flat)} candidates scored by {reward.name}")
     out: list[list[float]] = []
+    start = 0
     for _, kept in sets:
-        out.append([float(v) for v in flat[: len(kept)]])
-        flat = flat[len(kept) :]
+        out.append([float(v) for v in flat[start : start + len(kept)]])
+        start += len(kept)
     return out
 
 
