@@ -8,6 +8,7 @@ from app.api.data import router as data_router
 from app.api.model_versions import router as model_versions_router
 from app.api.projects import router as projects_router
 from app.api.rounds import router as rounds_router
+from app.api.sets import router as sets_router
 from app.api.tasks import router as tasks_router
 
 router = APIRouter(prefix="/api/v1")
@@ -16,3 +17,4 @@ router.include_router(data_router)
 router.include_router(rounds_router)
 router.include_router(model_versions_router)
 router.include_router(projects_router)
+router.include_router(sets_router)
