@@ -10,7 +10,8 @@
   orphaned rounds)
 - the ML core, typed and without database access: `worker.data` (plain training data, the held-out split),
   `worker.models`, `worker.generation`, `worker.reward`, `worker.sft`, `worker.lora_policy` (what the policy
-  trainers share), `worker.policy_dpo`, `worker.policy_rloo`, `worker.evaluation` (`eval-rm` scoring),
+  trainers share), `worker.policy_dpo`, `worker.policy_online` (what RLOO and GRPO share),
+  `worker.policy_rloo`, `worker.policy_grpo`, `worker.evaluation` (`eval-rm` scoring),
   `worker.artifacts` (a version's files, written atomically), `worker.store` (where versions are published
   and how each host reads them: the data directory or an fsspec URL, a verified cache)
 - `worker.cli`: `rankloop worker` and `rankloop eval-rm`, registered by app/cli.py

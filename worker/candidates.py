@@ -4,7 +4,7 @@ storing the generated ones as open sets."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
@@ -86,19 +86,31 @@ def human_replies(
     return out
 
 
+@dataclass(frozen=True)
+class SetSelection:
+    """How a new set was chosen (app/training/selection.py): stored on its comparison_sets row."""
+
+    selection: str  # the round's setting: random or uncertainty
+    priority: float = 0.0  # hand-out priority; 0 unless chosen by uncertainty
+    scores: dict[str, Any] = field(default_factory=dict)  # reward scores, uncertainty, spread, pick
+
+
 def store_sets(
     session: Session,
     sets: Sequence[tuple[int, Sequence[NewCandidate | StoredCandidate]]],
     overlap: int,
     source: str,
+    selections: Sequence[SetSelection] | None = None,
 ) -> list[list[int]]:
     """New candidates plus one open comparison set per prompt, in the order given (stored candidates join as
-    they are); sets with fewer than two candidates are skipped.
+    they are), each with its selection (same order) when given; sets with fewer than two candidates are
+    skipped.
 
     Returns the candidate ids of each stored set, in the order given.
     """
     made: list[list[int]] = []
-    for prompt_id, members in sets:
+    chosen = list(selections) if selections is not None else [SetSelection("")] * len(sets)
+    for (prompt_id, members), how in zip(sets, chosen, strict=True):
         if len(members) < 2:
             continue
         rows = {
@@ -122,6 +134,9 @@ def store_sets(
                 overlap=overlap,
                 status=SetStatus.open,
                 source=source[:200],
+                selection=how.selection,
+                selection_priority=how.priority,
+                selection_scores=how.scores,
                 items=[ComparisonSetItem(candidate_id=cid, position=i) for i, cid in enumerate(ids)],
             )
         )

@@ -1,4 +1,5 @@
-"""What the policy trainers (worker/sft.py, policy_dpo.py, policy_dpo_ranking.py, policy_rloo.py) share.
+"""What the policy trainers (worker/sft.py, policy_dpo.py, policy_dpo_ranking.py, policy_rloo.py,
+policy_grpo.py) share.
 
 A policy is one LoRA adapter on the unchanged base model. A trainer either continues the previous policy's
 adapter, whose shape (rank, alpha, dropout, targets) then stays as it was, or starts a fresh one, which is a

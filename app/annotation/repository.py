@@ -152,6 +152,7 @@ def _eligible(
 _HANDOUT_ORDER = (
     ComparisonSet.prompt_set_priority.desc(),
     ComparisonSet.prompt_priority.desc(),
+    ComparisonSet.selection_priority.desc(),
     ComparisonSet.submitted_count.desc(),
     ComparisonSet.created_at,
     ComparisonSet.id,
@@ -200,11 +201,13 @@ def lock_next_open_set(
     take, with its prompt and project, skipping sets others hold locked (or, with `wait`, waiting for the
     best one to be released).
 
-    Best: higher prompt-set priority, then prompt priority, then sets with more rankings (finish their
-    overlap first), then the oldest. That order is ix_comparison_sets_handout, whose keys triggers keep
-    on the set row, so this walks the index from the top and checks the other conditions only for the
-    few sets it passes: it does not grow with the number of open sets. The free-slot filter here reads
-    this statement's snapshot only; callers must re-count (candidates_and_live_slots) once it is locked.
+    Best: higher prompt-set priority, then prompt priority, then active selection's priority (the most
+    uncertain sets first, app/training/selection.py; 0 for all with random selection), then sets with more
+    rankings (finish their overlap first), then the oldest. That order is ix_comparison_sets_handout, whose
+    keys triggers (and the worker, for the selection priority) keep on the set row, so this walks the
+    index from the top and checks the other conditions only for the few sets it passes: it does not grow
+    with the number of open sets. The free-slot filter here reads this statement's snapshot only; callers
+    must re-count (candidates_and_live_slots) once it is locked.
     """
     params = {"annotator_id": annotator_id, "now": now, "exclude": list(exclude), "project_id": project_id}
     # Plain rows through the connection (no ORM result machinery), attached to the session as objects.

@@ -260,3 +260,13 @@ def prompts_of_sets(session: Session, set_ids: Sequence[int]) -> dict[int, str]:
         .where(ComparisonSet.id.in_(list(set_ids)))
     ).all()
     return {int(i): str(t) for i, t in rows}
+
+
+def get_set(session: Session, set_id: int) -> tuple[ComparisonSet, Prompt] | None:
+    """A comparison set with its prompt (the set detail), or None."""
+    row = session.execute(
+        select(ComparisonSet, Prompt)
+        .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
+        .where(ComparisonSet.id == set_id)
+    ).first()
+    return (row[0], row[1]) if row else None

@@ -160,3 +160,38 @@ def ranking_from_form(
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise Invalid(f"{where}: {first['msg']}") from exc
+
+
+class SetMemberOut(BaseModel):
+    candidate_id: int
+    model_version: str
+    text: str
+    reward_score: float | None = Field(
+        description="the reward model's score of this candidate when the set was made (selection_scores)"
+    )
+
+
+class SetDetailOut(BaseModel):
+    id: int
+    project_id: int
+    prompt_id: int
+    prompt: str
+    status: str
+    overlap: int
+    submitted: int
+    source: str
+    created_at: dt.datetime
+    selection: str = Field(
+        description="how the set was chosen: random or uncertainty (the round's `selection`); empty for sets "
+        "not made by the worker's generation (imports)"
+    )
+    selection_priority: float = Field(
+        description="hand-out priority from active selection, after the prompt set's and the prompt's; "
+        "0 unless chosen by uncertainty"
+    )
+    selection_scores: dict[str, Any] = Field(
+        description="the newest reward model's scores of the candidates (set order), their uncertainty "
+        "(mean pairwise 4p(1-p), 1 = all equal) and spread, the reward version and, for uncertainty "
+        "selection, the pick: uncertain or random (the coverage share)"
+    )
+    candidates: list[SetMemberOut]

@@ -9,6 +9,7 @@ from app.api.gold import router as gold_router
 from app.api.model_versions import router as model_versions_router
 from app.api.projects import router as projects_router
 from app.api.rounds import router as rounds_router
+from app.api.sets import router as sets_router
 from app.api.tasks import router as tasks_router
 
 router = APIRouter(prefix="/api/v1")
@@ -18,3 +19,4 @@ router.include_router(rounds_router)
 router.include_router(model_versions_router)
 router.include_router(projects_router)
 router.include_router(gold_router)
+router.include_router(sets_router)

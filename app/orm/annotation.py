@@ -70,6 +70,14 @@ class ComparisonSet(Base):
     project_id: Mapped[int] = mapped_column(
         ForeignKey("projects.id"), index=True, server_default=FetchedValue()
     )
+    # Active selection (migration 0013, app/training/selection.py), written by the worker when it makes the
+    # set: the round's `selection` ("" for sets made otherwise, e.g. imported), the hand-out priority it
+    # got (0 unless chosen by uncertainty; ordered after the prompt set's and the prompt's priorities),
+    # and the newest reward model's scores of its candidates with their uncertainty and spread, so the
+    # effect of the choice can be analysed.
+    selection: Mapped[str] = mapped_column(String(20), default="", server_default="")
+    selection_priority: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    selection_scores: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
     # A gold set's known ranking (candidate ids, best tier first); NULL for an ordinary set. Gold sets stay
     # open for everyone (no overlap), are mixed blind into the queue at the project's gold rate, score the
@@ -82,11 +90,13 @@ class ComparisonSet(Base):
     )
 
 
-# Best first, as handed out: priorities, then sets closer to their overlap, then the oldest.
+# Best first, as handed out: priorities (the admin's, then active selection's), then sets closer to their
+# overlap, then the oldest.
 Index(
     "ix_comparison_sets_handout",
     ComparisonSet.prompt_set_priority.desc(),
     ComparisonSet.prompt_priority.desc(),
+    ComparisonSet.selection_priority.desc(),
     ComparisonSet.submitted_count.desc(),
     ComparisonSet.created_at,
     ComparisonSet.id,

@@ -140,27 +140,29 @@ class RoundConfig:
         "dpo",
         "policy optimisation: dpo (offline, on preference pairs), dpo_ranking (offline, the Plackett-Luce "
         "form of DPO on whole rankings: each candidate once per step instead of once per pair; "
-        "policy_batch_size then counts rankings) or rloo (online: samples scored by the new reward model, "
-        "leave-one-out baseline)",
-        choices=("dpo", "dpo_ranking", "rloo"),
+        "policy_batch_size then counts rankings), rloo (online: samples scored by the new reward model, "
+        "leave-one-out baseline) or grpo (online like rloo, group-normalised advantage and a clipped ratio; "
+        "TRL's GRPOTrainer). README, 'Choosing the policy method'",
+        choices=("dpo", "dpo_ranking", "rloo", "grpo"),
     )
     policy_epochs: int = _opt(
         1,
-        "DPO passes over the preference pairs, RLOO over the prompts (early stopping may end sooner)",
+        "DPO passes over the preference pairs, RLOO and GRPO over the prompts (early stopping may end "
+        "sooner)",
         lo=1,
         hi=1000,
     )
     policy_heldout_fraction: float = _opt(
         0.1,
-        "share of the training prompts SFT, DPO and RLOO each keep aside for early stopping (none with "
+        "share of the training prompts SFT, DPO, RLOO and GRPO each keep aside for early stopping (none with "
         "fewer than 2 prompts)",
         lo=0.0,
         hi=0.9,
     )
     policy_patience: int = _opt(
         2,
-        "held-out evaluations without improvement before SFT, DPO or RLOO stops (held-out loss; mean "
-        "reward of sampled replies for RLOO)",
+        "held-out evaluations without improvement before SFT, DPO, RLOO or GRPO stops (held-out loss; "
+        "mean reward of sampled replies for RLOO and GRPO)",
         lo=1,
         hi=100,
     )
@@ -180,24 +182,43 @@ class RoundConfig:
         lo=0,
         hi=1_000_000,
     )
-    policy_learning_rate: float = _opt(5e-5, "DPO and RLOO LoRA learning rate", lo=0.0, hi=1.0)
+    policy_learning_rate: float = _opt(5e-5, "DPO, RLOO and GRPO LoRA learning rate", lo=0.0, hi=1.0)
     policy_batch_size: int = _opt(
-        4, "preference pairs per DPO step, demonstrations per SFT step, samples per RLOO step", lo=1, hi=1024
+        4,
+        "preference pairs per DPO step, demonstrations per SFT step, samples per RLOO/GRPO step",
+        lo=1,
+        hi=1024,
     )
     policy_weight_decay: float = _opt(
-        0.0, "AdamW weight decay of the policy's LoRA weights (SFT, DPO and RLOO)", lo=0.0, hi=1.0
+        0.0, "AdamW weight decay of the policy's LoRA weights (SFT, DPO, RLOO, GRPO)", lo=0.0, hi=1.0
     )
     dpo_beta: float = _opt(0.1, "DPO beta: how far the policy may move from the reference", lo=0.0, hi=10.0)
     rloo_generations: int = _opt(
         4, "rloo: replies sampled per prompt for the leave-one-out baseline", lo=2, hi=16
     )
     rloo_beta: float = _opt(0.05, "rloo: KL penalty towards the reference", lo=0.0, hi=10.0)
+    grpo_generations: int = _opt(
+        4, "grpo: replies sampled per prompt, the group its advantage is measured in", lo=2, hi=16
+    )
+    grpo_beta: float = _opt(
+        0.05,
+        "grpo: KL penalty towards the reference (the base model); TRL's own default 0 drops the guard "
+        "against reward hacking a learned reward model needs",
+        lo=0.0,
+        hi=10.0,
+    )
+    grpo_scale_rewards: str = _opt(
+        "group",
+        "grpo: divide each advantage by its group's reward std (group, the paper's), the batch's (batch) "
+        "or not at all (none, Dr. GRPO)",
+        choices=("group", "batch", "none"),
+    )
     lora_r: int = _opt(8, "LoRA rank of fresh adapters (reward model and first policy)", lo=1, hi=512)
     lora_alpha: int = _opt(16, "LoRA alpha (scale = alpha / r)", lo=1, hi=1024)
     lora_top_layers: float = _opt(
         1.0,
         "share of the transformer layers, counted from the top, that get fresh LoRA adapters (reward model, "
-        "SFT, DPO, RLOO); 1 = all. The layers below get no gradient, so the backward pass skips them: "
+        "SFT, DPO, RLOO, GRPO); 1 = all. The layers below get no gradient, so the backward pass skips them: "
         "about 1.7x less compute per token with 0.34 (all-linear: the linear modules of those layers). "
         "Default all: see max_length for what the cheaper setting cost in held-out accuracy",
         lo=0.01,
@@ -249,6 +270,29 @@ class RoundConfig:
         hi=1.0,
     )
     generate_prompts: int = _opt(32, "prompts that get a new comparison set; 0 = none", lo=0, hi=100_000)
+    selection: str = _opt(
+        "random",
+        "which prompts get new sets and which are handed out first: random (the prompts that need work "
+        "most, the usual hand-out order) or uncertainty (candidates for selection_pool times as many "
+        "prompts, the sets the newest reward model is least sure how to rank kept and handed out first; "
+        "random without a reward model yet). app/training/selection.py",
+        choices=("random", "uncertainty"),
+    )
+    selection_random_share: float = _opt(
+        0.25,
+        "uncertainty: share of the new sets picked at random instead, for coverage, spread evenly through "
+        "the hand-out order",
+        lo=0.0,
+        hi=1.0,
+    )
+    selection_pool: float = _opt(
+        2.0,
+        "uncertainty: candidates are written for this many times generate_prompts prompts and the chosen "
+        "generate_prompts kept (the rest are discarded: that is the generation cost of choosing); 1 = "
+        "choose only the hand-out order",
+        lo=1.0,
+        hi=10.0,
+    )
     prompt_set_id: int = _opt(
         0,
         "only prompts of this prompt set get new comparison sets; 0 = every unpaused set",

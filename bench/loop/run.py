@@ -147,6 +147,19 @@ def split_prompts(prompts: list[str], n_pool: int, n_eval: int, seed: int) -> tu
     return shuffled[n_eval : n_eval + n_pool], shuffled[:n_eval]
 
 
+def round_overrides(args: argparse.Namespace, pool: int) -> dict[str, str]:
+    """The round config every run (round 0's generation and rounds 1..N) is queued with: the bench's own
+    keys, then --set (which wins). With `--set selection=uncertainty` a round writes candidates for
+    selection_pool times generate_prompts prompts and keeps the most uncertain; the default
+    generate_prompts is the whole pool, so also set generate_prompts below it for the choice to matter."""
+    return {
+        "auto_promote": "yes",
+        "generate_prompts": str(pool),
+        "seed": str(args.seed),
+        **dict(item.split("=", 1) for item in args.sets),
+    }
+
+
 def token_from(stdout: str) -> str:
     lines = [line.strip() for line in stdout.splitlines() if line.strip()]
     return lines[-1]
@@ -169,12 +182,7 @@ class Loop:
 
             torch.set_num_threads(args.torch_threads)
             self.product.env["RANKLOOP_TORCH_THREADS"] = str(args.torch_threads)
-        self.overrides = {
-            "auto_promote": "yes",
-            "generate_prompts": str(len(self.pool)),
-            "seed": str(args.seed),
-            **dict(item.split("=", 1) for item in args.sets),
-        }
+        self.overrides = round_overrides(args, len(self.pool))
         self.samples: dict[int, list[str]] = {}  # version id -> reply per evaluation prompt
         self.win_seeds = prompt_seeds(self.eval_prompts, args.seed)
         self.extra: dict[str, Any] = {}

@@ -282,3 +282,46 @@ def test_upgrade_backfills_the_keys_of_existing_sets(database_url, monkeypatch):
         get_settings.cache_clear()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_uncertainty_selection_hands_out_the_most_uncertain_sets_first_with_the_random_share(db):
+    from app.training import selection
+
+    # A pool of sets the worker scored; it keeps 6 (2 of them random picks) and gives them priorities.
+    pool = [0.05, 0.9, 0.5, 0.7, 0.3, 0.95, 0.2, 0.6, 0.1, 0.8]
+    picks = selection.choose(pool, 6, 1 / 3, seed=5)
+    ps = make_prompt_set(db)
+    older_random = make_comparison_set(db, make_prompt(db, ps))  # made by a random-selection round
+    made: dict[int, int] = {}
+    for p in reversed(picks):  # stored in another order than handed out: the priority decides
+        cset = make_comparison_set(db, make_prompt(db, ps))
+        cset.selection, cset.selection_priority = "uncertainty", p.priority
+        cset.selection_scores = {"uncertainty": pool[p.index], "pick": p.pick}
+        made[p.index] = cset.id
+    db.flush()
+    user = make_annotator(db)
+    now = repo.lock_annotator(db, user.id)
+    order: list[int] = []
+    while (picked := repo.lock_next_open_set(db, user.id, now, exclude=order)) is not None:
+        order.append(picked[0].id)
+    assert order == [made[p.index] for p in picks] + [older_random.id]
+    handed = [db.get(ComparisonSet, i) for i in order[:-1]]
+    kinds = [c.selection_scores["pick"] for c in handed]
+    assert kinds.count("random") == 2 and kinds[0] == "uncertain"
+    # The uncertain ones in order of falling uncertainty; the random ones from outside the top four.
+    uncertain = [
+        c.selection_scores["uncertainty"] for c in handed if c.selection_scores["pick"] == "uncertain"
+    ]
+    assert uncertain == [0.95, 0.9, 0.8, 0.7]
+    assert all(
+        c.selection_scores["uncertainty"] < 0.7 for c in handed if c.selection_scores["pick"] == "random"
+    )
+
+
+def test_by_default_sets_keep_the_usual_order(db):
+    # Random selection (the default) gives every set priority 0: the oldest open set goes first, as before.
+    ps = make_prompt_set(db)
+    first, second = make_comparison_set(db, make_prompt(db, ps)), make_comparison_set(db, make_prompt(db, ps))
+    assert (first.selection, first.selection_priority, first.selection_scores) == ("", 0.0, {})
+    task = service.next_task(db, get_settings(), make_annotator(db))
+    assert task is not None and task.assignment.set_id == first.id != second.id

@@ -17,7 +17,7 @@ from rich.console import Console
 from bench.loop import report
 from bench.loop.oracles import OracleError, length_target, lexical_warmth, load_oracle, no_lists
 from bench.loop.product import Api, ProductError, stage_seconds, wait_round
-from bench.loop.run import split_prompts
+from bench.loop.run import parse_args, round_overrides, split_prompts
 from bench.loop.simulate import (
     calibrate,
     expected_agreement,
@@ -203,3 +203,23 @@ def test_waiting_on_a_round_stops_when_the_worker_has_died() -> None:
         wait_round(
             api, 7, Console(quiet=True), "round 1", poll=0, dead=lambda: "`app worker` exited with code -9"
         )
+
+
+def test_set_options_reach_the_round_config_and_win_over_the_benchs_own():
+    from app.config import get_settings
+    from app.training.config import RoundConfig
+
+    sets = ["selection=uncertainty", "generate_prompts=16", "policy_method=grpo"]
+    args = parse_args([*args_without_sets(), *(a for kv in sets for a in ("--set", kv))])
+    overrides = round_overrides(args, pool=64)
+    cfg = RoundConfig.resolve(overrides, get_settings())
+    assert (cfg.selection, cfg.generate_prompts, cfg.policy_method) == ("uncertainty", 16, "grpo")
+    assert cfg.auto_promote == "yes" and cfg.seed == args.seed
+    assert (
+        RoundConfig.resolve(round_overrides(parse_args(args_without_sets()), 64), get_settings()).selection
+        == "random"
+    )
+
+
+def args_without_sets() -> list[str]:
+    return ["--oracle", "bench/loop/oracles.py:length_target"]

@@ -297,6 +297,36 @@ def test_dpo_ranking_policy_method_trains_on_whole_rankings(clean_db, model_dir)
         assert json.loads((adapter / "policy_model.json").read_text())["method"] == "dpo_ranking"
 
 
+@pytest.mark.slow
+def test_grpo_policy_method_trains_online_and_publishes(clean_db, model_dir):
+    with session_scope() as s:
+        seed_rankings(s, prompts=4, annotators=1, unranked=2)
+    overrides = tiny_overrides(
+        model_dir,
+        policy_method="grpo",
+        grpo_generations=2,
+        grpo_scale_rewards="batch",
+        policy_batch_size=4,
+        eval_prompts=1,
+        generate_prompts=1,
+    )
+    round_id = start(overrides)
+    assert run_round_jobs(round_id) == "succeeded"
+    with session_scope() as s:
+        row = s.get(Round, round_id)
+        policy = s.get(ModelVersion, row.policy_version_id)
+        assert policy.metrics["method"] == "grpo" and policy.metrics["steps"] >= 1
+        # The same prompts as RLOO: the training ones plus the two nobody ranked, one held out.
+        assert policy.metrics["prompts"] == 5 and policy.metrics["heldout_prompts"] == 1
+        assert policy.config["num_generations"] == 2 and policy.config["scale_rewards"] == "batch"
+        assert policy.metrics["heldout_reward"] is not None
+        assert artifacts.verify_version(Path(policy.adapter_path)) == []
+        # Published like any policy: the round's new comparison set has candidates it wrote.
+        assert row.metrics["generation"]["sets"] == 1
+        written = s.scalars(select(Candidate.model_version_id)).all()
+        assert policy.id in written
+
+
 def test_round_config_knobs_reach_sft_reward_and_policy_training(clean_db, model_dir):
     with session_scope() as s:
         # First-ranked human replies: six demonstrations, so SFT runs and can hold one prompt out.

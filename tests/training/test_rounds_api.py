@@ -86,7 +86,8 @@ def test_top_level_overrides_and_an_empty_body_are_accepted(app_client, admin):
         ({"k": "four"}, "k must be a whole number"),
         ({"k": True}, "k must be a whole number"),
         ({"temperature": "hot"}, "temperature must be a number"),
-        ({"policy_method": "ppo"}, "policy_method must be one of dpo, dpo_ranking, rloo"),
+        ({"policy_method": "ppo"}, "policy_method must be one of dpo, dpo_ranking, rloo, grpo"),
+        ({"grpo_scale_rewards": "rank"}, "grpo_scale_rewards must be one of group, batch, none"),
         ({"rloo_generations": 1}, "rloo_generations must be at least 2"),
         ({"new_policy_share": 1.5}, "new_policy_share must be at most 1.0"),
         (

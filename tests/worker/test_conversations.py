@@ -15,7 +15,7 @@ from app.orm import Ranking
 from app.prompts import service as prompts_service
 from app.prompts.schemas import ImportKind
 from tests.worker.conftest import build_tokenizer
-from worker import candidates, generation, models, policy_dpo, policy_rloo, sft, snapshot
+from worker import candidates, generation, models, policy_dpo, policy_online, sft, snapshot
 from worker.data import PreferencePair, split_by_prompt
 from worker.lora_policy import cap_prompt
 
@@ -65,9 +65,9 @@ def test_trl_renders_the_trainers_records_exactly_as_generation_does() -> None:
 
 def test_rloo_hands_the_reward_model_the_whole_conversation() -> None:
     trl_prompt = [{"role": m.role, "content": m.content} for m in CHAT]
-    assert policy_rloo._prompt_of(trl_prompt) == CHAT
-    assert policy_rloo._prompt_of([{"role": "user", "content": "hi"}]) == "hi"
-    assert policy_rloo._prompt_of("hi") == "hi"
+    assert policy_online.prompt_of(trl_prompt) == CHAT
+    assert policy_online.prompt_of([{"role": "user", "content": "hi"}]) == "hi"
+    assert policy_online.prompt_of("hi") == "hi"
 
 
 def test_a_long_conversation_loses_its_oldest_turns_first() -> None:

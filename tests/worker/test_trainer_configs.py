@@ -33,6 +33,9 @@ def _round() -> RoundConfig:
             "dpo_beta": 0.3,
             "rloo_generations": 3,
             "rloo_beta": 0.07,
+            "grpo_generations": 2,
+            "grpo_beta": 0.02,
+            "grpo_scale_rewards": "none",
             "lora_r": 4,
             "lora_alpha": 12,
             "lora_dropout": 0.1,
@@ -115,6 +118,27 @@ def test_rloo_config_counts_samples_per_step_and_never_samples_greedily():
             "prompts_per_step": 2,  # 8 samples per step / 3 generations per prompt
             "num_generations": 3,
             "beta": 0.07,
+            "weight_decay": 0.02,
+            "max_prompt_length": 100,
+            "max_completion_length": 40,
+            "temperature": 1.0,
+            "top_p": 0.9,
+        }
+        | LORA
+        | POLICY_RUN,
+    )
+
+
+def test_grpo_config_takes_its_own_group_size_kl_and_scaling_and_the_online_knobs():
+    _has(
+        configs.grpo_config(_round()),
+        {
+            "lr": 0.001,
+            "epochs": 2,
+            "prompts_per_step": 4,  # 8 samples per step / 2 generations per prompt
+            "num_generations": 2,
+            "beta": 0.02,
+            "scale_rewards": "none",
             "weight_decay": 0.02,
             "max_prompt_length": 100,
             "max_completion_length": 40,

@@ -1,6 +1,7 @@
 """Each trainer's config built from the round config, in one place per trainer.
 
-The trainers (worker/sft.py, reward.py, policy_dpo.py, policy_rloo.py, generation.py) stay self-contained:
+The trainers (worker/sft.py, reward.py, policy_dpo.py, policy_rloo.py, policy_grpo.py,
+generation.py) stay self-contained:
 they take their own config dataclass and know nothing of rounds. This module is the one mapping from the
 round's knobs to theirs; the LoRA block and the policy trainers' common block (seed, held-out share,
 patience, weight decay) are written once. The trainer modules import torch, so they are imported only
@@ -16,6 +17,7 @@ from app.training.config import RoundConfig
 if TYPE_CHECKING:
     from worker.dpo_shared import DPOTrainConfig
     from worker.generation import CandidateConfig
+    from worker.policy_grpo import GRPOTrainConfig
     from worker.policy_rloo import RLOOTrainConfig
     from worker.reward import RewardConfig
     from worker.sft import SFTTrainConfig
@@ -33,7 +35,7 @@ def _lora(cfg: RoundConfig) -> dict[str, Any]:
 
 
 def _policy_run(cfg: RoundConfig) -> dict[str, Any]:
-    """What SFT, DPO and RLOO share: base model, seed, early stopping and AdamW weight decay."""
+    """What SFT, DPO, RLOO and GRPO share: base model, seed, early stopping and AdamW weight decay."""
     return {
         "base_model": cfg.base_model,
         "seed": cfg.seed,
@@ -94,22 +96,37 @@ def dpo_config(cfg: RoundConfig) -> DPOTrainConfig:
     )
 
 
+def _online(cfg: RoundConfig, generations: int, beta: float) -> dict[str, Any]:
+    """What RLOO and GRPO share: policy_batch_size counts samples, so a step holds batch / generations
+    prompts (at least 1); replies as long and as random as generation's."""
+    return {
+        "lr": cfg.policy_learning_rate,
+        "epochs": cfg.policy_epochs,
+        "prompts_per_step": max(1, cfg.policy_batch_size // generations),
+        "num_generations": generations,
+        "beta": beta,
+        "max_prompt_length": cfg.max_prompt_length,
+        "max_completion_length": cfg.max_new_tokens,
+        # Greedy sampling would give every generation the same reply: no group baseline signal.
+        "temperature": cfg.temperature or 1.0,
+        "top_p": cfg.top_p,
+        **_policy_run(cfg),
+    }
+
+
 def rloo_config(cfg: RoundConfig) -> RLOOTrainConfig:
-    """RLOO: policy_batch_size counts samples, so a step holds batch / generations prompts (at least 1)."""
+    """RLOO: rloo_generations replies per prompt, rloo_beta."""
     from worker.policy_rloo import RLOOTrainConfig
 
-    return RLOOTrainConfig(
-        lr=cfg.policy_learning_rate,
-        epochs=cfg.policy_epochs,
-        prompts_per_step=max(1, cfg.policy_batch_size // cfg.rloo_generations),
-        num_generations=cfg.rloo_generations,
-        beta=cfg.rloo_beta,
-        max_prompt_length=cfg.max_prompt_length,
-        max_completion_length=cfg.max_new_tokens,
-        # Greedy sampling would give every generation the same reply: no leave-one-out signal.
-        temperature=cfg.temperature or 1.0,
-        top_p=cfg.top_p,
-        **_policy_run(cfg),
+    return RLOOTrainConfig(**_online(cfg, cfg.rloo_generations, cfg.rloo_beta))
+
+
+def grpo_config(cfg: RoundConfig) -> GRPOTrainConfig:
+    """GRPO: grpo_generations replies per prompt, grpo_beta, grpo_scale_rewards."""
+    from worker.policy_grpo import GRPOTrainConfig
+
+    return GRPOTrainConfig(
+        scale_rewards=cfg.grpo_scale_rewards, **_online(cfg, cfg.grpo_generations, cfg.grpo_beta)
     )
 
 

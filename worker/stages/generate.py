@@ -9,6 +9,7 @@ win-rate from the same sets, is the reward-hacking alarm (app.quality.reward_sig
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import time
 from collections.abc import Callable
@@ -16,10 +17,13 @@ from typing import Any
 
 from app.conversation import PromptLike
 from app.text import clean_generated
+from app.training import selection
 from app.training.config import ConfigError
 from worker import candidates, versions
 from worker.stages.configs import candidate_config
 from worker.stages.context import RoundContext, free_memory
+
+Member = candidates.NewCandidate | candidates.StoredCandidate
 
 
 def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
@@ -29,9 +33,13 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
 
     cfg = ctx.cfg
     with ctx.sessions() as session, session.begin():
-        prompts = candidates.prompts_needing_work(
-            session, cfg.generate_prompts, cfg.prompt_set_id or None, ctx.project_id
-        )
+        reward = versions.newest_reward(session, cfg.base_model, ctx.project_id)
+        if reward is not None and reward.adapter_path is None:
+            reward = None
+        # Choosing by uncertainty writes candidates for a larger pool (without a reward model: random).
+        choosing = cfg.selection == "uncertainty" and reward is not None
+        pool = math.ceil(cfg.generate_prompts * cfg.selection_pool) if choosing else cfg.generate_prompts
+        prompts = candidates.prompts_needing_work(session, pool, cfg.prompt_set_id or None, ctx.project_id)
         plan = _plan(session, cfg, new_policy_id, ctx.project_id)
         humans = candidates.human_replies(session, [p.id for p in prompts], cfg.human_replies)
     if not prompts:
@@ -62,7 +70,7 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
     del hosts
     free_memory()
 
-    sets: list[tuple[int, list[candidates.NewCandidate | candidates.StoredCandidate]]] = []
+    sets: list[tuple[int, list[Member]]] = []
     dropped = blank = 0
     for prompt, generated in zip(prompts, per_prompt, strict=True):
         kept, near, empty = keep_candidates(ctx.round_id, generated, cfg.dedupe_threshold)
@@ -70,26 +78,38 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
         # People's replies join the model's (k + human_replies is checked against the largest set size).
         kept.extend(humans.get(prompt.id, []))
         random.Random(cfg.seed + prompt.id).shuffle(kept)
-        sets.append((prompt.id, kept))
-    with ctx.sessions() as session, session.begin():
-        stored = candidates.store_sets(session, sets, ctx.overlap, f"round:{ctx.round_id}")
-    made = len(stored)
-    ctx.progress.log(
-        f"{made} new comparison sets; {dropped} near-duplicate and {blank} blank candidates dropped"
-    )
+        if len(kept) >= 2:  # a set needs two candidates to compare
+            sets.append((prompt.id, kept))
+    # Every candidate scored by the newest reward model (the round's own in a training round) before the
+    # sets are stored: the scores choose the sets (uncertainty) and are kept with each set either way.
     texts = {p.id: p.prompt for p in prompts}
-    exchanges = [
-        (cid, texts[prompt_id], cand.text)
-        for (prompt_id, kept), ids in zip((s for s in sets if len(s[1]) >= 2), stored, strict=True)
-        for cid, cand in zip(ids, kept, strict=True)
-    ]
-    _score_candidates(ctx, exchanges)
+    scores = _score_sets(ctx, reward, [(texts[pid], kept) for pid, kept in sets])
+    sets, chosen = _select(cfg, sets, scores, reward.id if reward else None, choosing)
+    with ctx.sessions() as session, session.begin():
+        stored = candidates.store_sets(session, sets, ctx.overlap, f"round:{ctx.round_id}", chosen)
+        if reward is not None and scores is not None:
+            candidates.store_reward_scores(
+                session,
+                reward.id,
+                [
+                    (cid, score)
+                    for ids, how in zip(stored, chosen, strict=True)
+                    for cid, score in zip(ids, how.scores["scores"], strict=True)
+                ],
+            )
+    made = len(stored)
+    used = cfg.selection if choosing else "random"
+    ctx.progress.log(
+        f"{made} new comparison sets ({used} selection); {dropped} near-duplicate and {blank} blank "
+        "candidates dropped"
+    )
     ctx.record(
         generation={
             "sets": made,
             "prompts": len(prompts),
             "near_duplicates_dropped": dropped,
             "blank_dropped": blank,
+            "selection": used,
         }
     )
     return made
@@ -97,13 +117,13 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
 
 def keep_candidates(
     round_id: int, generated: list[tuple[versions.VersionRef, Any]], dedupe_threshold: float
-) -> tuple[list[candidates.NewCandidate | candidates.StoredCandidate], int, int]:
+) -> tuple[list[Member], int, int]:
     """One prompt's generated replies as new candidates: each text under the rule imported text follows
     (app.text: no NUL, control characters or lone surrogates), a reply with nothing visible left dropped,
     and near-duplicates of an earlier one dropped; with how many of each were dropped."""
     from worker.generation import is_near_duplicate
 
-    kept: list[candidates.NewCandidate | candidates.StoredCandidate] = []
+    kept: list[Member] = []
     near = blank = 0
     for version, cand in generated:
         text = clean_generated(cand.text)
@@ -130,6 +150,63 @@ def keep_candidates(
             )
         )
     return kept, near, blank
+
+
+def _select(
+    cfg: Any,
+    sets: list[tuple[int, list[Member]]],
+    scores: list[list[float]] | None,
+    reward_id: int | None,
+    choosing: bool,
+) -> tuple[list[tuple[int, list[Member]]], list[candidates.SetSelection]]:
+    """The sets to store and how each was chosen: all of them in order (random), or generate_prompts of the
+    pool by uncertainty with the random share, in hand-out order with falling priority."""
+    if not choosing or scores is None:
+        how = [
+            candidates.SetSelection(
+                "random", 0.0, selection.scored("random", s, reward_id) if scores is not None else {}
+            )
+            for s in (scores if scores is not None else [[] for _ in sets])
+        ]
+        return sets, how
+    uncertainties = [selection.uncertainty(s) for s in scores]
+    picks = selection.choose(uncertainties, cfg.generate_prompts, cfg.selection_random_share, cfg.seed)
+    chosen = [
+        candidates.SetSelection(
+            "uncertainty", p.priority, p.stored("uncertainty", scores[p.index], reward_id)
+        )
+        for p in picks
+    ]
+    return [sets[p.index] for p in picks], chosen
+
+
+def _score_sets(
+    ctx: RoundContext, reward: versions.VersionRef | None, sets: list[tuple[PromptLike, list[Member]]]
+) -> list[list[float]] | None:
+    """Each set's candidates' scores by the reward model (candidate order), in batches; None without one."""
+    from worker.adapters import RewardHost
+
+    exchanges = [(prompt, cand.text) for prompt, kept in sets for cand in kept]
+    if reward is None or reward.adapter_path is None or not exchanges:
+        return None
+    ctx.progress.stage("score", total=len(exchanges))
+    # On the shared base, as generation: the project's reward model is an adapter with its own head.
+    host = RewardHost(reward.base_model or ctx.cfg.base_model, data_dir=ctx.data_dir)
+    rm = host.use(reward.name, ctx.store.open(reward.adapter_path))
+    flat: list[float] = []
+    step = max(1, ctx.cfg.generation_batch_size)
+    for start in range(0, len(exchanges), step):
+        flat.extend(rm.score_exchanges(exchanges[start : start + step], batch_size=step))
+        ctx.progress.update(len(flat), len(exchanges))
+    del rm, host
+    free_memory()
+    ctx.progress.log(f"{len(flat)} candidates scored by {reward.name}")
+    out: list[list[float]] = []
+    start = 0
+    for _, kept in sets:
+        out.append([float(v) for v in flat[start : start + len(kept)]])
+        start += len(kept)
+    return out
 
 
 def _generate_with(
@@ -167,32 +244,6 @@ def _generate_with(
         done += len(chunk) * k
         ctx.progress.update(done, total)
     return done
-
-
-def _score_candidates(ctx: RoundContext, exchanges: list[tuple[int, PromptLike, str]]) -> None:
-    """Score (candidate id, prompt, reply) with the newest reward model, in batches; store the scores."""
-    from worker.adapters import RewardHost
-
-    with ctx.sessions() as session:
-        reward = versions.newest_reward(session, ctx.cfg.base_model, ctx.project_id)
-    if reward is None or reward.adapter_path is None or not exchanges:
-        return
-    ctx.progress.stage("score", total=len(exchanges))
-    # On the shared base, as generation: the project's reward model is an adapter with its own head.
-    host = RewardHost(reward.base_model or ctx.cfg.base_model, data_dir=ctx.data_dir)
-    rm = host.use(reward.name, ctx.store.open(reward.adapter_path))
-    scores: list[tuple[int, float]] = []
-    step = max(1, ctx.cfg.generation_batch_size)
-    for start in range(0, len(exchanges), step):
-        chunk = exchanges[start : start + step]
-        values = rm.score_exchanges([(p, r) for _, p, r in chunk], batch_size=step)
-        scores.extend((cid, v) for (cid, _, _), v in zip(chunk, values, strict=True))
-        ctx.progress.update(len(scores), len(exchanges))
-    del rm, host
-    free_memory()
-    with ctx.sessions() as session, session.begin():
-        candidates.store_reward_scores(session, reward.id, scores)
-    ctx.progress.log(f"{len(scores)} candidates scored by {reward.name}")
 
 
 def _plan(

@@ -1,13 +1,15 @@
-"""Stages 2-3, the training: optional SFT, the reward model, the policy (DPO, ranking DPO or RLOO).
+"""Stages 2-3, the training: optional SFT, the reward model, the policy (DPO, ranking DPO, RLOO or GRPO).
 
 Each stage builds its trainer's config from the round's (worker/stages/configs.py), trains into the
 attempt's scratch directory and records its metrics on the round at once. SFT, the reward model and DPO
-run data-parallel on `settings.gpus` processes (worker/launch.py); RLOO and sampling stay in this process.
+run data-parallel on `settings.gpus` processes (worker/launch.py); ranking DPO, RLOO, GRPO and sampling stay
+in this process.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,10 +120,10 @@ class PolicyStage:
 def stage_policy(
     ctx: RoundContext, rd: RoundData, reward: RewardStage, start_adapter: Path | None
 ) -> PolicyStage:
-    """LoRA DPO from the previous policy on human pairs plus reward-model-labelled pairs (or RLOO, or DPO on
-    whole rankings)."""
-    if ctx.cfg.policy_method == "rloo":
-        return stage_policy_rloo(ctx, rd, reward, start_adapter)
+    """LoRA DPO from the previous policy on human pairs plus reward-model-labelled pairs (or RLOO/GRPO, or DPO
+    on whole rankings)."""
+    if ctx.cfg.policy_method in ("rloo", "grpo"):
+        return stage_policy_online(ctx, rd, reward, start_adapter)
     if ctx.cfg.policy_method == "dpo_ranking":
         return stage_policy_dpo_ranking(ctx, rd, reward, start_adapter)
     from worker.data import ranking_to_pairs
@@ -172,10 +174,11 @@ def stage_policy_dpo_ranking(
     return PolicyStage(out, cfg.to_dict(), metrics)
 
 
-def stage_policy_rloo(
+def stage_policy_online(
     ctx: RoundContext, rd: RoundData, reward: RewardStage, start_adapter: Path | None
 ) -> PolicyStage:
-    """Online RLOO on the training prompts and unranked ones, rewarded by the new reward model."""
+    """Online RLOO or GRPO on the training prompts and unranked ones, rewarded by the new reward model."""
+    from worker.policy_grpo import GRPOTrainConfig, train_grpo
     from worker.policy_rloo import train_rloo
     from worker.reward import load_reward_model
 
@@ -185,19 +188,20 @@ def stage_policy_rloo(
         )
     prompts = list(dict.fromkeys([r.prompt for r in rd.train_rankings] + unranked))
     ctx.progress.stage("policy")
-    ctx.progress.log(f"RLOO on {len(prompts)} prompts, {ctx.cfg.rloo_generations} samples each")
-    cfg = configs.rloo_config(ctx.cfg)
+    grpo = ctx.cfg.policy_method == "grpo"
+    cfg = configs.grpo_config(ctx.cfg) if grpo else configs.rloo_config(ctx.cfg)
+    ctx.progress.log(
+        f"{ctx.cfg.policy_method.upper()} on {len(prompts)} prompts, {cfg.num_generations} samples each"
+    )
     rm = load_reward_model(reward.dir, data_dir=ctx.data_dir)
     out = ctx.scratch / "policy"
-    result = train_rloo(
-        cfg,
-        prompts,
-        rm,
-        out,
+    train = functools.partial(
+        train_grpo if isinstance(cfg, GRPOTrainConfig) else train_rloo,
         previous_adapter=start_adapter,
         data_dir=ctx.data_dir,
         progress=ctx.progress.callback(),
     )
+    result = train(cfg, prompts, rm, out)
     metrics = json_ready(result.metrics)
     ctx.record(policy=metrics)
     del rm
