@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -159,7 +159,8 @@ _HANDOUT_ORDER = (
 )
 
 
-def _lock_next_open_set(skip_locked: bool) -> Select[tuple[object, ...]]:
+def _set_with_prompt_and_project() -> Select[tuple[object, ...]]:
+    """A set's lockable columns with its prompt's and project's, as plain labelled columns (see _locked)."""
     return (
         select(
             ComparisonSet.id,
@@ -171,6 +172,24 @@ def _lock_next_open_set(skip_locked: bool) -> Select[tuple[object, ...]]:
         .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
         .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
         .join(Project, Project.id == ComparisonSet.project_id)
+    )
+
+
+def _locked(session: Session, row: Any) -> tuple[LockedSet, Prompt, Project] | None:
+    """A row of _set_with_prompt_and_project: the set, and its prompt and project attached to the session."""
+    if row is None:
+        return None
+    values = row._mapping
+    return (
+        LockedSet(values["id"], values["overlap"], values["status"]),
+        attach(session, Prompt, unlabelled(values, Prompt, "prompt_")),
+        attach(session, Project, unlabelled(values, Project, "project_")),
+    )
+
+
+def _lock_next_open_set(skip_locked: bool) -> Select[tuple[object, ...]]:
+    return (
+        _set_with_prompt_and_project()
         .where(
             *_eligible(_ANNOTATOR),
             _ORDINARY,
@@ -212,15 +231,7 @@ def lock_next_open_set(
     params = {"annotator_id": annotator_id, "now": now, "exclude": list(exclude), "project_id": project_id}
     # Plain rows through the connection (no ORM result machinery), attached to the session as objects.
     statement = _WAIT_FOR_NEXT_OPEN_SET if wait else _LOCK_NEXT_OPEN_SET
-    row = session.connection().execute(statement, params).first()
-    if row is None:
-        return None
-    values = row._mapping
-    return (
-        LockedSet(values["id"], values["overlap"], values["status"]),
-        attach(session, Prompt, unlabelled(values, Prompt, "prompt_")),
-        attach(session, Project, unlabelled(values, Project, "project_")),
-    )
+    return _locked(session, session.connection().execute(statement, params).first())
 
 
 # The gold pick: a random open gold set of the annotator's projects they have not ranked or skipped, if the
@@ -229,16 +240,7 @@ def lock_next_open_set(
 _ROLL = bindparam("roll", type_=Float)
 _DEFAULT_GOLD_RATE = bindparam("default_rate", type_=Float)
 _LOCK_GOLD_SET = (
-    select(
-        ComparisonSet.id,
-        ComparisonSet.overlap,
-        ComparisonSet.status,
-        *labelled(Prompt, "prompt_"),
-        *labelled(Project, "project_"),
-    )
-    .join(Prompt, Prompt.id == ComparisonSet.prompt_id)
-    .join(PromptSet, PromptSet.id == Prompt.prompt_set_id)
-    .join(Project, Project.id == ComparisonSet.project_id)
+    _set_with_prompt_and_project()
     .where(
         ComparisonSet.gold_tiers.is_not(None),
         *_eligible(_ANNOTATOR),
@@ -261,15 +263,7 @@ def lock_gold_set(
         "default_rate": default_rate,
         "project_id": project_id,
     }
-    row = session.connection().execute(_LOCK_GOLD_SET, params).first()
-    if row is None:
-        return None
-    values = row._mapping
-    return (
-        LockedSet(values["id"], values["overlap"], values["status"]),
-        attach(session, Prompt, unlabelled(values, Prompt, "prompt_")),
-        attach(session, Project, unlabelled(values, Project, "project_")),
-    )
+    return _locked(session, session.connection().execute(_LOCK_GOLD_SET, params).first())
 
 
 _LOCK_SET_OF_ASSIGNMENT = (

@@ -266,6 +266,7 @@ def one_line_of(kind: ImportKind) -> bytes:
         ImportKind.ranked_groups: {"prompt": "p", "completions": ["a", "b"]},
         ImportKind.oasst: oa_tree("p", [reply("a", 0), reply("b", 1)]),
         ImportKind.demonstrations: {"prompt": "p", "completion": "c"},
+        ImportKind.gold: {"prompt": "p", "completions": ["a", "b"], "ranking": [[0], [1]]},
     }
     return raw_jsonl(lines[kind])
 
