@@ -119,8 +119,17 @@ def test_admin_starts_a_round_follows_it_live_and_promotes_the_new_policy(
     with session_scope() as s:
         seed_rankings(s, prompts=6, annotators=2, unranked=3, human_first=True)
     name, pw = make_user("root", Role.admin)
-    # A longer reward stage than the pipeline tests', with early stopping out of reach: progress to watch.
-    tiny = tiny_overrides(model, generate_prompts=4, reward_epochs=40, reward_patience=100)
+    # Longer reward and policy stages than the pipeline tests', with early stopping out of reach: progress
+    # to watch (40 reward epochs alone took a second on a quiet machine, and the round ended before the page
+    # first polled). Each stage stays under the 200 loss points a stage keeps, so the curve only grows.
+    tiny = tiny_overrides(
+        model,
+        generate_prompts=4,
+        reward_epochs=90,
+        reward_patience=100,
+        policy_max_steps=150,
+        policy_patience=100,
+    )
     extra = "\n".join(f"{k}={v}" for k, v in tiny.items())
 
     context = chromium.new_context(viewport=DESKTOP)
