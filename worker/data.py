@@ -129,6 +129,43 @@ class PreferencePair:
     weight: float = 1.0
 
 
+class _Scored(Protocol):
+    @property
+    def loss(self) -> float: ...
+
+
+E = TypeVar("E", bound=_Scored)
+
+
+@dataclass
+class BestCheckpoint(Generic[E]):
+    """Early stopping on a held-out loss, for the hand-written training loops (reward model, ranking DPO):
+    the best evaluation so far, its step and trainable state, and the evaluations since it last improved.
+
+    Start it with the untrained model's state (and its evaluation, if one was made): a run whose every
+    evaluation is worse keeps the start.
+    """
+
+    patience: int  # evaluations without improvement before `observe` says stop
+    state: dict[str, Any]  # the trainable parameters of the best evaluation (CPU copies)
+    evaluation: E | None = None  # the best evaluation; None before the first
+    step: int = 0  # the update it was made after
+    bad: int = 0  # evaluations since the last improvement
+
+    @property
+    def loss(self) -> float:
+        return self.evaluation.loss if self.evaluation is not None else math.inf
+
+    def observe(self, step: int, current: E, state: Callable[[], dict[str, Any]]) -> bool:
+        """Record an evaluation after `step` updates (`state()` is called only on an improvement); True once
+        `patience` evaluations in a row have not improved on the best."""
+        if current.loss < self.loss:
+            self.evaluation, self.state, self.step, self.bad = current, state(), step, 0
+            return False
+        self.bad += 1
+        return self.bad >= self.patience
+
+
 def widest_gap_first(pairs: Sequence[PreferencePair], n: int, seed: int) -> list[int]:
     """Indices (ascending) of the `n` pairs to train on when an update budget reaches fewer than all of them.
 

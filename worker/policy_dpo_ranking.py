@@ -48,7 +48,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from worker.data import ProgressCallback, Ranking, WorkMeter, length_buckets, report_eta, split_by_prompt
+from worker.data import (
+    BestCheckpoint,
+    ProgressCallback,
+    Ranking,
+    WorkMeter,
+    length_buckets,
+    report_eta,
+    split_by_prompt,
+)
 from worker.dpo_shared import DPOTrainConfig, encode_completion, schedule, sequence_logps
 from worker.lora_policy import cap_prompt, policy_model, write_policy
 from worker.models import load_tokenizer, pick_device, resolve_model_path
@@ -288,7 +296,7 @@ def train_dpo_ranking(
         return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
 
     step, losses, history = 0, [], []
-    best_loss, best_state, best_eval, best_step, bad_evals = math.inf, trainable_state(), None, 0, 0
+    best: BestCheckpoint[Any] = BestCheckpoint(cfg.patience, trainable_state())
     stopped_early, eval_seconds = False, 0.0
     model.train()
     for micro, indices in enumerate(plan):
@@ -316,25 +324,14 @@ def train_dpo_ranking(
             history.append(
                 {"step": step, "heldout_loss": current.loss, "heldout_reward_accuracy": current.accuracy}
             )
-            if current.loss < best_loss:
-                best_loss, best_state, best_eval, best_step, bad_evals = (
-                    current.loss,
-                    trainable_state(),
-                    current,
-                    step,
-                    0,
-                )
-            else:
-                bad_evals += 1
-                if bad_evals >= cfg.patience:
-                    stopped_early = step < total
-                    break
+            if best.observe(step, current, trainable_state):
+                stopped_early = step < total
+                break
     train_seconds = time.perf_counter() - loop_started - eval_seconds
 
     if heldout:
-        model.load_state_dict(best_state, strict=False)
-    else:
-        best_step = step
+        model.load_state_dict(best.state, strict=False)
+    best_eval, best_step = best.evaluation, best.step if heldout else step
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     meta = {

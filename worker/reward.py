@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from worker.data import (
+    BestCheckpoint,
     BucketBatchSampler,
     PreferencePair,
     ProgressCallback,
@@ -326,13 +327,11 @@ def train_reward_model(
 
     # Held-out score of the untrained head: the baseline early stopping has to beat.
     initial = evaluate() if heldout_pairs else None
-    best_loss = initial.loss if initial else math.inf
-    best_state = trainable_state()
-    best_eval, best_step = initial, 0
+    best = BestCheckpoint(cfg.patience, trainable_state(), initial)
     history: list[dict[str, float]] = []
     if initial:
         history.append({"step": 0, "heldout_loss": initial.loss, "heldout_accuracy": initial.accuracy})
-    bad_evals, stopped_early, last_loss = 0, False, math.nan
+    stopped_early, last_loss = False, math.nan
 
     model.train()
     # Time in training steps only (no setup, evaluation or saving): what throughput comparisons divide by.
@@ -375,17 +374,7 @@ def train_reward_model(
                 history.append(
                     {"step": step, "heldout_loss": current.loss, "heldout_accuracy": current.accuracy}
                 )
-                if current.loss < best_loss:
-                    best_loss, best_state, best_eval, best_step, bad_evals = (
-                        current.loss,
-                        trainable_state(),
-                        current,
-                        step,
-                        0,
-                    )
-                else:
-                    bad_evals += 1
-                    stopped_early = bad_evals >= cfg.patience
+                stopped_early = best.observe(step, current, trainable_state)
             if stopped_early or step >= total_steps:
                 break
 
@@ -394,9 +383,8 @@ def train_reward_model(
     # Keep the best checkpoint (without held-out data: the last one).
     unwrapped = accelerator.unwrap_model(model)
     if heldout_pairs:
-        unwrapped.load_state_dict(best_state, strict=False)
-    else:
-        best_step = step
+        unwrapped.load_state_dict(best.state, strict=False)
+    best_eval, best_step = best.evaluation, best.step if heldout_pairs else step
 
     metrics: dict[str, Any] = {
         "heldout_accuracy": best_eval.accuracy if best_eval else None,

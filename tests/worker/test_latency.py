@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from tests.worker.conftest import marker_rankings
 from tests.worker.test_policy_dpo import _cfg, marker_pairs
 from worker import policy_dpo, reward
 from worker.data import (
+    BestCheckpoint,
     BucketBatchSampler,
     PreferencePair,
     WorkMeter,
@@ -183,3 +185,19 @@ def test_dpo_with_precomputed_reference_starts_at_log2_and_caps_its_pairs(
     assert first[0] == "eta" and first[1:3] == (0, 2)
     # The reference pass reports an ETA before the first optimizer step.
     assert any(e[0] == "eta" and e[3] is not None for e in progress.events[: progress.events.index(steps[0])])
+
+
+def test_best_checkpoint_keeps_the_best_evaluation_and_stops_after_patience() -> None:
+    @dataclass
+    class Eval:
+        loss: float
+
+    saved: list[int] = []
+    best = BestCheckpoint(2, {"w": 0}, Eval(0.7))
+    for step, loss in [(1, 0.8), (2, 0.6), (3, 0.65)]:
+        assert best.observe(step, Eval(loss), lambda s=step: (saved.append(s), {"w": s})[1]) is False
+    # The state is copied only on an improvement; the next miss in a row ends the run.
+    assert saved == [2] and (best.step, best.loss, best.state) == (2, 0.6, {"w": 2})
+    assert best.observe(4, Eval(0.61), dict) is True and best.step == 2
+    untrained = BestCheckpoint(1, {"w": 0})
+    assert untrained.loss == math.inf and untrained.observe(1, Eval(9.0), dict) is False
