@@ -139,6 +139,20 @@ def policy_model(path: str, previous_adapter: Path | None, shape: LoraShape) -> 
     return model, lora
 
 
+def run_args(spec: Any, seed: int) -> dict[str, Any]:
+    """The TRL config arguments every policy trainer (SFT, DPO, RLOO, GRPO) sets alike: seeds, device and
+    precision, and no logging of its own (progress goes through our callback). `spec` is a DeviceSpec."""
+    return {
+        "seed": seed,
+        "data_seed": seed,
+        # bf16 only where the GPU supports it; TRL would otherwise turn it on and fail on CPU.
+        "bf16": spec.use_bf16,
+        "use_cpu": spec.device.type == "cpu",
+        "report_to": "none",
+        "disable_tqdm": True,
+    }
+
+
 def early_stopping_args(
     heldout: bool, eval_every: int, metric: str, greater_is_better: bool
 ) -> dict[str, Any]:

@@ -60,6 +60,7 @@ from worker.lora_policy import (
     cap_prompt,
     early_stopping_args,
     policy_model,
+    run_args,
     save_policy,
     schedule_metrics,
     trainer_callbacks,
@@ -281,20 +282,14 @@ def train_dpo(
         warmup_steps=warmup_steps,
         lr_scheduler_type="linear",
         max_length=cfg.max_length,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
         train_sampling_strategy="sequential",
         # The reference policy is frozen: its log-probabilities are computed once per round, before the
         # first step, and reused by every step and every evaluation (no second forward pass per step).
         precompute_ref_log_probs=True,
         precompute_ref_batch_size=2 * cfg.batch_size,
-        # bf16 only where the GPU supports it; TRL would otherwise turn it on and fail on CPU.
-        bf16=spec.use_bf16,
-        use_cpu=spec.device.type == "cpu",
         gradient_checkpointing=cfg.gradient_checkpointing,
         logging_steps=cfg.logging_steps,
-        report_to="none",
-        disable_tqdm=True,
+        **run_args(spec, cfg.seed),
         **early_stopping_args(eval_ds is not None, eval_every, "eval_loss", greater_is_better=False),
     )
     trainer = _MeteredDPOTrainer(

@@ -35,6 +35,7 @@ from worker.lora_policy import (
     cap_prompt,
     early_stopping_args,
     policy_model,
+    run_args,
     save_policy,
     schedule_metrics,
     trainer_callbacks,
@@ -167,16 +168,10 @@ def train_online(
         top_p=cfg.top_p,
         beta=cfg.beta,
         weight_decay=cfg.weight_decay,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        # bf16 only where the GPU supports it; TRL would otherwise turn it on and fail on CPU.
-        bf16=spec.use_bf16,
-        use_cpu=spec.device.type == "cpu",
         logging_steps=1,
-        report_to="none",
-        disable_tqdm=True,
         # The trainers' log() adds their averaged eval metrics (eval_reward among them) to the dict that the
         # Trainer then hands to the early-stopping callback and the best-checkpoint choice.
+        **run_args(spec, cfg.seed),
         **early_stopping_args(eval_ds is not None, eval_every, "eval_reward", greater_is_better=True),
         **cfg.trainer_args(),
     )

@@ -31,6 +31,7 @@ from worker.lora_policy import (
     early_stopping_args,
     padded_tokens,
     policy_model,
+    run_args,
     save_policy,
     schedule_metrics,
     trainer_callbacks,
@@ -158,14 +159,8 @@ def train_sft(
         per_device_eval_batch_size=per_device,
         weight_decay=cfg.weight_decay,
         max_length=cfg.max_length,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        # bf16 only where the GPU supports it; TRL would otherwise turn it on and fail on CPU.
-        bf16=spec.use_bf16,
-        use_cpu=spec.device.type == "cpu",
         logging_steps=1,
-        report_to="none",
-        disable_tqdm=True,
+        **run_args(spec, cfg.seed),
         **early_stopping_args(eval_ds is not None, eval_every, "eval_loss", greater_is_better=False),
     )
     trainer = _MeteredSFTTrainer(
