@@ -86,6 +86,7 @@ class RewardConfig:
     grad_clip: float = 1.0  # max gradient norm; small reward models spike early without it
     seed: int = 0  # seeds the held-out split, the shuffling, the head and LoRA initialisation
     heldout_fraction: float = 0.2  # share of PROMPTS (not pairs) kept out of training for validation
+    min_heldout_prompts: int = 1  # a held-out share under this many prompts is not held out (no selection)
     patience: int = 2  # evaluations without held-out loss improvement before stopping
     eval_every: int | None = None  # optimizer steps between evaluations; None: once per epoch
     eval_batch_size: int = 16  # sequences per forward pass when evaluating
@@ -262,7 +263,7 @@ def train_reward_model(
     set_seed(cfg.seed)
 
     # Data: held-out prompts first, then drop rankings that teach nothing (ties only, all bad).
-    split = split_by_prompt(list(rankings), cfg.heldout_fraction, cfg.seed)
+    split = split_by_prompt(list(rankings), cfg.heldout_fraction, cfg.seed, cfg.min_heldout_prompts)
     # Annotator weight 0 (weighting found them unreliable) adds nothing to the loss: not even a pass.
     train = [r for r in split.train if r.pairs() and r.weight > 0]
     heldout_pairs = ranking_to_pairs(split.heldout)
@@ -325,9 +326,11 @@ def train_reward_model(
             n: p.detach().to("cpu", copy=True) for n, p in unwrapped.named_parameters() if p.requires_grad
         }
 
-    # Held-out score of the untrained head: the baseline early stopping has to beat.
+    # Held-out score of the untrained head: the baseline the metrics report. It is not a checkpoint to
+    # keep: a random head ranks by noise, and on a small held-out set it often has the lowest loss only
+    # because it is unconfident (rounds once published the untrained head, same ranking every round).
     initial = evaluate() if heldout_pairs else None
-    best = BestCheckpoint(cfg.patience, trainable_state(), initial)
+    best = BestCheckpoint(cfg.patience, trainable_state())
     history: list[dict[str, float]] = []
     if initial:
         history.append({"step": 0, "heldout_loss": initial.loss, "heldout_accuracy": initial.accuracy})

@@ -114,6 +114,14 @@ class RoundConfig:
     reward_patience: int = _opt(
         2, "held-out evaluations without improvement before reward training stops", lo=1, hi=100
     )
+    reward_min_heldout_prompts: int = _opt(
+        8,
+        "the reward model holds prompts out (and keeps its best checkpoint) only when the held-out share "
+        "comes to at least this many prompts; fewer train on every ranking and keep the last update (a "
+        "handful of held-out prompts is noise to select by)",
+        lo=1,
+        hi=100_000,
+    )
     reward_learning_rate: float = _opt(5e-5, "reward model learning rate", lo=0.0, hi=1.0)
     reward_batch_size: int = _opt(4, "rankings per reward model step", lo=1, hi=1024)
     reward_weight_decay: float = _opt(

@@ -163,12 +163,46 @@ def test_early_stopping_keeps_the_best_checkpoint(tiny_llama: Path, tmp_path: Pa
     result = reward.train_reward_model(cfg, noisy, tmp_path / "rm")
     m = result.metrics
     assert m["stopped_early"] and m["steps"] < m["total_steps"]
-    losses = [h["heldout_loss"] for h in result.history]
+    # The untrained head (step 0) is the baseline, never the kept checkpoint.
+    assert result.history[0]["step"] == 0
+    losses = [h["heldout_loss"] for h in result.history[1:]]
     assert m["heldout_loss"] == min(losses)
-    assert m["best_step"] < m["steps"]
+    assert 0 < m["best_step"] < m["steps"]
     saved = reward.evaluate_reward_model(tmp_path / "rm", result.heldout_pairs)
     assert saved.loss == pytest.approx(min(losses), rel=1e-4)
     assert saved.loss < losses[-1]
+
+
+def test_the_untrained_head_is_never_kept(tiny_llama: Path, tmp_path: Path) -> None:
+    from worker.data import split_by_prompt
+
+    # Training labels reversed, held-out ones right: every update makes the held-out loss worse than the
+    # untrained head's.
+    rankings = marker_rankings(40)
+    heldout = set(split_by_prompt(rankings, 0.25, 0).heldout_prompts)
+    mixed = [
+        r if r.prompt in heldout else Ranking(r.prompt, r.candidates, list(reversed(r.tiers))) for r in rankings
+    ]
+    cfg = reward.RewardConfig(
+        base_model=str(tiny_llama), lr=5e-3, epochs=2, batch_size=4, max_length=64, heldout_fraction=0.25
+    )
+    result = reward.train_reward_model(cfg, mixed, tmp_path / "rm")
+    m = result.metrics
+    assert m["heldout_loss"] > m["initial_heldout_loss"]  # training hurt on held-out ...
+    assert m["best_step"] >= 1  # ... and still the published head is a trained one
+    saved = reward.evaluate_reward_model(tmp_path / "rm", result.heldout_pairs)
+    assert saved.loss == pytest.approx(m["heldout_loss"], rel=1e-4)
+
+
+def test_too_few_heldout_prompts_train_on_everything(tiny_llama: Path, tmp_path: Path) -> None:
+    rankings = marker_rankings(20)  # 20 prompts: a 0.2 share is 4 prompts, under the minimum of 5
+    cfg = reward.RewardConfig(
+        base_model=str(tiny_llama), epochs=1, batch_size=4, max_length=64, min_heldout_prompts=5
+    )
+    result = reward.train_reward_model(cfg, rankings, tmp_path / "rm")
+    m = result.metrics
+    assert m["heldout_prompts"] == 0 and m["heldout_accuracy"] is None and not result.heldout_pairs
+    assert m["train_rankings"] == 20 and m["best_step"] == m["steps"] == 5
 
 
 def test_nothing_to_learn_is_an_error(tiny_llama: Path, tmp_path: Path) -> None:

@@ -75,6 +75,7 @@ def reward_config(cfg: RoundConfig) -> RewardConfig:
         margin_scale=cfg.reward_margin_scale,
         seed=cfg.seed,
         heldout_fraction=cfg.heldout_fraction,
+        min_heldout_prompts=cfg.reward_min_heldout_prompts,
         patience=cfg.reward_patience,
         **_lora(cfg),
     )
