@@ -178,13 +178,16 @@ def padded_tokens(batch: Sequence[EncodedRanking]) -> int:
 
 
 def rankings_loss(model: Any, encoded: Sequence[EncodedRanking], pad_id: int, beta: float) -> torch.Tensor:
-    """A step's loss: the mean over the batch's rankings of their Plackett-Luce loss (needs `ref_logps`)."""
+    """A step's loss: the mean over the batch's rankings of their Plackett-Luce loss (needs `ref_logps`),
+    each weighted by its annotator's weight (`Ranking.weight`, 1 without annotator weighting)."""
+    from worker.reward import weighted_mean
+
     logps = batch_logps(model, encoded, pad_id)
     per = [
         plackett_luce_loss(beta * (lp.float() - _ref(e).to(lp.device)), e.ranking.tiers)
         for lp, e in zip(logps, encoded, strict=True)
     ]
-    return torch.stack(per).mean()
+    return weighted_mean(torch.stack(per), [e.ranking.weight for e in encoded])
 
 
 def _ref(e: EncodedRanking) -> torch.Tensor:
@@ -243,8 +246,12 @@ def train_dpo_ranking(
 
     started = time.perf_counter()
     spec = pick_device(cfg.device)
+    # Annotator weight 0 (weighting found them unreliable) adds nothing to the loss: not even a pass.
     split = split_by_prompt(
-        [r for r in rankings if r.pairs()], cfg.heldout_fraction, cfg.seed, cfg.min_heldout_prompts
+        [r for r in rankings if r.pairs() and r.weight > 0],
+        cfg.heldout_fraction,
+        cfg.seed,
+        cfg.min_heldout_prompts,
     )
     if not split.train:
         raise ValueError("no training rankings: every ranking is a full tie or all-bad, or all were held out")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,30 @@ def test_k2_loss_and_gradients_equal_pairwise_dpo(tiny_llama: Path) -> None:
     assert any(g.abs().max() > 0 for g in grads)
     for g, h in zip(grads, pair_grads, strict=True):
         assert torch.allclose(g, h, atol=1e-6, rtol=1e-4)
+
+
+def test_annotator_weights_scale_each_rankings_term(tiny_llama: Path) -> None:
+    cfg = _cfg(tiny_llama, lora_dropout=0.0)
+    model = pl._trainable_policy(str(tiny_llama), None, cfg, torch.device("cpu"))
+    tokenizer = models.load_tokenizer(str(tiny_llama), padding_side="right")
+    pad = int(tokenizer.pad_token_id)
+    a = Ranking("tell me a story", ["the cat is big", "no", "a dog"], [[0], [1, 2]])
+    b = Ranking("why is it red ?", ["sun", "the sun is red"], [[1], [0]])
+    ref = {a.prompt: torch.tensor([-19.0, -21.0, -20.0]), b.prompt: torch.tensor([-18.0, -22.0])}
+
+    def loss(*rankings: Ranking) -> torch.Tensor:
+        encoded = pl.encode_rankings(tokenizer, list(rankings), 64, None)
+        for e in encoded:
+            e.ref_logps = ref[e.ranking.prompt]
+        with torch.no_grad():
+            return pl.rankings_loss(model, encoded, pad, 0.5)
+
+    alone_a, alone_b = loss(a), loss(b)
+    assert not torch.allclose(alone_a, alone_b)
+    # Weight 3 against 1: the step's loss is the weighted mean of the two rankings' terms.
+    assert torch.allclose(loss(replace(a, weight=3.0), b), (3 * alone_a + alone_b) / 4, atol=1e-6)
+    # An unreliable annotator's ranking (weight 0) changes nothing.
+    assert torch.allclose(loss(replace(a, weight=0.0), b), alone_b, atol=1e-6)
 
 
 def test_batched_logps_match_one_sequence_at_a_time(tiny_gpt2: Path) -> None:

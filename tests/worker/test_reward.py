@@ -181,7 +181,8 @@ def test_the_untrained_head_is_never_kept(tiny_llama: Path, tmp_path: Path) -> N
     rankings = marker_rankings(40)
     heldout = set(split_by_prompt(rankings, 0.25, 0).heldout_prompts)
     mixed = [
-        r if r.prompt in heldout else Ranking(r.prompt, r.candidates, list(reversed(r.tiers))) for r in rankings
+        r if r.prompt in heldout else Ranking(r.prompt, r.candidates, list(reversed(r.tiers)))
+        for r in rankings
     ]
     cfg = reward.RewardConfig(
         base_model=str(tiny_llama), lr=5e-3, epochs=2, batch_size=4, max_length=64, heldout_fraction=0.25
