@@ -197,6 +197,14 @@ class RoundConfig:
         lo=1,
         hi=1024,
     )
+    policy_grad_accum: int = _opt(
+        1,
+        "dpo and dpo_ranking: batches of policy_batch_size accumulated per optimizer update; the same "
+        "update with a fraction of the activation memory (a dpo_ranking step holds every candidate's "
+        "logits over the vocabulary: 8 rankings of 4 replies at 256 tokens took the worker to 12 GB)",
+        lo=1,
+        hi=1024,
+    )
     policy_weight_decay: float = _opt(
         0.0, "AdamW weight decay of the policy's LoRA weights (SFT, DPO, RLOO, GRPO)", lo=0.0, hi=1.0
     )

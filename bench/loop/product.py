@@ -245,7 +245,17 @@ def wait_round(
     ) as bar:
         task = bar.add_task(label, total=None, info="")
         while True:
-            detail = api.json("GET", f"/rounds/{round_id}")
+            try:
+                detail = api.json("GET", f"/rounds/{round_id}")
+            except httpx.TransportError as exc:
+                # A server starved by a thrashing machine can miss a few minutes of polls; while it and the
+                # worker are alive, the round is still going: keep polling rather than end the run.
+                gone = dead()
+                if gone:
+                    raise ProductError(f"round {round_id}: the API is not answering and {gone}") from exc
+                bar.update(task, info=f"API not answering ({type(exc).__name__}), still polling")
+                time.sleep(poll)
+                continue
             prog = detail["progress"]
             observed.setdefault(prog["stage"], time.monotonic())
             info = []

@@ -205,6 +205,26 @@ def test_waiting_on_a_round_stops_when_the_worker_has_died() -> None:
         )
 
 
+def test_a_round_outlives_an_api_that_stops_answering_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.loop.product as product
+
+    monkeypatch.setattr(product.time, "sleep", lambda seconds: None)
+    calls: list[int] = []
+    done = {"status": "succeeded", "progress": {"stage": "done", "step": 1, "total": 1}}
+
+    def starved(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) <= 9:  # more than one call's retries: two whole polls time out
+            raise httpx.ReadTimeout("timed out")
+        return httpx.Response(200, json=done)
+
+    assert wait_round(_api(starved), 7, Console(quiet=True), "round 1", poll=0)["status"] == "succeeded"
+    # ... but not when the worker is gone.
+    calls.clear()
+    with pytest.raises(ProductError, match="not answering.*exited"):
+        wait_round(_api(starved), 7, Console(quiet=True), "r", poll=0, dead=lambda: "`app worker` exited")
+
+
 def test_set_options_reach_the_round_config_and_win_over_the_benchs_own():
     from app.config import get_settings
     from app.training.config import RoundConfig

@@ -90,6 +90,7 @@ def dpo_config(cfg: RoundConfig) -> DPOTrainConfig:
         lr=cfg.policy_learning_rate,
         epochs=cfg.policy_epochs,
         batch_size=cfg.policy_batch_size,
+        grad_accum=cfg.policy_grad_accum,
         max_length=cfg.max_length,
         max_prompt_length=cfg.max_prompt_length,
         max_steps=cfg.policy_max_steps,
