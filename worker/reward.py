@@ -330,7 +330,7 @@ def train_reward_model(
     # keep: a random head ranks by noise, and on a small held-out set it often has the lowest loss only
     # because it is unconfident (rounds once published the untrained head, same ranking every round).
     initial = evaluate() if heldout_pairs else None
-    best = BestCheckpoint(cfg.patience, trainable_state())
+    best: BestCheckpoint[PairwiseEval] = BestCheckpoint(cfg.patience, trainable_state())
     history: list[dict[str, float]] = []
     if initial:
         history.append({"step": 0, "heldout_loss": initial.loss, "heldout_accuracy": initial.accuracy})

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import signal
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from procrastinate import JobContext, RetryDecision, exceptions
@@ -151,6 +152,37 @@ async def retry_stalled_jobs(timestamp: int) -> str:
     return f"retried jobs {retried}, closed rounds {closed}"
 
 
+async def supervise(
+    make: Callable[[], Any],
+    name: str,
+    current: dict[str, Any],
+    stopping: asyncio.Event,
+    *,
+    restart: bool = True,
+    delay: float = 5.0,
+) -> None:
+    """Run the procrastinate worker `make()` builds (kept in `current[name]`, for the signal handler to
+    stop); when it stops on its own, start a fresh one after `delay` seconds, until `stopping` is set.
+
+    Procrastinate stops a worker whose side task failed, e.g. its periodic deferrer finding no pool
+    connection within 30 s on a thrashing machine. Its running job goes back to the queue, but the process
+    lived on with only the maintenance worker: nothing consumed the device queues again, and the round
+    waited for ever (seen in bench/loop). Without `restart` (`--once`), a worker that ran out of jobs ends.
+    """
+    while True:
+        worker = make()
+        current[name] = worker
+        await worker.run()
+        if stopping.is_set() or not restart:
+            return
+        log.error("the %s worker stopped on its own (see the error above); starting it again", name)
+        try:
+            await asyncio.wait_for(stopping.wait(), delay)
+            return
+        except TimeoutError:
+            continue
+
+
 def configure_torch_threads(threads: int) -> int:
     """Set torch's intra-op CPU threads for this process (0 = leave torch's default); returns the count.
 
@@ -196,23 +228,35 @@ async def _run_workers(queues: list[str], concurrency: int, maintenance: bool, w
     with app.replace_connector(connector):
         async with app.open_async():
             app.perform_import_paths()
-            workers = [Worker(app=app, queues=queues, concurrency=concurrency, name="device", **common)]
-            if maintenance:
-                workers.append(
-                    Worker(
-                        app=app,
-                        queues=[MAINTENANCE_QUEUE],
-                        concurrency=1,
-                        name="maintenance",
-                        delete_jobs="successful",
-                        **common,
-                    )
+            makers: dict[str, Callable[[], Any]] = {
+                "device": lambda: Worker(
+                    app=app, queues=queues, concurrency=concurrency, name="device", **common
                 )
+            }
+            if maintenance:
+                makers["maintenance"] = lambda: Worker(
+                    app=app,
+                    queues=[MAINTENANCE_QUEUE],
+                    concurrency=1,
+                    name="maintenance",
+                    delete_jobs="successful",
+                    **common,
+                )
+            current: dict[str, Any] = {}
+            stopping = asyncio.Event()
+
+            def stop_all() -> None:
+                stopping.set()
+                for worker in current.values():
+                    worker.stop()
+
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, lambda: [w.stop() for w in workers])
+                loop.add_signal_handler(sig, stop_all)
             try:
-                await asyncio.gather(*(w.run() for w in workers))
+                await asyncio.gather(
+                    *(supervise(make, name, current, stopping, restart=wait) for name, make in makers.items())
+                )
             finally:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)

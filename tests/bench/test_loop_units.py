@@ -221,7 +221,7 @@ def test_a_round_outlives_an_api_that_stops_answering_for_a_while(monkeypatch: p
     assert wait_round(_api(starved), 7, Console(quiet=True), "round 1", poll=0)["status"] == "succeeded"
     # ... but not when the worker is gone.
     calls.clear()
-    with pytest.raises(ProductError, match="not answering.*exited"):
+    with pytest.raises(ProductError, match=r"not answering.*exited"):
         wait_round(_api(starved), 7, Console(quiet=True), "r", poll=0, dead=lambda: "`app worker` exited")
 
 
