@@ -14,34 +14,24 @@ A prompt set's hand-out settings (priority, pause) are set here too, from the ad
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session
 
-from app.annotation.service import fingerprint
 from app.annotation.tiers import validate_tiers
 from app.auth.service import imported_annotator
 from app.config import Settings
-from app.conversation import PromptLike, flatten, stored_messages
 from app.errors import Conflict, Invalid, NotFound, PayloadTooLarge
 from app.orm import (
-    Assignment,
-    AssignmentStatus,
-    Candidate,
     ComparisonSet,
     ComparisonSetItem,
     ModelKind,
-    ModelVersion,
-    Prompt,
     PromptSet,
-    Ranking,
     SetStatus,
 )
 from app.projects import service as projects
-from app.prompts import importers
+from app.prompts import importers, rows
 from app.prompts import repository as repo
 from app.prompts.importers import Record
 from app.prompts.schemas import DemonstrationSummary, ImportKind, ImportSummary
@@ -49,22 +39,6 @@ from app.text import check_name
 from app.training.rounds import DEMONSTRATION_SOURCE
 
 DEFAULT_PROMPT_SET = "imported"
-RANKING_SOURCE = "import"
-# A comparison set's identity for re-imports: its prompt and the candidates in it.
-SetKey = tuple[int, frozenset[int]]
-# A ranking's identity: tiers of candidate ids, best first.
-Verdict = tuple[frozenset[int], ...]
-
-
-class ToRank(NamedTuple):
-    """A new closed set and the outside judgement to store for it (tiers of candidate ids)."""
-
-    comparison_set: ComparisonSet
-    candidate_ids: list[int]
-    tiers: list[list[int]]
-    all_bad: bool
-
-
 MAX_PRIORITY = 1_000_000
 
 
@@ -151,8 +125,8 @@ def import_demonstrations(
         raise Conflict(
             f"model version {importers.DEMONSTRATIONS_MODEL!r} exists and is not an external source"
         )
-    prompts, preexisting = _prompts(session, prompt_set_row.id, records, origin="")
-    _, stored = _candidates(session, records, prompts, {importers.DEMONSTRATIONS_MODEL: version})
+    prompts, preexisting = rows.prompts(session, prompt_set_row.id, records, origin="")
+    _, stored = rows.candidates(session, records, prompts, {importers.DEMONSTRATIONS_MODEL: version})
     return DemonstrationSummary(
         prompt_set=name,
         lines=len(records),
@@ -196,7 +170,7 @@ def import_records(
     overlap_wanted = projects.resolved(
         projects.project_or_default(session, prompt_set_row.project_id), settings
     ).overlap
-    prompts, preexisting = _prompts(session, prompt_set_row.id, records, origin)
+    prompts, preexisting = rows.prompts(session, prompt_set_row.id, records, origin)
     grouped = [r for r in records if r.completions]
     summary = ImportSummary(
         prompt_set=name,
@@ -205,18 +179,18 @@ def import_records(
         candidates=0,
         sets=0,
         rankings=0,
-        duplicates=_repeated_prompts([r for r in records if not r.completions], preexisting),
+        duplicates=rows.repeated_prompts([r for r in records if not r.completions], preexisting),
         prompt_set_id=prompt_set_row.id,
     )
     if not grouped:
         return _with_next_step(session, summary, prompt_set_row.id)
 
-    versions = _model_versions(
+    versions = rows.model_versions(
         session, {m for r in grouped for m in r.models()}, origin, prompt_set_row.project_id
     )
-    candidate_ids, summary.candidates = _candidates(session, grouped, prompts, versions)
+    candidate_ids, summary.candidates = rows.candidates(session, grouped, prompts, versions)
     prompt_ids = sorted({prompts[r.prompt].id for r in grouped})
-    existing_sets = _existing_sets(session, prompt_ids)
+    existing_sets = rows.existing_sets(session, prompt_ids)
     ranked = not gold and any(r.tiers is not None for r in grouped)
     annotator_id = imported_annotator(session).id if ranked else None
     if annotator_id is not None:
@@ -224,14 +198,14 @@ def import_records(
         projects.add_member(session, prompt_set_row.project_id, annotator_id)
     # The outside judgements already stored, by set key: an identical one is a duplicate, another one
     # of the same candidates a conflict (kept: both judges' word counts).
-    judged: dict[SetKey, set[Verdict]] = {}
+    judged: dict[rows.SetKey, set[rows.Verdict]] = {}
     if annotator_id is not None:
         by_set = {s: key for key, ids in existing_sets.items() for s in ids}
         for set_id, tiers in repo.rankings_of_annotator(session, annotator_id, list(by_set)):
-            judged.setdefault(by_set[set_id], set()).add(_verdict(tiers))
+            judged.setdefault(by_set[set_id], set()).add(rows.verdict(tiers))
 
-    new_open: set[SetKey] = set()
-    to_rank: list[ToRank] = []
+    new_open: set[rows.SetKey] = set()
+    to_rank: list[rows.ToRank] = []
     new_sets: list[ComparisonSet] = []
     for record, ids in zip(grouped, candidate_ids, strict=True):
         key = (prompts[record.prompt].id, frozenset(ids))
@@ -243,7 +217,7 @@ def import_records(
             new_open.add(key)
             overlap, status = overlap_wanted, SetStatus.open
         else:
-            verdict = _verdict([[ids[i] for i in tier] for tier in record.tiers])
+            verdict = rows.verdict([[ids[i] for i in tier] for tier in record.tiers])
             seen = judged.setdefault(key, set())
             if verdict in seen:
                 summary.duplicates += 1
@@ -264,12 +238,12 @@ def import_records(
         summary.gold += bool(gold_tiers)
         if record.tiers is not None and not gold:
             tiers = [[ids[i] for i in tier] for tier in record.tiers]
-            to_rank.append(ToRank(comparison_set, ids, tiers, record.all_bad))
+            to_rank.append(rows.ToRank(comparison_set, ids, tiers, record.all_bad))
     repo.add_all(session, new_sets)
     summary.sets = len(new_sets)
 
     if to_rank and annotator_id is not None:
-        summary.rankings = _imported_rankings(session, annotator_id, to_rank)
+        summary.rankings = rows.imported_rankings(session, annotator_id, to_rank)
     return _with_next_step(session, summary, prompt_set_row.id)
 
 
@@ -302,181 +276,18 @@ def import_replies(
     prompt_set_row = repo.get_or_add_prompt_set(
         session, _prompt_set_name(prompt_set), description, project_id
     )
-    prompts, _ = _prompts(session, prompt_set_row.id, records, origin)
+    prompts, _ = rows.prompts(session, prompt_set_row.id, records, origin)
     with_replies = [r for r in records if r.completions]
     if not with_replies:
         return 0
-    versions = _model_versions(
+    versions = rows.model_versions(
         session, {m for r in with_replies for m in r.models()}, origin, prompt_set_row.project_id
     )
-    _, stored = _candidates(session, with_replies, prompts, versions)
+    _, stored = rows.candidates(session, with_replies, prompts, versions)
     return stored
-
-
-def _verdict(tiers: Sequence[Sequence[int]]) -> Verdict:
-    """A ranking's identity for re-imports: its tiers of candidate ids, order within a tier ignored."""
-    return tuple(frozenset(tier) for tier in tiers)
 
 
 def _prompt_set_name(name: str | None, default: str = DEFAULT_PROMPT_SET) -> str:
     """The prompt set name to use, the same for every import kind: the given one, trimmed, or the default;
     one line of at most NAME_CHARS under app.text's rule (422 otherwise)."""
     return check_name(name, "prompt_set", default=default)
-
-
-def _repeated_prompts(records: Sequence[Record], preexisting: set[PromptLike]) -> int:
-    """How many prompt-only records name a prompt that existed already or came earlier in the file."""
-    seen = set(preexisting)
-    repeated = 0
-    for r in records:
-        repeated += r.prompt in seen
-        seen.add(r.prompt)
-    return repeated
-
-
-def _prompts(
-    session: Session, prompt_set_id: int, records: Sequence[Record], origin: str
-) -> tuple[dict[PromptLike, Prompt], set[PromptLike]]:
-    """Prompts by what they ask (a text or a conversation), created where missing; also those that existed.
-
-    A prompt is found by its text (a conversation's flattened text). A plain prompt found for a
-    conversation gets the conversation's turns: it was imported flattened before conversations were kept.
-    """
-    tags: dict[PromptLike, list[str]] = {}
-    sources: dict[PromptLike, str] = {}
-    for r in records:
-        tags.setdefault(r.prompt, [])
-        tags[r.prompt].extend(t for t in r.tags if t not in tags[r.prompt])
-        sources.setdefault(r.prompt, f"{r.source}:{origin}" if origin else r.source)
-    by_text = repo.prompts_by_text(session, prompt_set_id, list({flatten(p) for p in tags}))
-    found: dict[PromptLike, Prompt] = {}
-    for prompt in tags:
-        row = by_text.get(flatten(prompt))
-        if row is None:
-            continue
-        if row.messages is None and not isinstance(prompt, str):
-            row.messages = stored_messages(prompt)
-        found[prompt] = row
-    preexisting = set(found)
-    new: dict[PromptLike, Prompt] = {}
-    for prompt in tags:
-        if prompt in found:
-            continue
-        text = flatten(prompt)
-        # Two records may flatten to one text (a text and a conversation): one row, the first one's.
-        if text in by_text:
-            found[prompt] = by_text[text]
-            continue
-        row = Prompt(
-            prompt_set_id=prompt_set_id,
-            text=text,
-            messages=stored_messages(prompt),
-            tags=tags[prompt],
-            source=sources[prompt][:200],
-        )
-        new[prompt] = by_text[text] = row
-    repo.add_all(session, list(new.values()))
-    found.update(new)
-    return found, preexisting
-
-
-def _model_versions(
-    session: Session, names: set[str], origin: str, project_id: int
-) -> dict[str, ModelVersion]:
-    """The project's model versions named by the records, created as active external versions of the
-    project where missing (another project's version of the name is never used)."""
-    versions: dict[str, ModelVersion] = {}
-    for name in sorted(names):
-        config: dict[str, object] = {"source": "import", "first_imported_from": origin}
-        versions[name] = repo.get_or_add_external_model_version(session, name, config, project_id)
-    return versions
-
-
-def _candidates(
-    session: Session,
-    records: Sequence[Record],
-    prompts: dict[PromptLike, Prompt],
-    versions: dict[str, ModelVersion],
-) -> tuple[list[list[int]], int]:
-    """Candidate ids per record, reusing one with the same prompt, model and text; and how many are new."""
-    prompt_ids = sorted({prompts[r.prompt].id for r in records})
-    known: dict[tuple[int, int, str], Candidate] = {
-        (c.prompt_id, c.model_version_id, c.text): c for c in repo.candidates_of_prompts(session, prompt_ids)
-    }
-    new: list[Candidate] = []
-    ids: list[list[int]] = []
-    for r in records:
-        prompt_id = prompts[r.prompt].id
-        keys = [(prompt_id, versions[m].id, text) for m, text in zip(r.models(), r.completions, strict=True)]
-        for index, key in enumerate(keys):
-            if key not in known:
-                params: dict[str, Any] = (
-                    r.completion_meta[index] if r.completion_meta else {"source": r.source}
-                )
-                known[key] = Candidate(
-                    prompt_id=key[0], model_version_id=key[1], text=key[2], generation_params=params
-                )
-                new.append(known[key])
-    repo.add_all(session, new)
-    for r in records:
-        prompt_id = prompts[r.prompt].id
-        ids.append(
-            [
-                known[(prompt_id, versions[m].id, text)].id
-                for m, text in zip(r.models(), r.completions, strict=True)
-            ]
-        )
-    return ids, len(new)
-
-
-def _existing_sets(session: Session, prompt_ids: Sequence[int]) -> dict[SetKey, list[int]]:
-    """Existing comparison sets of these prompts, by (prompt id, candidate ids)."""
-    members: dict[int, tuple[int, set[int]]] = {}
-    for set_id, prompt_id, candidate_id in repo.set_items_of_prompts(session, prompt_ids):
-        members.setdefault(set_id, (prompt_id, set()))[1].add(candidate_id)
-    by_key: dict[SetKey, list[int]] = {}
-    for set_id, (prompt_id, ids) in members.items():
-        by_key.setdefault((prompt_id, frozenset(ids)), []).append(set_id)
-    return by_key
-
-
-def _imported_rankings(
-    session: Session,
-    annotator_id: int,
-    to_rank: Sequence[ToRank],
-) -> int:
-    """A submitted assignment and a ranking by the imported annotator for each newly ranked set."""
-    now = dt.datetime.now(dt.UTC)
-    assignments = [
-        Assignment(
-            set_id=s.id,
-            annotator_id=annotator_id,
-            status=AssignmentStatus.submitted,
-            display_order=ids,
-            leased_at=now,
-            lease_expires_at=now,
-            completed_at=now,
-        )
-        for s, ids, _, _ in to_rank
-    ]
-    repo.add_all(session, assignments)
-    rankings = []
-    for assignment, (s, ids, tiers, all_bad) in zip(assignments, to_rank, strict=True):
-        normalised = validate_tiers(tiers, ids)
-        rankings.append(
-            Ranking(
-                assignment_id=assignment.id,
-                set_id=s.id,
-                annotator_id=annotator_id,
-                tiers=normalised,
-                all_bad=all_bad,
-                flags={},
-                rationale="",
-                display_order=ids,
-                seconds_spent=None,
-                source=RANKING_SOURCE,
-                fingerprint=fingerprint(assignment.id, normalised, all_bad, {}, ""),
-            )
-        )
-    repo.add_all(session, rankings)
-    return len(rankings)

@@ -12,21 +12,18 @@ with it, the worker reads a round's stored config with it (once per round).
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.config import Settings, get_settings
 
+# ConfigError is raised here and imported from here by the app and the worker.
+from app.training.config_values import ConfigError, check_value, module_names
+
 # The most candidates a comparison set may hold: sets larger than app.annotation.tiers.MAX_CANDIDATES are
 # never handed out (a test keeps the two equal; the training contract does not import the annotation code).
 MAX_SET_SIZE = 9
-
-
-class ConfigError(ValueError):
-    """A round config key or value is not acceptable; the message says which and why."""
 
 
 def _opt(
@@ -42,26 +39,6 @@ def _opt(
     return field(
         default=default, metadata={"help": help, "lo": lo, "hi": hi, "choices": choices, "check": check}
     )
-
-
-_MODULE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
-
-
-def _module_names(name: str, value: str) -> str:
-    """A comma-separated list of module names, stored without spaces; "" is PEFT's default."""
-    if not value.strip():
-        return ""
-    names = [n.strip() for n in value.split(",")]
-    bad = [n for n in names if not _MODULE_NAME.fullmatch(n)]
-    if bad:
-        detail = "an empty name" if "" in bad else f"{bad[0]!r} is not a module name"
-        raise ConfigError(
-            f"{name} must be comma-separated module names such as q_proj,v_proj (or all-linear); "
-            f"got {_show(value)}: {detail}"
-        )
-    if "all-linear" in names and len(names) > 1:
-        raise ConfigError(f"{name}: all-linear stands alone, it already names every linear layer")
-    return ",".join(names)
 
 
 @dataclass(frozen=True)
@@ -246,7 +223,7 @@ class RoundConfig:
         "comma-separated names of the modules that get LoRA (e.g. q_proj,k_proj,v_proj,o_proj), or "
         "all-linear; empty = PEFT's default for the architecture. A policy continued from an earlier "
         "round keeps its adapter's shape (rank, alpha, dropout, targets)",
-        check=_module_names,
+        check=module_names,
     )
     max_prompt_length: int = _opt(256, "token cap on the prompt part when training", lo=8, hi=32768)
     synthetic_prompts: int = _opt(
@@ -368,7 +345,7 @@ class RoundConfig:
             )
         values: dict[str, Any] = {}
         for name, value in overrides.items():
-            values[name] = _check(known[name], value)
+            values[name] = check_value(known[name], value)
         cfg = cls(**values)
         if not cfg.base_model:
             cfg = dataclasses.replace(cfg, base_model=settings.base_model)
@@ -412,66 +389,3 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
             raise ConfigError(f"expected key=value, got {item!r}")
         out[key.strip()] = value.strip()
     return out
-
-
-def _show(value: Any) -> str:
-    """The offending value for an error message, cut short (it is echoed back to the client)."""
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _check(f: dataclasses.Field, value: Any) -> Any:
-    typed = _coerce(f, value)
-    lo, hi, choices = f.metadata["lo"], f.metadata["hi"], f.metadata["choices"]
-    if choices and typed not in choices:
-        raise ConfigError(f"{f.name} must be one of {', '.join(choices)}; got {_show(value)}")
-    if lo is not None and typed < lo:
-        raise ConfigError(f"{f.name} must be at least {lo}; got {_show(value)}")
-    if hi is not None and typed > hi:
-        raise ConfigError(f"{f.name} must be at most {hi}; got {_show(value)}")
-    if f.metadata["check"] is not None:
-        typed = f.metadata["check"](f.name, typed)
-    return typed
-
-
-def _coerce(f: dataclasses.Field, value: Any) -> Any:
-    kind = type(f.default)
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
-            return value.lower() in ("true", "yes", "1", "on")
-        raise ConfigError(f"{f.name} must be true or false; got {_show(value)}")
-    if kind is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{f.name} must be a whole number; got {_show(value)}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{f.name} must be a whole number; got {_show(value)}")
-    if kind is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{f.name} must be a number; got {_show(value)}")
-        if isinstance(value, int | float):
-            result = float(value)
-        elif isinstance(value, str):
-            try:
-                result = float(value)
-            except ValueError:
-                raise ConfigError(f"{f.name} must be a number; got {_show(value)}") from None
-        else:
-            raise ConfigError(f"{f.name} must be a number; got {_show(value)}")
-        if result != result or result in (float("inf"), float("-inf")):
-            raise ConfigError(f"{f.name} must be a finite number; got {_show(value)}")
-        return result
-    if not isinstance(value, str):
-        raise ConfigError(f"{f.name} must be text; got {_show(value)}")
-    if len(value) > 500:
-        raise ConfigError(f"{f.name} is longer than 500 characters")
-    return value

@@ -39,7 +39,7 @@ def main() -> int:
 
     import psycopg
 
-    from bench.load.run import migrate_and_seed
+    from bench.load.database import migrate_and_seed
 
     name = f"rankloop_prof_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(args.database_url, autocommit=True) as conn:

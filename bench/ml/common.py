@@ -1,10 +1,12 @@
-"""Shared by the ML benchmarks: the repo on sys.path, the Open-Assistant rankings, machine facts."""
+"""Shared by the ML benchmarks: the repo on sys.path, the Open-Assistant rankings and the synthetic fluency
+rankings made from them, machine facts."""
 
 from __future__ import annotations
 
 import os
 import platform
 import random
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -26,6 +28,40 @@ def oasst_rankings() -> list[Any]:
 
     records = parse(OASST_FILE.read_bytes(), ImportKind.oasst, OASST_FILE.name)
     return [Ranking(r.prompt, list(r.completions), r.tiers or []) for r in records if r.tiers]
+
+
+def fluency_rankings(seed: int, prompt_words: int = 20, reply_words: int = 24) -> list[Any]:
+    """One K=4 ranking per Open-Assistant group: the real reply first, then ever more words replaced."""
+    from worker.data import Ranking
+
+    rng = random.Random(seed)
+    groups = oasst_rankings()
+    vocab = sorted(
+        {w for g in groups for c in g.candidates for w in c.split() if re.fullmatch(r"[A-Za-z]+[.,]?", w)}
+    )
+    out = []
+    seen: set[str] = set()
+    for g in groups:
+        # The last user turn: a multi-turn prompt starts with the same root text as its siblings.
+        # (The importer now gives a multi-turn prompt as a conversation; its last turn is the user's.)
+        last = g.prompt if isinstance(g.prompt, str) else g.prompt[-1].content
+        prompt = " ".join(last.rsplit("User: ", 1)[-1].split()[:prompt_words])
+        if prompt in seen:
+            continue
+        seen.add(prompt)
+        words = g.candidates[g.tiers[0][0]].split()[:reply_words]
+        replies = []
+        for fraction in (0.0, 0.3, 0.6, 1.0):
+            changed = list(words)
+            for i in rng.sample(range(len(words)), round(fraction * len(words))):
+                changed[i] = rng.choice(vocab)
+            replies.append(" ".join(changed))
+        order = list(range(4))
+        rng.shuffle(order)  # candidate i is replies[order[i]]
+        candidates = [replies[j] for j in order]
+        tiers = [[order.index(level)] for level in range(4)]
+        out.append(Ranking(prompt, candidates, tiers))
+    return out
 
 
 def sample(

@@ -41,8 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import load, start_run
-from reward_vs_trl import PassCounter, fluency_rankings
+from common import fluency_rankings, load, start_run
+from measuring import PassCounter
 
 
 def run_ours(cfg: Any, train: list[Any], out: Path, data_dir: Path) -> dict[str, Any]:

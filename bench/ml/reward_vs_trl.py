@@ -41,58 +41,21 @@ fast: an Open-Assistant prompt and the first words of a human reply, ranked abov
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
-import random
-import re
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import load, oasst_rankings, sample, start_run
+from common import fluency_rankings, load, oasst_rankings, sample, start_run
+from measuring import PassCounter, SideResult, heldout_eval, mcnemar_p, step_durations, warm_up
 
 DATA_CHOICES = ("oasst", "fluency")
 
 
 # --- data -----------------------------------------------------------------------------------------------
-
-
-def fluency_rankings(seed: int, prompt_words: int = 20, reply_words: int = 24) -> list[Any]:
-    """One K=4 ranking per Open-Assistant group: the real reply first, then ever more words replaced."""
-    from worker.data import Ranking
-
-    rng = random.Random(seed)
-    groups = oasst_rankings()
-    vocab = sorted(
-        {w for g in groups for c in g.candidates for w in c.split() if re.fullmatch(r"[A-Za-z]+[.,]?", w)}
-    )
-    out = []
-    seen: set[str] = set()
-    for g in groups:
-        # The last user turn: a multi-turn prompt starts with the same root text as its siblings.
-        # (The importer now gives a multi-turn prompt as a conversation; its last turn is the user's.)
-        last = g.prompt if isinstance(g.prompt, str) else g.prompt[-1].content
-        prompt = " ".join(last.rsplit("User: ", 1)[-1].split()[:prompt_words])
-        if prompt in seen:
-            continue
-        seen.add(prompt)
-        words = g.candidates[g.tiers[0][0]].split()[:reply_words]
-        replies = []
-        for fraction in (0.0, 0.3, 0.6, 1.0):
-            changed = list(words)
-            for i in rng.sample(range(len(words)), round(fraction * len(words))):
-                changed[i] = rng.choice(vocab)
-            replies.append(" ".join(changed))
-        order = list(range(4))
-        rng.shuffle(order)  # candidate i is replies[order[i]]
-        candidates = [replies[j] for j in order]
-        tiers = [[order.index(level)] for level in range(4)]
-        out.append(Ranking(prompt, candidates, tiers))
-    return out
 
 
 def tokenize_like_ours(tokenizer: Any, prompt: str, reply: str, max_length: int) -> list[int]:
@@ -107,95 +70,6 @@ def tokenize_like_ours(tokenizer: Any, prompt: str, reply: str, max_length: int)
         add_special_tokens=not getattr(tokenizer, "chat_template", None),
     )
     return list(enc["input_ids"])
-
-
-# --- measuring ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class PassCounter:
-    """Counts training forward passes (sequences and computed tokens, padding included) on any model.
-
-    A global hook on the token embedding: it sees every forward pass of both trainers without touching
-    either. Inference (evaluation) runs without gradients and is not counted.
-    """
-
-    vocab_size: int
-    sequences: int = 0
-    padded_tokens: int = 0
-    passes: int = 0
-    # Wall and process CPU time at the first training forward pass: the start of the CPU-time window.
-    first_wall: float = math.nan
-    first_cpu: float = math.nan
-
-    def __call__(self, module: Any, args: tuple[Any, ...]) -> None:
-        import torch
-
-        if (
-            isinstance(module, torch.nn.Embedding)
-            and module.num_embeddings == self.vocab_size
-            and torch.is_grad_enabled()
-            and args
-        ):
-            batch, length = args[0].shape[:2]
-            self.sequences += int(batch)
-            self.padded_tokens += int(batch) * int(length)
-            if not self.passes:
-                self.first_wall, self.first_cpu = time.perf_counter(), time.process_time()
-            self.passes += 1
-
-
-@dataclass
-class SideResult:
-    name: str
-    train_seconds: float = math.nan
-    # Process CPU time (all threads) from the first training forward pass to the end of the last step: less
-    # sensitive than wall time to other processes taking the cores, as long as torch threads do not spin.
-    cpu_seconds: float = math.nan
-    steps: int = 0
-    step_times: list[float] = field(default_factory=list)
-    counter: PassCounter | None = None
-    accuracy: float = math.nan
-    heldout_loss: float = math.nan
-    correct: list[bool] = field(default_factory=list)
-    load_before: str = ""
-    load_after: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def step_durations(stamps: list[float], total: float) -> list[float]:
-    """Each step's duration from the end-of-step times; the first one is what the total leaves for it."""
-    if not stamps:
-        return []
-    rest = [b - a for a, b in itertools.pairwise(stamps)]
-    return [total - sum(rest), *rest]
-
-
-def heldout_eval(rm: Any, heldout: list[Any]) -> tuple[float, float, list[bool]]:
-    """Pairwise accuracy and loss of a `RewardModel` on the held-out pairs, each candidate scored once."""
-    correct: list[bool] = []
-    losses: list[float] = []
-    for r in heldout:
-        scores = rm.score(r.prompt, r.candidates)
-        for p in r.pairs():
-            diff = scores[p.chosen] - scores[p.rejected]
-            correct.append(diff > 0)
-            losses.append(math.log1p(math.exp(-diff)) if diff > -30 else -diff)
-    return statistics.fmean(correct), statistics.fmean(losses), correct
-
-
-def warm_up(cfg: Any, path: str, tokenizer: Any, sequences: int) -> None:
-    """One untimed training step's worth of work, so neither side pays the process's first-use costs
-    (thread pool start, kernel selection, allocator growth) in its timing."""
-    import torch
-
-    from worker.reward import build_reward_model
-
-    model = build_reward_model(path, tokenizer, cfg)
-    model.train()
-    ids = torch.full((sequences, cfg.max_length), 100)
-    for _ in range(2):
-        model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.sum().backward()
 
 
 # --- the two trainers -----------------------------------------------------------------------------------
@@ -563,15 +437,6 @@ def main() -> None:
             },
         }
         args.json.write_text(json.dumps(report, indent=2))
-
-
-def mcnemar_p(b: int, c: int) -> float:
-    """Two-sided exact McNemar test on the discordant pairs: both models judged the same held-out pairs."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
-    return min(1.0, 2 * tail)
 
 
 def _se(p: float, n: int) -> float:

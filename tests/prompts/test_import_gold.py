@@ -15,7 +15,8 @@ from app.errors import Invalid
 from app.orm import ComparisonSet, Ranking, Role, SetStatus
 from app.prompts.schemas import ImportKind
 from tests.conftest import csrf_from, login
-from tests.prompts.test_imports import admin_headers, candidate_texts, jsonl, run
+from tests.prompts.test_import_api import admin_headers
+from tests.prompts.test_imports import candidate_texts, jsonl, run
 
 GROUPS = (
     {"prompt": "Name a colour", "completions": ["red", "blue", "green"], "ranking": [[2], [0, 1]]},
