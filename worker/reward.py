@@ -50,6 +50,7 @@ from worker.data import (
     report_eta,
     split_by_prompt,
 )
+from worker.frozen_prefix import BYTES_PER_MB, FrozenPrefix
 from worker.models import (
     DEFAULT_MODEL_NAME,
     DeviceSpec,
@@ -90,6 +91,9 @@ class RewardConfig:
     patience: int = 2  # evaluations without held-out loss improvement before stopping
     eval_every: int | None = None  # optimizer steps between evaluations; None: once per epoch
     eval_batch_size: int = 16  # sequences per forward pass when evaluating
+    prefix_cache_mb: int = (
+        2048  # CPU memory for the frozen layers' cached activations (frozen_prefix); 0: off
+    )
     device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
 
     def to_dict(self) -> dict[str, Any]:
@@ -286,6 +290,13 @@ def train_reward_model(
     # size is the global one, so N processes take the steps one process would.
     model, optimizer = accelerator.prepare(model, optimizer)
     rank, world = accelerator.process_index, accelerator.num_processes
+    # The frozen bottom layers run once per sequence (worker/frozen_prefix.py); one process only (under DDP
+    # every pass is whole, as before).
+    prefix = (
+        FrozenPrefix.attach(accelerator.unwrap_model(model), cfg.prefix_cache_mb * BYTES_PER_MB)
+        if world == 1
+        else None
+    )
     steps_per_epoch = len(sampler)
     total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
     if cfg.max_steps > 0:
@@ -297,7 +308,7 @@ def train_reward_model(
         max(longest[i] for i in b) * sum(len(train[i].candidates) for i in b) for b in sampler
     )
     sampler.epoch = 0  # that pass only measured; training starts again at the first epoch's order
-    eval_rm = RewardModel(accelerator.unwrap_model(model), tokenizer, cfg.max_length)
+    eval_rm = RewardModel(accelerator.unwrap_model(model), tokenizer, cfg.max_length, prefix)
     eval_exchanges = [(p.prompt, p.chosen) for p in heldout_pairs] + [
         (p.prompt, p.rejected) for p in heldout_pairs
     ]
@@ -330,7 +341,7 @@ def train_reward_model(
     # keep: a random head ranks by noise, and on a small held-out set it often has the lowest loss only
     # because it is unconfident (rounds once published the untrained head, same ranking every round).
     initial = evaluate() if heldout_pairs else None
-    best = BestCheckpoint(cfg.patience, trainable_state())
+    best: BestCheckpoint[PairwiseEval] = BestCheckpoint(cfg.patience, trainable_state())
     history: list[dict[str, float]] = []
     if initial:
         history.append({"step": 0, "heldout_loss": initial.loss, "heldout_accuracy": initial.accuracy})
@@ -346,7 +357,7 @@ def train_reward_model(
             batch = [train[i] for i in mine]
             flat = [ids for i in mine for ids in train_ids[i]]
             with accelerator.autocast():
-                scores = score_ids(model, tokenizer, flat)
+                scores = score_ids(model, tokenizer, flat, prefix)
             losses, offset = [], 0
             for r in batch:
                 loss_r, _n = ranking_loss(scores[offset : offset + len(r.candidates)], r, cfg.margin_scale)
@@ -408,6 +419,7 @@ def train_reward_model(
         "train_seconds": round(train_seconds, 3),
         "device": str(accelerator.device),
         "processes": world,
+        **(prefix.metrics() if prefix else {"prefix_layers": 0}),
     }
     if accelerator.is_main_process:
         output_dir = Path(output_dir)
