@@ -102,7 +102,9 @@ class FrozenPrefix:
         self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any
     ) -> Any:
         kwargs = {"use_cache": False, **kwargs}
-        if self.dropout and self.layers.training:
+        # Keys and zero padding assume right padding (ones, then zeros); anything else runs whole.
+        right_padded = bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
+        if (self.dropout and self.layers.training) or not right_padded:
             self.full_passes += 1
             return model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         lengths = attention_mask.sum(dim=1).tolist()

@@ -13,7 +13,9 @@ scores give every ordered pair the tiers imply, and the ranking's loss is the me
 once (K passes) instead of twice per pair (K(K-1) passes) gives the same loss and gradients for K-1 times
 less compute, and keeps all pairs of a ranking in one step, which the paper found reduces overfitting.
 
-Scoring (token ids, batches, `RewardModel`) lives in worker/reward_scoring.py; this module trains.
+Scoring (token ids, batches, `RewardModel`) lives in worker/reward_scoring.py; this module trains. With LoRA
+on the top layers only, the frozen layers below run once per sequence (worker/frozen_prefix.py): the first
+epoch and the first evaluation store what enters the lowest adapted layer, later ones start there.
 
 Training holds out whole prompts, evaluates held-out pairwise accuracy and loss, and stops early when the
 held-out loss stops improving; the best adapter is the one saved.

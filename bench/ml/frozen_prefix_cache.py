@@ -12,10 +12,10 @@ Open-Assistant ranked groups (stratified by K, real replies, so sequences reach 
 - the reward model (`worker.reward.train_reward_model`), two epochs: the first epoch's steps fill the cache
   as they go (full passes), the second's use it.
 
-Each runs twice, `prefix_cache_mb=0` (every pass whole) and the default. Ranking DPO's step seconds: its
-`train_seconds` less `ref_seconds`, over its steps; the reward model's: the time between progress
-callbacks. Figures only, nothing asserted; both runs of a trainer should end with the same loss (the cache
-changes no number).
+Each runs twice, `prefix_cache_mb=0` (every pass whole) and the default. A step's seconds: wall and
+process CPU time between two progress callbacks (one per step), so the first step of a run is not counted.
+Figures only, nothing asserted; both runs of a trainer should end with the same loss (the cache changes no
+number).
 """
 
 from __future__ import annotations
@@ -30,20 +30,20 @@ from common import load, oasst_rankings, sample, start_run
 
 
 class StepClock:
-    """Seconds between progress callbacks, one entry per optimizer step; the clock starts at the step-0 ETA
-    report (the reward model's, just before its step loop)."""
+    """Wall and process CPU seconds between consecutive progress callbacks (one per optimizer step): the
+    first step, which follows the reference pass or an evaluation, has no interval. With one torch thread the
+    CPU seconds hardly move when other processes share the cores; the wall seconds do."""
 
     def __init__(self) -> None:
-        self.times: list[float] = []
-        self.last = time.perf_counter()
-
-    def eta(self, step: int, total: int, seconds: float | None) -> None:
-        if step == 0:
-            self.last = time.perf_counter()
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self.last: tuple[float, float] | None = None
 
     def __call__(self, step: int, total: int, loss: float) -> None:
-        now = time.perf_counter()
-        self.times.append(now - self.last)
+        now = (time.perf_counter(), time.process_time())
+        if self.last is not None:
+            self.wall.append(now[0] - self.last[0])
+            self.cpu.append(now[1] - self.last[1])
         self.last = now
 
 
@@ -66,11 +66,12 @@ def run_dpo(args: argparse.Namespace, rankings: list[Any], cache_mb: int, out: P
         prefix_cache_mb=cache_mb,
         device="cpu",
     )
-    result = train_dpo_ranking(cfg, rankings, out, data_dir=args.data_dir)
+    clock = StepClock()
+    result = train_dpo_ranking(cfg, rankings, out, data_dir=args.data_dir, progress=clock)
     m = result.metrics
     return {
-        # train_seconds run from tokenising to the last step, the reference pass included.
-        "step_seconds": (m["train_seconds"] - m["ref_seconds"]) / m["steps"],
+        "step_seconds": mean(clock.wall),
+        "step_cpu_seconds": mean(clock.cpu),
         "ref_seconds": m["ref_seconds"],
         "steps": m["steps"],
         "train_loss": m["train_loss"],
@@ -95,10 +96,12 @@ def run_reward(args: argparse.Namespace, rankings: list[Any], cache_mb: int, out
     clock = StepClock()
     result = train_reward_model(cfg, rankings, out, data_dir=args.data_dir, progress=clock)
     m = result.metrics
-    half = len(clock.times) // 2
+    half = m["steps"] // 2 - 1  # intervals ending in the first epoch's steps 2..n/2
     return {
-        "epoch1_step_seconds": mean(clock.times[:half]),
-        "epoch2_step_seconds": mean(clock.times[half:]),
+        "epoch1_step_seconds": mean(clock.wall[:half]),
+        "epoch2_step_seconds": mean(clock.wall[half:]),
+        "epoch1_step_cpu_seconds": mean(clock.cpu[:half]),
+        "epoch2_step_cpu_seconds": mean(clock.cpu[half:]),
         "steps": m["steps"],
         "last_train_loss": m["last_train_loss"],
         **{k: v for k, v in m.items() if k.startswith("prefix_")},
@@ -134,19 +137,16 @@ def main() -> None:
                 res[label] = runner(args, rankings, mb, Path(tmp) / f"{name}-{label}")
                 print(f"  {name} {label}: {res[label]} | load {before} -> {load()}")
             if name == "dpo":
-                speedup = res["whole"]["step_seconds"] / res["cached"]["step_seconds"]
-                print(
-                    f"dpo_ranking: {res['whole']['step_seconds']:.2f} -> {res['cached']['step_seconds']:.2f} "
-                    f"s/step, speed-up {speedup:.2f}x"
-                )
+                pairs = [("", "step_seconds"), (" CPU", "step_cpu_seconds")]
             else:
-                w, c = res["whole"], res["cached"]
-                speedup = w["epoch2_step_seconds"] / c["epoch2_step_seconds"]
+                pairs = [(" epoch 2", "epoch2_step_seconds"), (" epoch 2 CPU", "epoch2_step_cpu_seconds")]
                 print(
-                    f"reward: epoch 1 {w['epoch1_step_seconds']:.2f} -> {c['epoch1_step_seconds']:.2f} "
-                    f"s/step (filling), epoch 2 {w['epoch2_step_seconds']:.2f} -> "
-                    f"{c['epoch2_step_seconds']:.2f} s/step, speed-up {speedup:.2f}x"
+                    f"reward epoch 1 (filling the cache): {res['whole']['epoch1_step_seconds']:.2f} -> "
+                    f"{res['cached']['epoch1_step_seconds']:.2f} s/step"
                 )
+            for label, key in pairs:
+                w, c = res["whole"][key], res["cached"][key]
+                print(f"{name}{label}: {w:.2f} -> {c:.2f} s/step, speed-up {w / c:.2f}x")
 
 
 if __name__ == "__main__":

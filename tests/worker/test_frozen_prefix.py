@@ -152,6 +152,19 @@ def test_sequences_over_the_budget_run_whole(tiny_llama: Path, request: pytest.F
     assert prefix.bytes <= prefix.budget_bytes
 
 
+def test_left_padded_batches_run_whole(tiny_llama: Path, request: pytest.FixtureRequest) -> None:
+    model, _tokenizer = _policy("tiny_llama", request)
+    prefix = FrozenPrefix.attach(model, 1 << 30)
+    assert prefix is not None
+    ids = torch.tensor([[2, 2, 5, 6], [3, 4, 5, 6]])
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask).logits
+        for _ in range(2):
+            torch.testing.assert_close(prefix(model, ids, mask).logits, full)
+    assert prefix.full_passes == 2 and not prefix.states
+
+
 def _same_metrics(a: dict[str, Any], b: dict[str, Any], keys: list[str]) -> None:
     for key in keys:
         assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
