@@ -22,6 +22,7 @@ import torch
 
 from app.conversation import PromptLike
 from worker.data import PreferencePair, Ranking
+from worker.frozen_prefix import FrozenPrefix, run_model
 from worker.generation import CandidateConfig, generate_candidates
 from worker.models import DEFAULT_MODEL_NAME, format_exchange, format_prompt
 from worker.reward_scoring import RewardModel
@@ -53,6 +54,8 @@ class DPOTrainConfig:
     eval_every: int | None = None  # updates between evaluations; None: about 5 evaluations per run
     logging_steps: int = 1  # updates between progress callbacks
     gradient_checkpointing: bool = False  # saves activation memory at ~20% more compute; for large models
+    # Ranking DPO only: CPU memory for the frozen layers' cached activations (worker.frozen_prefix); 0: off
+    prefix_cache_mb: int = 2048
     device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,14 +92,16 @@ def encode_completion(
     return (ids[:max_length] if max_length else ids), len(prompt_ids)
 
 
-def sequence_logps(model: Any, sequences: Sequence[tuple[list[int], int]], pad_id: int) -> torch.Tensor:
+def sequence_logps(
+    model: Any, sequences: Sequence[tuple[list[int], int]], pad_id: int, prefix: FrozenPrefix | None = None
+) -> torch.Tensor:
     """log pi(completion | prompt) of N (ids, completion start) sequences, in ONE forward pass: shape (N,).
 
     Right-padded to the longest sequence (L). The language-model head runs only on the last
     L - min(start) + 1 positions (`logits_to_keep`): prompt positions predict nothing we need, and the head
     (hidden x vocabulary per position) is a large share of a small model's compute. Gradients flow when the
     caller has them enabled (autocast too). A sequence whose completion was cut away entirely has
-    log-probability 0.
+    log-probability 0. With `prefix`, the frozen bottom layers run once per sequence (worker.frozen_prefix).
     """
     device = next(model.parameters()).device
     n, longest = len(sequences), max(len(ids) for ids, _ in sequences)
@@ -109,7 +114,7 @@ def sequence_logps(model: Any, sequences: Sequence[tuple[list[int], int]], pad_i
     first = max(1, min(start for _ids, start in sequences))
     keep = longest - first + 1
     input_ids, mask = input_ids.to(device), mask.to(device)
-    logits = model(input_ids=input_ids, attention_mask=mask, logits_to_keep=keep).logits
+    logits = run_model(model, input_ids, mask, prefix, logits_to_keep=keep).logits
     logits = logits[:, :-1].float()  # (N, L - first, V): position p predicts token first + p
     targets = input_ids[:, first:]  # (N, L - first)
     token_logps = logits.gather(2, targets[..., None])[..., 0] - torch.logsumexp(logits, dim=-1)

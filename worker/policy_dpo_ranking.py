@@ -30,9 +30,10 @@ DPOTrainer, `disable_dropout=True`): the margin against the reference would othe
 
 Compute: a step takes `batch_size` rankings of similar length (worker.data.length_buckets on each ranking's
 longest candidate) and runs all their candidates in ONE forward pass, the language-model head only on the
-completion positions (worker.dpo_shared.sequence_logps). The shared config, schedule, early stopping on the
-held-out loss (whole prompts held out) and adapter layout are pairwise DPO's; this trainer runs in a single
-process (one device).
+completion positions (worker.dpo_shared.sequence_logps); the layers below the lowest trainable one run
+once per candidate, in the reference pass (worker.frozen_prefix). The shared config, schedule, early stopping
+on the held-out loss (whole prompts held out) and adapter layout are pairwise DPO's; this trainer runs in a
+single process (one device).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from worker.data import (
     split_by_prompt,
 )
 from worker.dpo_shared import DPOTrainConfig, encode_completion, schedule, sequence_logps
+from worker.frozen_prefix import BYTES_PER_MB, FrozenPrefix
 from worker.lora_policy import cap_prompt, policy_model, write_policy
 from worker.models import load_tokenizer, pick_device, resolve_model_path
 
@@ -151,15 +153,21 @@ def encode_rankings(
     return out
 
 
-def batch_logps(model: Any, batch: Sequence[EncodedRanking], pad_id: int) -> list[torch.Tensor]:
+def batch_logps(
+    model: Any, batch: Sequence[EncodedRanking], pad_id: int, prefix: FrozenPrefix | None = None
+) -> list[torch.Tensor]:
     """Every candidate of every ranking in `batch` through one forward pass; one (K,) tensor per ranking."""
-    flat = sequence_logps(model, [s for e in batch for s in e.sequences], pad_id)
+    flat = sequence_logps(model, [s for e in batch for s in e.sequences], pad_id, prefix)
     return list(torch.split(flat, [len(e.sequences) for e in batch]))
 
 
 @torch.no_grad()
 def ranking_logps(
-    model: Any, encoded: Sequence[EncodedRanking], pad_id: int, rankings_per_pass: int
+    model: Any,
+    encoded: Sequence[EncodedRanking],
+    pad_id: int,
+    rankings_per_pass: int,
+    prefix: FrozenPrefix | None = None,
 ) -> list[torch.Tensor]:
     """Log-probabilities of every candidate without gradients (reference pass, evaluation), in the given
     order; rankings are batched by length so little is padded."""
@@ -167,7 +175,8 @@ def ranking_logps(
     out: list[torch.Tensor] = [torch.empty(0)] * len(encoded)
     for start in range(0, len(by_length), rankings_per_pass):
         chunk = by_length[start : start + rankings_per_pass]
-        for i, logps in zip(chunk, batch_logps(model, [encoded[i] for i in chunk], pad_id), strict=True):
+        logps_of = batch_logps(model, [encoded[i] for i in chunk], pad_id, prefix)
+        for i, logps in zip(chunk, logps_of, strict=True):
             out[i] = logps.detach().float().cpu()
     return out
 
@@ -177,12 +186,18 @@ def padded_tokens(batch: Sequence[EncodedRanking]) -> int:
     return sum(len(e.sequences) for e in batch) * max(e.longest for e in batch)
 
 
-def rankings_loss(model: Any, encoded: Sequence[EncodedRanking], pad_id: int, beta: float) -> torch.Tensor:
+def rankings_loss(
+    model: Any,
+    encoded: Sequence[EncodedRanking],
+    pad_id: int,
+    beta: float,
+    prefix: FrozenPrefix | None = None,
+) -> torch.Tensor:
     """A step's loss: the mean over the batch's rankings of their Plackett-Luce loss (needs `ref_logps`),
     each weighted by its annotator's weight (`Ranking.weight`, 1 without annotator weighting)."""
     from worker.reward import weighted_mean
 
-    logps = batch_logps(model, encoded, pad_id)
+    logps = batch_logps(model, encoded, pad_id, prefix)
     per = [
         plackett_luce_loss(beta * (lp.float() - _ref(e).to(lp.device)), e.ranking.tiers)
         for lp, e in zip(logps, encoded, strict=True)
@@ -260,6 +275,8 @@ def train_dpo_ranking(
     tokenizer = load_tokenizer(path, padding_side="right")
     pad_id = int(tokenizer.pad_token_id)
     model = _trainable_policy(path, previous_adapter, cfg, spec.device)
+    # The frozen bottom layers run once per sequence, in the reference pass (None: every pass is whole).
+    prefix = FrozenPrefix.attach(model, cfg.prefix_cache_mb * BYTES_PER_MB)
     autocast = lambda: (  # noqa: E731
         torch.autocast("cuda", dtype=torch.bfloat16) if spec.use_bf16 else nullcontext()
     )
@@ -281,7 +298,7 @@ def train_dpo_ranking(
     # The reference: the model as it starts, once, for every ranking a step or an evaluation will read.
     model.eval()
     with autocast():
-        refs = ranking_logps(model, [train[i] for i in used] + heldout, pad_id, 2 * cfg.batch_size)
+        refs = ranking_logps(model, [train[i] for i in used] + heldout, pad_id, 2 * cfg.batch_size, prefix)
     for e, ref in zip([train[i] for i in used] + heldout, refs, strict=True):
         e.ref_logps = ref
         meter.add(padded_tokens([e]))
@@ -294,7 +311,7 @@ def train_dpo_ranking(
     def evaluate() -> RankingEval:
         model.eval()
         with autocast():
-            logps = ranking_logps(model, heldout, pad_id, 2 * cfg.batch_size)
+            logps = ranking_logps(model, heldout, pad_id, 2 * cfg.batch_size, prefix)
         meter.add(sum(padded_tokens([e]) for e in heldout))
         model.train()
         return evaluate_rewards(heldout, logps, cfg.beta)
@@ -309,7 +326,7 @@ def train_dpo_ranking(
     for micro, indices in enumerate(plan):
         batch = [train[i] for i in indices]
         with autocast():
-            loss = rankings_loss(model, batch, pad_id, cfg.beta)
+            loss = rankings_loss(model, batch, pad_id, cfg.beta, prefix)
         (loss / cfg.grad_accum).backward()
         losses.append(float(loss.detach()))
         meter.add(3 * padded_tokens(batch))
@@ -368,5 +385,6 @@ def train_dpo_ranking(
         "ref_seconds": round(ref_seconds, 3),
         "train_seconds": round(train_seconds, 3),
         "seconds": round(time.perf_counter() - started, 3),
+        **(prefix.metrics() if prefix else {"prefix_layers": 0}),
     }
     return DPORankingResult(metrics, list(split.heldout), history)

@@ -13,7 +13,9 @@ scores give every ordered pair the tiers imply, and the ranking's loss is the me
 once (K passes) instead of twice per pair (K(K-1) passes) gives the same loss and gradients for K-1 times
 less compute, and keeps all pairs of a ranking in one step, which the paper found reduces overfitting.
 
-Scoring (token ids, batches, `RewardModel`) lives in worker/reward_scoring.py; this module trains.
+Scoring (token ids, batches, `RewardModel`) lives in worker/reward_scoring.py; this module trains. With LoRA
+on the top layers only, the frozen layers below run once per sequence (worker/frozen_prefix.py): the first
+epoch and the first evaluation store what enters the lowest adapted layer, later ones start there.
 
 Training holds out whole prompts, evaluates held-out pairwise accuracy and loss, and stops early when the
 held-out loss stops improving; the best adapter is the one saved.
@@ -50,6 +52,7 @@ from worker.data import (
     report_eta,
     split_by_prompt,
 )
+from worker.frozen_prefix import BYTES_PER_MB, FrozenPrefix
 from worker.models import (
     DEFAULT_MODEL_NAME,
     DeviceSpec,
@@ -90,6 +93,9 @@ class RewardConfig:
     patience: int = 2  # evaluations without held-out loss improvement before stopping
     eval_every: int | None = None  # optimizer steps between evaluations; None: once per epoch
     eval_batch_size: int = 16  # sequences per forward pass when evaluating
+    prefix_cache_mb: int = (
+        2048  # CPU memory for the frozen layers' cached activations (frozen_prefix); 0: off
+    )
     device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
 
     def to_dict(self) -> dict[str, Any]:
@@ -286,6 +292,13 @@ def train_reward_model(
     # size is the global one, so N processes take the steps one process would.
     model, optimizer = accelerator.prepare(model, optimizer)
     rank, world = accelerator.process_index, accelerator.num_processes
+    # The frozen bottom layers run once per sequence (worker/frozen_prefix.py); one process only (under DDP
+    # every pass is whole, as before).
+    prefix = (
+        FrozenPrefix.attach(accelerator.unwrap_model(model), cfg.prefix_cache_mb * BYTES_PER_MB)
+        if world == 1
+        else None
+    )
     steps_per_epoch = len(sampler)
     total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
     if cfg.max_steps > 0:
@@ -297,7 +310,7 @@ def train_reward_model(
         max(longest[i] for i in b) * sum(len(train[i].candidates) for i in b) for b in sampler
     )
     sampler.epoch = 0  # that pass only measured; training starts again at the first epoch's order
-    eval_rm = RewardModel(accelerator.unwrap_model(model), tokenizer, cfg.max_length)
+    eval_rm = RewardModel(accelerator.unwrap_model(model), tokenizer, cfg.max_length, prefix)
     eval_exchanges = [(p.prompt, p.chosen) for p in heldout_pairs] + [
         (p.prompt, p.rejected) for p in heldout_pairs
     ]
@@ -346,7 +359,7 @@ def train_reward_model(
             batch = [train[i] for i in mine]
             flat = [ids for i in mine for ids in train_ids[i]]
             with accelerator.autocast():
-                scores = score_ids(model, tokenizer, flat)
+                scores = score_ids(model, tokenizer, flat, prefix)
             losses, offset = [], 0
             for r in batch:
                 loss_r, _n = ranking_loss(scores[offset : offset + len(r.candidates)], r, cfg.margin_scale)
@@ -408,6 +421,7 @@ def train_reward_model(
         "train_seconds": round(train_seconds, 3),
         "device": str(accelerator.device),
         "processes": world,
+        **(prefix.metrics() if prefix else {"prefix_layers": 0}),
     }
     if accelerator.is_main_process:
         output_dir = Path(output_dir)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from app.conversation import PromptLike
+from worker.frozen_prefix import FrozenPrefix, run_model
 from worker.models import format_exchange
 
 # --- scoring --------------------------------------------------------------------------------------------
@@ -42,8 +43,11 @@ def encode_exchanges(
     return [list(ids) for ids in enc["input_ids"]]
 
 
-def score_ids(model: Any, tokenizer: Any, ids: Sequence[Sequence[int]]) -> torch.Tensor:
-    """One scalar per token sequence, in one batch padded to its longest member."""
+def score_ids(
+    model: Any, tokenizer: Any, ids: Sequence[Sequence[int]], prefix: FrozenPrefix | None = None
+) -> torch.Tensor:
+    """One scalar per token sequence, in one batch padded to its longest member. With `prefix`, the frozen
+    bottom layers run once per sequence (worker.frozen_prefix)."""
     # Right padding: with left padding the real tokens would sit at shifted positions, so a reply's score
     # would depend on how long its batch-mates are.
     longest = max(len(x) for x in ids)
@@ -53,17 +57,20 @@ def score_ids(model: Any, tokenizer: Any, ids: Sequence[Sequence[int]]) -> torch
         input_ids[row, : len(x)] = torch.tensor(list(x), dtype=torch.long)
         mask[row, : len(x)] = 1
     device = next(model.parameters()).device
-    out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device))
+    out = run_model(model, input_ids.to(device), mask.to(device), prefix)
     return out.logits[:, 0]
 
 
 class RewardModel:
     """A trained reward model ready to score replies."""
 
-    def __init__(self, model: Any, tokenizer: Any, max_length: int) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, max_length: int, prefix: FrozenPrefix | None = None
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.prefix = prefix  # the training loop's cache of the frozen layers, when it has one
 
     @torch.inference_mode()
     def score(self, prompt: PromptLike, responses: Sequence[str], batch_size: int = 16) -> list[float]:
@@ -84,7 +91,8 @@ class RewardModel:
         by_exchange: dict[tuple[PromptLike, str], float] = {}
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            scores = score_ids(self.model, self.tokenizer, [ids[i] for i in chunk]).float().tolist()
+            batch = score_ids(self.model, self.tokenizer, [ids[i] for i in chunk], self.prefix)
+            scores = batch.float().tolist()
             by_exchange.update((unique[i], v) for i, v in zip(chunk, scores, strict=True))
             if on_batch is not None:
                 on_batch(len(chunk) * max(len(ids[i]) for i in chunk))
