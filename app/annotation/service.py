@@ -34,7 +34,6 @@ from app.config import Settings
 from app.errors import Conflict, Invalid, NotFound
 from app.orm import (
     AssignmentStatus,
-    Ranking,
     SetStatus,
     Skip,
     User,
@@ -71,7 +70,7 @@ class TaskPage:
 
 @dataclass
 class SubmitResult:
-    ranking: Ranking
+    ranking: submission.StoredRanking
     created: bool  # False: an identical repeat, answered with the stored ranking
 
 
@@ -251,11 +250,8 @@ def skip_task(session: Session, user: User, assignment_id: int, reason: str) -> 
     if assignment.status != AssignmentStatus.leased:
         raise Conflict("this task was already ranked; it cannot be skipped")
     skip = submission.add_skip(
-        session, Skip(assignment_id=assignment.id, set_id=cset.id, annotator_id=user.id, reason=reason)
+        session, Skip(assignment_id=assignment.id, set_id=cset.id, annotator_id=user.id, reason=reason), now
     )
-    assignment.status = AssignmentStatus.skipped
-    assignment.completed_at = now
-    session.flush()
     return SkipResult(skip, created=True)
 
 

@@ -10,8 +10,9 @@ of a request's CPU.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Select, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -21,25 +22,51 @@ from app.orm import Assignment, AssignmentStatus, ComparisonSet, Ranking, SetSta
 
 
 @dataclass(frozen=True, slots=True)
+class LockedAssignment:
+    """An assignment row as locked (a plain row: attaching an ORM object cost more than the statement)."""
+
+    id: int
+    set_id: int
+    annotator_id: int
+    status: AssignmentStatus
+    display_order: list[int]
+    leased_at: dt.datetime
+    lease_expires_at: dt.datetime
+    completed_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class Locked:
-    """A submission's locked rows: its set, the project's flag types, the assignment (attached to the
-    session) and the database clock read once both locks were granted."""
+    """A submission's locked rows: its set, the project's flag types, the assignment and the database
+    clock read once both locks were granted."""
 
     cset: LockedSet
     flag_types: list[str]
-    assignment: Assignment
+    assignment: LockedAssignment
     now: dt.datetime
 
 
-_ASSIGNMENT_KEYS = (
-    "id",
-    "annotator_id",
-    "status",
-    "display_order",
-    "leased_at",
-    "lease_expires_at",
-    "completed_at",
-)
+@dataclass(frozen=True, slots=True)
+class StoredRanking:
+    """A ranking row as stored (the columns of app.orm.Ranking)."""
+
+    id: int
+    assignment_id: int
+    set_id: int
+    annotator_id: int
+    tiers: list[Any]
+    all_bad: bool
+    flags: dict[str, Any]
+    rationale: str
+    display_order: list[int]
+    seconds_spent: float | None
+    server_seconds: float | None
+    source: str
+    fingerprint: str
+    dropped: bool
+    created_at: dt.datetime
+
+
 _LOCK = "SELECT * FROM rankloop_lock_submission(%(assignment_id)s, %(annotator_id)s)"
 
 
@@ -50,10 +77,9 @@ def lock_submission(session: Session, assignment_id: int, annotator_id: int) -> 
     row = session.connection().exec_driver_sql(_LOCK, params).first()
     if row is None:
         return None
-    values = dict(zip(_ASSIGNMENT_KEYS, row[4:11], strict=True))
-    values["status"] = AssignmentStatus(values["status"])
-    values["set_id"] = row[0]
-    assignment = attach(session, Assignment, values)
+    assignment = LockedAssignment(
+        row[4], row[0], row[5], AssignmentStatus(row[6]), row[7], row[8], row[9], row[10]
+    )
     return Locked(LockedSet(row[0], row[1], SetStatus(row[2])), list(row[3]), assignment, row[11])
 
 
@@ -64,11 +90,18 @@ _RANKING_FOR_ASSIGNMENT = select(_RANKINGS).where(
 )
 
 
-def ranking_for_assignment(session: Session, assignment_id: int) -> Ranking | None:
+def _stored(values: Mapping[str, Any]) -> StoredRanking:
+    return StoredRanking(**{key: values[key] for key in _RANKING_KEYS})
+
+
+_RANKING_KEYS = tuple(StoredRanking.__dataclass_fields__)
+
+
+def ranking_for_assignment(session: Session, assignment_id: int) -> StoredRanking | None:
     """The ranking stored for an assignment, if any."""
     params = {"assignment_id": assignment_id}
     row = session.connection().execute(_RANKING_FOR_ASSIGNMENT, params).one_or_none()
-    return attach(session, Ranking, row._mapping) if row is not None else None
+    return _stored(row._mapping) if row is not None else None
 
 
 RANKING_FIELDS = (
@@ -145,7 +178,7 @@ _STORE_RANKING = _store_ranking_statement()
 
 def store_ranking(
     session: Session, values: dict[str, object], completed_at: dt.datetime
-) -> tuple[Ranking, bool]:
+) -> tuple[StoredRanking, bool]:
     """Insert a ranking, mark its assignment submitted and close its set if that filled it, in one
     statement (the caller holds the set's lock); the ranking, and whether the set closed now.
 
@@ -153,8 +186,8 @@ def store_ranking(
     params = {"r_" + name: value for name, value in values.items()}
     params["r_completed_at"] = completed_at
     row = session.connection().execute(_STORE_RANKING, params).one()
-    stored = dict(row._mapping)
-    closed = bool(stored.pop("set_closed"))
+    stored = row._mapping
+    closed = bool(stored["set_closed"])
     attach(
         session,
         Assignment,
@@ -165,7 +198,7 @@ def store_ranking(
         attach(
             session, ComparisonSet, {"id": values["set_id"], "status": SetStatus.closed}, only_if_present=True
         )
-    return attach(session, Ranking, stored), closed
+    return _stored(stored), closed
 
 
 def skip_for_assignment(session: Session, assignment_id: int) -> Skip | None:
@@ -173,8 +206,20 @@ def skip_for_assignment(session: Session, assignment_id: int) -> Skip | None:
     return session.scalars(select(Skip).where(Skip.assignment_id == assignment_id)).one_or_none()
 
 
-def add_skip(session: Session, skip: Skip) -> Skip:
-    """Insert a skip and flush."""
+def add_skip(session: Session, skip: Skip, completed_at: dt.datetime) -> Skip:
+    """Insert a skip, mark its assignment skipped and flush; a copy of the assignment already in the
+    session gets the new status too."""
     session.add(skip)
     session.flush()
+    session.execute(
+        update(_ASSIGNMENTS)
+        .where(_ASSIGNMENTS.c.id == skip.assignment_id)
+        .values(status=AssignmentStatus.skipped, completed_at=completed_at)
+    )
+    attach(
+        session,
+        Assignment,
+        {"id": skip.assignment_id, "status": AssignmentStatus.skipped, "completed_at": completed_at},
+        only_if_present=True,
+    )
     return skip
