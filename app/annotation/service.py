@@ -47,6 +47,7 @@ MAX_PICK_ATTEMPTS = 20
 
 # A task: the assignment, its prompt and project (plain rows), the candidates in display order.
 TaskView = handout.TaskRow
+ProjectView = handout.ProjectView
 
 
 @dataclass

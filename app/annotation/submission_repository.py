@@ -90,7 +90,7 @@ _RANKING_FOR_ASSIGNMENT = select(_RANKINGS).where(
 )
 
 
-def _stored(values: Mapping[str, Any]) -> StoredRanking:
+def _stored(values: Mapping[Any, Any]) -> StoredRanking:
     return StoredRanking(**{key: values[key] for key in _RANKING_KEYS})
 
 

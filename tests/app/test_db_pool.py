@@ -16,7 +16,8 @@ def _terminate_pooled_backends(url: str) -> set[int]:
         pids = {
             row[0]
             for row in admin.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         }
         for pid in pids:
