@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from app.annotation import service
 from app.annotation.schemas import MAX_SKIP_REASON_CHARS, ranking_from_form
 from app.deps import DB, CurrentUser, ProjectParam, SettingsDep
-from app.orm import DEFAULT_FLAG_TYPES
+from app.orm import DEFAULT_FLAG_TYPES, Project
 from app.projects import service as projects
 from app.web import render
 
@@ -27,7 +27,7 @@ def _page(
 ) -> Response:
     # The guidelines and flags are the task's project's; with no task, those of the project the page is
     # narrowed to, else the fixed defaults.
-    shown = page.task.project if page.task else None
+    shown: service.ProjectView | Project | None = page.task.project if page.task else None
     if shown is None and page.project_id is not None:
         shown = projects.visible(db, user, page.project_id)
     return render(

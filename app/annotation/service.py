@@ -4,7 +4,8 @@ Concurrency: every change that can add to a set's live slots (a new or renewed l
 holds that set's row lock, and re-counts the slots in a new statement after the lock is granted
 (under READ COMMITTED each statement sees what committed before it started; the locking SELECT
 itself may have read an older snapshot). So no set ever collects more than `overlap` rankings.
-Lock order is always set row, then assignment row.
+Lock order is always set row, then assignment row. The hand-out does this inside the database
+(rankloop_next_task, see handout_repository.py), where each statement of the function takes a fresh snapshot.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.annotation import handout_repository as handout
 from app.annotation import repository as repo
-from app.annotation.rows import CandidateView, LockedSet
+from app.annotation import submission_repository as submission
 from app.annotation.schemas import (
     MAX_SECONDS_SPENT,
     MAX_SKIP_REASON_CHARS,
@@ -31,11 +33,7 @@ from app.annotation.tiers import MAX_CANDIDATES, MIN_CANDIDATES, validate_tiers
 from app.config import Settings
 from app.errors import Conflict, Invalid, NotFound
 from app.orm import (
-    Assignment,
     AssignmentStatus,
-    Project,
-    Prompt,
-    Ranking,
     SetStatus,
     Skip,
     User,
@@ -47,12 +45,9 @@ from app.text import check_text, is_blank
 MAX_PICK_ATTEMPTS = 20
 
 
-@dataclass
-class TaskView:
-    assignment: Assignment
-    prompt: Prompt
-    candidates: list[CandidateView]  # in this annotator's display order
-    project: Project  # its guidelines and flag types are the page's
+# A task: the assignment, its prompt and project (plain rows), the candidates in display order.
+TaskView = handout.TaskRow
+ProjectView = handout.ProjectView
 
 
 @dataclass
@@ -76,7 +71,7 @@ class TaskPage:
 
 @dataclass
 class SubmitResult:
-    ranking: Ranking
+    ranking: submission.StoredRanking
     created: bool  # False: an identical repeat, answered with the stored ranking
 
 
@@ -95,115 +90,30 @@ class _Normalised:
     seconds_spent: float | None = field(default=None)
 
 
-def _view(session: Session, assignment: Assignment) -> TaskView:
-    by_id = repo.candidates_by_id(session, assignment.display_order)
-    found = repo.prompt_of_set(session, assignment.set_id)
-    if found is None:
-        raise NotFound("this task no longer exists")
-    prompt, project = found
-    shown = [by_id[c] for c in assignment.display_order if c in by_id]
-    return TaskView(
-        assignment, prompt, [CandidateView(c.id, c.text, c.truncated, c.hidden) for c in shown], project
-    )
-
-
-def _lease(
-    session: Session,
-    lease_minutes: int,
-    cset: LockedSet,
-    user: User,
-    now: dt.datetime,
-    candidates: list[CandidateView],
-) -> tuple[Assignment, list[CandidateView]] | None:
-    """Lease a locked set to the user: insert their row, or renew their expired one in place."""
-    candidate_ids = [c.id for c in candidates]
-    expires = now + dt.timedelta(minutes=lease_minutes)
-    order = random.sample(candidate_ids, len(candidate_ids))
-    # The common case in one statement; a conflict means the user has a row for this set already.
-    inserted = repo.insert_lease(session, cset.id, user.id, order, now, expires)
-    if inserted is not None:
-        return inserted, candidates
-    existing = repo.assignment_of(session, cset.id, user.id)
-    if existing is None or existing.status != AssignmentStatus.leased:
-        return None  # submitted or skipped: never the same set twice
-    # Keep the order they saw before unless the visible candidates changed meanwhile.
-    if sorted(existing.display_order) != sorted(candidate_ids):
-        existing.display_order = order
-    existing.leased_at = now
-    existing.lease_expires_at = expires
-    session.flush()
-    return existing, candidates
-
-
 def next_task(
     session: Session, settings: Settings, user: User, project_id: int | None = None
 ) -> TaskView | None:
     """The annotator's current lease, or a newly leased set, of their projects (or of `project_id`, one
-    of theirs); None when nothing is left for them there."""
-    now = repo.lock_annotator(session, user.id)
-    active = repo.active_assignment(session, user.id, now, project_id)
-    if active is not None:
-        return _view(session, active)
-    gold = _gold_task(session, settings, user, now, project_id)
-    if gold is not None:
-        return gold
-    passed_over: list[int] = []
-    for _ in range(MAX_PICK_ATTEMPTS):
-        picked = repo.lock_next_open_set(session, user.id, now, exclude=passed_over, project_id=project_id)
-        if picked is None:
-            # What is left may only be locked for a moment by others' hand-outs or submissions: wait
-            # for the best such set rather than telling the annotator that nothing is left.
-            picked = repo.lock_next_open_set(
-                session, user.id, now, exclude=passed_over, wait=True, project_id=project_id
-            )
-        if picked is None:
-            return None
-        cset, prompt, project = picked
-        # The locking SELECT may have read a snapshot older than the lock: count again, freshly.
-        candidates, live, at = repo.candidates_and_live_slots(session, cset.id)
-        if at is None or live >= cset.overlap or not MIN_CANDIDATES <= len(candidates) <= MAX_CANDIDATES:
-            passed_over.append(cset.id)
-            continue
-        now = at
-        lease_minutes = project.lease_minutes or settings.lease_minutes
-        leased = _lease(session, lease_minutes, cset, user, now, candidates)
-        if leased is None:
-            passed_over.append(cset.id)
-            continue
-        assignment, candidates = leased
-        by_id = {c.id: c for c in candidates}
-        return TaskView(assignment, prompt, [by_id[c] for c in assignment.display_order], project)
-    return None
-
-
-def _gold_task(
-    session: Session, settings: Settings, user: User, now: dt.datetime, project_id: int | None
-) -> TaskView | None:
-    """With probability of the project's gold rate, a newly leased gold set (None otherwise, or when the
-    annotator has none left). Nothing on the page or in the API tells it apart from any other task."""
-    picked = repo.lock_gold_set(session, user.id, random.random(), settings.gold_rate, project_id)
-    if picked is None:
-        return None
-    cset, prompt, project = picked
-    candidates, _live, at = repo.candidates_and_live_slots(session, cset.id)
-    if at is None or not MIN_CANDIDATES <= len(candidates) <= MAX_CANDIDATES:
-        return None
-    lease_minutes = project.lease_minutes or settings.lease_minutes
-    leased = _lease(session, lease_minutes, cset, user, at, candidates)
-    if leased is None:
-        return None
-    assignment, candidates = leased
-    by_id = {c.id: c for c in candidates}
-    return TaskView(assignment, prompt, [by_id[c] for c in assignment.display_order], project)
+    of theirs); None when nothing is left for them there. The rules are handout_repository's."""
+    return handout.next_task(
+        session,
+        user.id,
+        project_id,
+        roll=random.random(),
+        gold_rate=settings.gold_rate,
+        lease_minutes=settings.lease_minutes,
+        k_min=MIN_CANDIDATES,
+        k_max=MAX_CANDIDATES,
+        attempts=MAX_PICK_ATTEMPTS,
+    )
 
 
 def get_task(session: Session, user: User, assignment_id: int) -> TaskView:
     """One of the annotator's own assignments as a task; other people's, and those of a project they are
     no longer a member of, do not exist for them."""
-    assignment = repo.get_assignment(session, assignment_id)
-    if assignment is None or assignment.annotator_id != user.id:
+    view = handout.task(session, assignment_id)
+    if view is None or view.assignment.annotator_id != user.id:
         raise NotFound("no such task")
-    view = _view(session, assignment)
     if not projects.can_see(session, user, view.project.id):
         raise NotFound("no such task")
     return view
@@ -274,29 +184,25 @@ def fingerprint(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _own_locked(
-    session: Session, user: User, assignment_id: int
-) -> tuple[LockedSet, list[str], Assignment, dt.datetime]:
+def _own_locked(session: Session, user: User, assignment_id: int) -> submission.Locked:
     # Someone else's assignment answers exactly like a missing one: ids reveal nothing.
-    found = repo.lock_set_of_assignment(session, assignment_id, user.id)
-    locked = repo.lock_assignment(session, assignment_id) if found is not None else None
-    if found is None or locked is None:
+    locked = submission.lock_submission(session, assignment_id, user.id)
+    if locked is None:
         raise NotFound("no such task")
-    cset, flag_types = found
-    assignment, now = locked
-    return cset, flag_types, assignment, now
+    return locked
 
 
 def submit_ranking(
     session: Session, settings: Settings, user: User, data: RankingIn, source: str = "web"
 ) -> SubmitResult:
     """Store a ranking for the annotator's live lease; an identical repeat returns the stored one."""
-    cset, flag_types, assignment, now = _own_locked(session, user, data.assignment_id)
-    norm = _normalise(data, list(assignment.display_order), settings, flag_types)
+    locked = _own_locked(session, user, data.assignment_id)
+    cset, assignment, now = locked.cset, locked.assignment, locked.now
+    norm = _normalise(data, list(assignment.display_order), settings, locked.flag_types)
     digest = fingerprint(assignment.id, norm.tiers, norm.all_bad, norm.flags, norm.rationale)
     # A ranking and its assignment's "submitted" are written together, so only then is there one to find.
     if assignment.status == AssignmentStatus.submitted:
-        existing = repo.ranking_for_assignment(session, assignment.id)
+        existing = submission.ranking_for_assignment(session, assignment.id)
         if existing is not None:
             if existing.fingerprint == digest:
                 return SubmitResult(existing, created=False)
@@ -309,7 +215,7 @@ def submit_ranking(
         raise Conflict("your time on this task ran out and it went back to the queue; load the next task")
     if cset.status != SetStatus.open:
         raise Conflict("this comparison set was closed; load the next task")
-    ranking, _closed = repo.store_ranking(
+    ranking, _closed = submission.store_ranking(
         session,
         {
             "assignment_id": assignment.id,
@@ -337,18 +243,16 @@ def skip_task(session: Session, user: User, assignment_id: int, reason: str) -> 
     if is_blank(reason):
         raise Invalid("reason: a reason is required to skip a task")
     check_text(reason, "reason", max_chars=MAX_SKIP_REASON_CHARS)
-    cset, _, assignment, now = _own_locked(session, user, assignment_id)
-    existing = repo.skip_for_assignment(session, assignment.id)
+    locked = _own_locked(session, user, assignment_id)
+    cset, assignment, now = locked.cset, locked.assignment, locked.now
+    existing = submission.skip_for_assignment(session, assignment.id)
     if existing is not None:
         return SkipResult(existing, created=False)
     if assignment.status != AssignmentStatus.leased:
         raise Conflict("this task was already ranked; it cannot be skipped")
-    skip = repo.add_skip(
-        session, Skip(assignment_id=assignment.id, set_id=cset.id, annotator_id=user.id, reason=reason)
+    skip = submission.add_skip(
+        session, Skip(assignment_id=assignment.id, set_id=cset.id, annotator_id=user.id, reason=reason), now
     )
-    assignment.status = AssignmentStatus.skipped
-    assignment.completed_at = now
-    session.flush()
     return SkipResult(skip, created=True)
 
 

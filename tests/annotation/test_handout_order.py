@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -182,13 +183,57 @@ def _explain_last(s: Session, run) -> dict:  # type: ignore[no-untyped-def, type
     return cursor.fetchone()[0][0]  # type: ignore[no-any-return, index]
 
 
+def _nested_plans(s: Session, run) -> list[dict]:  # type: ignore[no-untyped-def, type-arg]
+    """The EXPLAIN ANALYZE (JSON) of every statement `run(s)` executes, those inside database functions
+    included (auto_explain, sent to this client as notices)."""
+    import json
+
+    from psycopg import errors
+
+    conn = s.connection().connection.driver_connection
+    assert conn is not None
+    plans: list[dict] = []  # type: ignore[type-arg]
+
+    def on_notice(diag) -> None:  # type: ignore[no-untyped-def]
+        text = diag.message_primary or ""
+        if "plan:" in text:
+            plans.append(json.loads(text.split("plan:", 1)[1]))
+
+    try:
+        s.connection().exec_driver_sql("LOAD 'auto_explain'")
+    except Exception as exc:
+        if not isinstance(getattr(exc, "orig", None), errors.UndefinedFile | errors.InsufficientPrivilege):
+            raise
+        pytest.skip(f"auto_explain is not available on this server: {exc}")
+    for setting in (
+        "log_min_duration = 0",
+        "log_analyze = on",
+        "log_nested_statements = on",
+        "log_format = 'json'",
+        "log_level = 'notice'",
+    ):
+        s.connection().exec_driver_sql(f"SET LOCAL auto_explain.{setting}")
+    conn.add_notice_handler(on_notice)
+    try:
+        run(s)
+    finally:
+        conn.remove_notice_handler(on_notice)
+        s.connection().exec_driver_sql("SET LOCAL auto_explain.log_min_duration = -1")
+    return plans
+
+
 def test_next_task_walks_the_index_instead_of_sorting_every_open_set(clean_db):
     set_ids, user_id = _many_open_sets(2000)
     with session_scope() as s:
-        now = repo.lock_annotator(s, user_id)
+        user = s.get(User, user_id)
         picked: list[object] = []
-        plan = _explain_last(s, lambda s: picked.append(repo.lock_next_open_set(s, user_id, now)))
-        assert picked[0] is not None and picked[0][0].id == set_ids[0]  # type: ignore[index]
+        plans = _nested_plans(s, lambda s: picked.append(service.next_task(s, get_settings(), user)))
+        task = picked[0]
+        assert isinstance(task, service.TaskView) and task.assignment.set_id == set_ids[0]
+    # The ordinary pick inside rankloop_next_task (the one statement that skips locked sets).
+    [plan] = [
+        p for p in plans if "SKIP LOCKED" in p["Query Text"] and "gold_tiers IS NULL" in p["Query Text"]
+    ]
     text_plan = str(plan)
     assert "ix_comparison_sets_handout" in text_plan
     assert "'Sort'" not in text_plan, "the open sets are sorted instead of read in index order"
@@ -300,10 +345,10 @@ def test_uncertainty_selection_hands_out_the_most_uncertain_sets_first_with_the_
         made[p.index] = cset.id
     db.flush()
     user = make_annotator(db)
-    now = repo.lock_annotator(db, user.id)
     order: list[int] = []
-    while (picked := repo.lock_next_open_set(db, user.id, now, exclude=order)) is not None:
-        order.append(picked[0].id)
+    while (task := service.next_task(db, get_settings(), user)) is not None:
+        order.append(task.assignment.set_id)
+        service.skip_task(db, user, task.assignment.id, "to see the next one")
     assert order == [made[p.index] for p in picks] + [older_random.id]
     handed = [db.get(ComparisonSet, i) for i in order[:-1]]
     kinds = [c.selection_scores["pick"] for c in handed]

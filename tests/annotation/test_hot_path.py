@@ -13,18 +13,17 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import event, select, update
 
-from app.annotation import repository as repo
 from app.auth import token_cache
 from app.db import get_engine, libpq_url, session_factory, session_scope
 from app.orm import ApiToken, Assignment, User
 from tests.factories import make_annotator, make_comparison_set
 
 # Steady state, API token already marked used this minute and remembered by this process. Raise these
-# only for a reason. next: annotator lock, current lease, the gold pick (one index read of the open gold
-# sets under the roll, ix_comparison_sets_gold), hand-out lock, candidates with fresh slots, lease insert;
-# submit: set lock, assignment lock, the ranking with its assignment's submission and set's closing.
-NEXT_TASK_STATEMENTS = 6
-SUBMIT_STATEMENTS = 3
+# only for a reason. next: the database function rankloop_next_task (annotator lock, current lease, gold
+# pick, hand-out lock, fresh re-count, lease); submit: the locks (set, then assignment, with the clock),
+# the ranking with its assignment's submission and set's closing.
+NEXT_TASK_STATEMENTS = 1
+SUBMIT_STATEMENTS = 2
 
 
 @contextmanager
@@ -99,18 +98,33 @@ def _hold_row_lock(
 
 
 def test_clocks_are_read_after_the_row_locks_are_granted(clean_db):
+    from app.annotation import service, submission_repository
+    from app.config import get_settings
+
     with session_scope() as s:
         user = make_annotator(s)
-        cset = make_comparison_set(s, overlap=1)
+        for _ in range(2):
+            make_comparison_set(s, overlap=1)
         s.flush()
-        assignment = repo.insert_lease(
-            s, cset.id, user.id, [1], dt.datetime.now(dt.UTC), dt.datetime.now(dt.UTC)
-        )
-        assert assignment is not None
-        user_id, assignment_id = user.id, assignment.id
+        task = service.next_task(s, get_settings(), user)
+        assert task is not None
+        user_id, assignment_id = user.id, task.assignment.id
+        # The second hand-out below must lease a new set: this lease is given up.
+        service.skip_task(s, user, assignment_id, "to lease another")
+
+    def hand_out(s) -> dt.datetime:  # type: ignore[no-untyped-def]
+        got = service.next_task(s, get_settings(), s.get(User, user_id))
+        assert got is not None and got.assignment.id != assignment_id
+        return got.assignment.leased_at
+
+    def lock_submission(s) -> dt.datetime:  # type: ignore[no-untyped-def]
+        locked = submission_repository.lock_submission(s, assignment_id, user_id)
+        assert locked is not None
+        return locked.now
+
     for table, row_id, call in (
-        ("users", user_id, lambda s: repo.lock_annotator(s, user_id)),
-        ("assignments", assignment_id, lambda s: repo.lock_assignment(s, assignment_id)[1]),  # type: ignore[index]
+        ("users", user_id, hand_out),
+        ("assignments", assignment_id, lock_submission),
     ):
         held, out = threading.Event(), {}
         holder = threading.Thread(target=_hold_row_lock, args=(clean_db, table, row_id, held, 0.5, out))
