@@ -48,6 +48,7 @@ from rich.console import Console
 from bench.loop import report, trust
 from bench.loop.annotators import Annotator, Session, rank_all
 from bench.loop.oracles import load_oracle
+from bench.loop.round_defaults import LOOP_ROUND_DEFAULTS
 from bench.loop.product import Api, Product, ProductError, stage_seconds, wait_round
 from bench.loop.sampling import SamplingSettings, prompt_seeds, sample_version
 from bench.loop.simulate import (
@@ -84,7 +85,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="round config override (repeatable); see GET /api/v1/rounds/config-keys",
     )
-    ap.add_argument("--prompts", type=int, default=64, help="training pool size (imported)")
+    ap.add_argument("--prompts", type=int, default=32, help="training pool size (imported)")
+    ap.add_argument(
+        "--product-defaults",
+        action="store_true",
+        help="queue rounds with the product's own round defaults instead of LOOP_ROUND_DEFAULTS (the "
+        "config sized for a 2-core CPU that met the target)",
+    )
     ap.add_argument("--eval-prompts", type=int, default=32, help="evaluation prompts (never imported)")
     ap.add_argument(
         "--prompt-file",
@@ -104,9 +111,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--torch-threads",
         type=int,
-        default=0,
+        default=1,
         help="torch CPU threads for the worker and the bench's own sampling (RANKLOOP_TORCH_THREADS); "
-        "0 = torch's default. 1 is faster where other work shares the cores (bench/RESULTS.md)",
+        "0 = torch's default. 1 (the run that met the target) is faster where other work shares the "
+        "cores (bench/RESULTS.md)",
     )
     ap.add_argument("--tie-rel", type=float, default=TIE_REL, help="relative tie epsilon on oracle scores")
     trust.add_arguments(ap)
@@ -149,10 +157,12 @@ def split_prompts(prompts: list[str], n_pool: int, n_eval: int, seed: int) -> tu
 
 def round_overrides(args: argparse.Namespace, pool: int) -> dict[str, str]:
     """The round config every run (round 0's generation and rounds 1..N) is queued with: the bench's own
-    keys, then --set (which wins). With `--set selection=uncertainty` a round writes candidates for
+    keys (LOOP_ROUND_DEFAULTS unless --product-defaults), then --set (which wins). With
+    `--set selection=uncertainty` a round writes candidates for
     selection_pool times generate_prompts prompts and keeps the most uncertain; the default
     generate_prompts is the whole pool, so also set generate_prompts below it for the choice to matter."""
     return {
+        **({} if args.product_defaults else LOOP_ROUND_DEFAULTS),
         "auto_promote": "yes",
         "generate_prompts": str(pool),
         "seed": str(args.seed),

@@ -235,10 +235,15 @@ def test_set_options_reach_the_round_config_and_win_over_the_benchs_own():
     cfg = RoundConfig.resolve(overrides, get_settings())
     assert (cfg.selection, cfg.generate_prompts, cfg.policy_method) == ("uncertainty", 16, "grpo")
     assert cfg.auto_promote == "yes" and cfg.seed == args.seed
-    assert (
-        RoundConfig.resolve(round_overrides(parse_args(args_without_sets()), 64), get_settings()).selection
-        == "random"
-    )
+    default = RoundConfig.resolve(round_overrides(parse_args(args_without_sets()), 64), get_settings())
+    assert default.selection == "random"
+    # The bench's own round config (the one that met the target) applies unless --set says otherwise ...
+    assert (default.policy_method, default.policy_epochs, default.max_length) == ("dpo_ranking", 3, 256)
+    assert cfg.max_length == 256
+    # ... and --product-defaults leaves the product's defaults.
+    product = round_overrides(parse_args([*args_without_sets(), "--product-defaults"]), 64)
+    own = RoundConfig.resolve(product, get_settings())
+    assert own.policy_method == RoundConfig().policy_method and own.max_length == RoundConfig().max_length
 
 
 def args_without_sets() -> list[str]:
