@@ -48,8 +48,8 @@ from rich.console import Console
 from bench.loop import report, trust
 from bench.loop.annotators import Annotator, Session, rank_all
 from bench.loop.oracles import load_oracle
-from bench.loop.round_defaults import LOOP_ROUND_DEFAULTS
 from bench.loop.product import Api, Product, ProductError, stage_seconds, wait_round
+from bench.loop.round_defaults import LOOP_ROUND_DEFAULTS
 from bench.loop.sampling import SamplingSettings, prompt_seeds, sample_version
 from bench.loop.simulate import (
     DEFAULT_AGREEMENT,
