@@ -13,10 +13,9 @@ from app.orm import (
     Candidate,
     PromptSet,
     Ranking,
-    Role,
 )
 from tests.admin_data import rank
-from tests.conftest import csrf_from, login
+from tests.conftest import csrf_from
 from tests.factories import (
     make_annotator,
     make_candidates,
@@ -27,13 +26,6 @@ from tests.factories import (
 )
 
 pytestmark = pytest.mark.usefixtures("fresh_stats")
-
-
-@pytest.fixture
-def admin(app_client, make_user):
-    name, pw = make_user("root", Role.admin)
-    login(app_client, name, pw)
-    return app_client
 
 
 def test_prompt_set_pause_and_priority_change_the_database(admin):

@@ -5,19 +5,10 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from app.db import session_scope
-from app.orm import ComparisonSet, Role
-from tests.conftest import csrf_from, login
+from app.orm import ComparisonSet
+from tests.conftest import csrf_from
 from tests.factories import make_comparison_set, make_prompt
-
-
-@pytest.fixture
-def admin(app_client, make_user):
-    name, pw = make_user("root", Role.admin)
-    login(app_client, name, pw)
-    return app_client
 
 
 def _open_set(k: int = 3) -> tuple[int, list[int]]:

@@ -19,13 +19,12 @@ from app.orm import (
     ModelStatus,
     ModelVersion,
     Ranking,
-    Role,
     SetStatus,
 )
 from app.quality import annotator_stats
 from app.quality.stats import RankingRecord, bradley_terry, version_outcomes, win_rate
 from tests.admin_data import random_loop, rank, skip
-from tests.conftest import csrf_from, login
+from tests.conftest import csrf_from
 from tests.factories import (
     make_annotator,
     make_candidates,
@@ -36,13 +35,6 @@ from tests.factories import (
 )
 
 pytestmark = pytest.mark.usefixtures("fresh_stats")
-
-
-@pytest.fixture
-def admin(app_client, make_user):
-    name, pw = make_user("root", Role.admin)
-    login(app_client, name, pw)
-    return app_client
 
 
 def stat(html: str, name: str) -> str:

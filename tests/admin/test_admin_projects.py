@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from sqlalchemy import select
 
 from app.db import session_scope
-from app.orm import Project, ProjectMember, Role, User
+from app.orm import Project, ProjectMember, User
 from tests.admin_data import rank
 from tests.conftest import csrf_from, login
 from tests.factories import (
@@ -19,13 +18,6 @@ from tests.factories import (
     make_prompt,
     make_prompt_set,
 )
-
-
-@pytest.fixture
-def admin(app_client, make_user):
-    name, pw = make_user("root", Role.admin)
-    login(app_client, name, pw)
-    return app_client
 
 
 def test_the_overview_shows_each_projects_open_work_rankings_and_active_policy(admin):

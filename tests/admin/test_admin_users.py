@@ -15,13 +15,6 @@ from app.orm import ApiToken, Role, User, WebSession
 from tests.conftest import csrf_from, login
 
 
-@pytest.fixture
-def admin(app_client, make_user):
-    name, pw = make_user("root", Role.admin)
-    login(app_client, name, pw)
-    return app_client
-
-
 def user_id(name: str) -> int:
     with session_scope() as s:
         return s.scalars(select(User.id).where(User.username == name)).one()

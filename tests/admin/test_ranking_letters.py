@@ -7,19 +7,10 @@ import re
 import pytest
 
 from app.db import session_scope
-from app.orm import Role
 from tests.admin_data import rank
-from tests.conftest import login
 from tests.factories import make_annotator, make_comparison_set
 
 pytestmark = pytest.mark.usefixtures("fresh_stats")
-
-
-@pytest.fixture
-def admin(app_client, make_user):
-    name, pw = make_user("root", Role.admin)
-    login(app_client, name, pw)
-    return app_client
 
 
 def ranking_cell(html: str, ranking_id: int) -> str:
