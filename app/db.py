@@ -23,6 +23,12 @@ _engine: Engine | None = None
 _sessionmaker: sessionmaker[Session] | None = None
 
 
+# The largest value of a PostgreSQL `integer` (every id column). Python's ints are unbounded, and psycopg
+# sends a larger one as `bigint`: a plain comparison copes (no row), but a call to one of our plpgsql
+# functions with `integer` parameters then has no matching signature and fails (a 500, not a 404).
+MAX_INTEGER = 2**31 - 1
+
+
 def sqlalchemy_url(url: str) -> str:
     """Accept the plain postgresql:// form users write and pick the psycopg 3 driver."""
     parts = urlsplit(url)

@@ -18,6 +18,7 @@ from sqlalchemy import Select, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.annotation.rows import LockedSet, attach
+from app.db import MAX_INTEGER
 from app.orm import Assignment, AssignmentStatus, ComparisonSet, Ranking, SetStatus, Skip
 
 
@@ -73,6 +74,8 @@ _LOCK = "SELECT * FROM rankloop_lock_submission(%(assignment_id)s, %(annotator_i
 def lock_submission(session: Session, assignment_id: int, annotator_id: int) -> Locked | None:
     """Lock the set of this annotator's assignment, then the assignment (waiting for other holders); None if
     it is not theirs, or its set is no longer of one of their projects."""
+    if not (0 < assignment_id <= MAX_INTEGER and 0 < annotator_id <= MAX_INTEGER):
+        return None  # no such row; and out of the function's `integer` range
     params = {"assignment_id": assignment_id, "annotator_id": annotator_id}
     row = session.connection().exec_driver_sql(_LOCK, params).first()
     if row is None:
