@@ -1,7 +1,7 @@
 """The whole RLHF loop against a known preference: does rankloop learn what its annotators want?
 
     PYTHONPATH=. .venv/bin/python bench/loop/run.py --oracle bench/loop/oracles.py:length_target \
-        [--rounds 4] [--annotators 4] [--agreement 0.73] [--seed 0] [--prompts 64] [--eval-prompts 32] \
+        [--rounds 4] [--annotators 4] [--agreement 0.73] [--seed 0] [--prompts 32] [--eval-prompts 32] \
         [--set key=value ...] [--model ID_OR_PATH] [--out DIR] [--json PATH] [--database-url URL] \
         [--random-annotators FRACTION] [--reverse-annotators FRACTION] [--gold N]
 
