@@ -62,6 +62,7 @@ from worker.dpo_shared import DPOTrainConfig, encode_completion, schedule, seque
 from worker.frozen_prefix import BYTES_PER_MB, FrozenPrefix
 from worker.lora_policy import cap_prompt, policy_model, write_policy
 from worker.models import load_tokenizer, pick_device, resolve_model_path
+from worker.weighting import weighted_mean
 
 # The Trainer's default gradient-norm clip, which pairwise DPO runs with.
 MAX_GRAD_NORM = 1.0
@@ -195,8 +196,6 @@ def rankings_loss(
 ) -> torch.Tensor:
     """A step's loss: the mean over the batch's rankings of their Plackett-Luce loss (needs `ref_logps`),
     each weighted by its annotator's weight (`Ranking.weight`, 1 without annotator weighting)."""
-    from worker.reward import weighted_mean
-
     logps = batch_logps(model, encoded, pad_id, prefix)
     per = [
         plackett_luce_loss(beta * (lp.float() - _ref(e).to(lp.device)), e.ranking.tiers)

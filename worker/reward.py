@@ -62,6 +62,7 @@ from worker.models import (
     resolve_model_path,
 )
 from worker.reward_scoring import RewardModel, encode_exchanges, score_ids, score_texts
+from worker.weighting import weighted_mean
 
 REWARD_CONFIG_FILE = "reward_model.json"
 
@@ -135,18 +136,6 @@ def ranking_loss(
     margin = margin_scale * torch.tensor([float(p.margin) for p in pairs], device=scores.device)
     diff = scores[chosen].float() - scores[rejected].float() - margin
     return -F.logsigmoid(diff).mean(), len(pairs)
-
-
-def weighted_mean(losses: torch.Tensor, weights: Sequence[float], total: float | None = None) -> torch.Tensor:
-    """sum(w_i * loss_i) / total, total = sum(w_i) unless given (a process's share of a global batch divides
-    by the whole batch's weight): the rankings' losses weighted by their annotators' weights. A ranking of
-    weight 0 neither moves the loss nor its gradient; a batch of weight 0 only gives a zero that is still
-    connected to the scores (every process's backward pass sees the same parameters)."""
-    w = torch.tensor(list(weights), dtype=losses.dtype, device=losses.device)
-    total = float(w.sum()) if total is None else total
-    if total <= 0:
-        return losses.sum() * 0.0
-    return (losses * w).sum() / total
 
 
 def naive_pairwise_loss(model: Any, tokenizer: Any, ranking: Ranking, cfg: RewardConfig) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Annotator weights in the policy's DPO loss: a per-pair multiplier, TRL's loss code untouched.
 
 The weights come from app.quality.gold (round config `annotator_weight`) through worker/data.py's rankings
-and pairs; worker/reward.py weighs the reward model's loss with `weighted_mean` the same way.
+and pairs; the reward model and ranking DPO weigh their per-ranking losses with `weighted_mean`.
 """
 
 from __future__ import annotations
@@ -70,3 +70,15 @@ def with_weights(collate: Any) -> Any:
         return batch
 
     return collate_weighted
+
+
+def weighted_mean(losses: torch.Tensor, weights: Sequence[float], total: float | None = None) -> torch.Tensor:
+    """sum(w_i * loss_i) / total, total = sum(w_i) unless given (a process's share of a global batch divides
+    by the whole batch's weight): the rankings' losses weighted by their annotators' weights. A ranking of
+    weight 0 neither moves the loss nor its gradient; a batch of weight 0 only gives a zero that is still
+    connected to the scores (every process's backward pass sees the same parameters)."""
+    w = torch.tensor(list(weights), dtype=losses.dtype, device=losses.device)
+    total = float(w.sum()) if total is None else total
+    if total <= 0:
+        return losses.sum() * 0.0
+    return (losses * w).sum() / total

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 
 from worker.data import PreferencePair, Ranking, ranking_to_pairs
-from worker.reward import ranking_loss, weighted_mean
-from worker.weighting import WeightedForward, normalised_weights
+from worker.reward import ranking_loss
+from worker.weighting import WeightedForward, normalised_weights, weighted_mean
 
 
 def _loss(scores, rankings):
