@@ -83,6 +83,7 @@ def tiny_overrides(model: Path, **extra: object) -> dict[str, object]:
         "heldout_fraction": 0.34,
         # A test's handful of prompts still exercises the policy's held-out split and checkpoint selection.
         "policy_min_heldout_prompts": 1,
+        "reward_min_heldout_prompts": 1,
         **extra,
     }
 

@@ -48,6 +48,7 @@ def test_imported_rankings_train_a_policy_whose_candidates_reach_annotators(app_
                 "reward_batch_size": 4,
                 "policy_batch_size": 8,
                 "heldout_fraction": 0.34,
+                "reward_min_heldout_prompts": 1,  # so that a handful of prompts still holds some out
                 "policy_heldout_fraction": 0.0,
                 "synthetic_prompts": 0,
                 "eval_prompts": 1,
