@@ -234,6 +234,9 @@ def wait_round(
     then, and when the round fails.
     """
     observed: dict[str, float] = {}  # stage -> first time seen (fallback timing)
+    # Rich draws a live bar only on a terminal; in a log file it would show the round only once it ended,
+    # so there a plain line is printed when the stage changes and at most once a minute in between.
+    lines = _LogLines(console, label) if not console.is_terminal else None
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -270,6 +273,8 @@ def wait_round(
                 total=prog["total"] or None,
                 info=" ".join(info),
             )
+            if lines is not None:
+                lines.show(detail["status"], prog, info)
             if detail["status"] in FINAL:
                 break
             gone = dead()
@@ -279,6 +284,24 @@ def wait_round(
     if detail["status"] != "succeeded":
         raise ProductError(f"round {round_id} {detail['status']}: {detail.get('error')}")
     return detail
+
+
+class _LogLines:
+    """Progress as plain lines for a console that is not a terminal (a log file, CI)."""
+
+    def __init__(self, console: Console, label: str, every: float = 60.0) -> None:
+        self.console, self.label, self.every = console, label, every
+        self.stage: str | None = None
+        self.printed = 0.0
+
+    def show(self, status: str, prog: dict[str, Any], info: list[str]) -> None:
+        now = time.monotonic()
+        if prog["stage"] == self.stage and now - self.printed < self.every and status not in FINAL:
+            return
+        self.stage, self.printed = prog["stage"], now
+        total = prog["total"] or "?"
+        line = " ".join([f"{self.label} {status}: {prog['stage']} {prog['step']}/{total}", *info])
+        self.console.print(line, highlight=False)
 
 
 def stage_seconds(detail: dict[str, Any]) -> dict[str, float]:

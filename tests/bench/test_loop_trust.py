@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bench.loop.run import parse_args
+from bench.loop.options import parse_args
 from bench.loop.simulate import annotator_tiers, behaviours, observed_agreement, share_count
 from bench.loop.trust import mark_gold, oracle_tiers
 

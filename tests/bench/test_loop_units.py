@@ -17,7 +17,7 @@ from rich.console import Console
 from bench.loop import report
 from bench.loop.oracles import OracleError, length_target, lexical_warmth, load_oracle, no_lists
 from bench.loop.product import Api, ProductError, stage_seconds, wait_round
-from bench.loop.run import parse_args, round_overrides, split_prompts
+from bench.loop.options import parse_args, round_overrides, split_prompts
 from bench.loop.simulate import (
     calibrate,
     expected_agreement,
@@ -223,6 +223,32 @@ def test_a_round_outlives_an_api_that_stops_answering_for_a_while(monkeypatch: p
     calls.clear()
     with pytest.raises(ProductError, match=r"not answering.*exited"):
         wait_round(_api(starved), 7, Console(quiet=True), "r", poll=0, dead=lambda: "`app worker` exited")
+
+
+def test_off_a_terminal_progress_is_a_line_per_stage_not_a_bar_drawn_at_the_end() -> None:
+    import io
+
+    states = iter(
+        [
+            {
+                "status": "running",
+                "progress": {"stage": "reward", "step": 0, "total": 8, "eta_seconds": 40.0},
+            },
+            {"status": "running", "progress": {"stage": "reward", "step": 1, "total": 8}},
+            {"status": "running", "progress": {"stage": "policy", "step": 2, "total": 16, "loss": 0.5}},
+            {"status": "succeeded", "progress": {"stage": "done", "step": 0, "total": 0}},
+        ]
+    )
+    log = io.StringIO()
+    console = Console(file=log, width=160)  # a file: not a terminal
+    assert wait_round(_api(lambda r: httpx.Response(200, json=next(states))), 7, console, "round 1", poll=0)
+    printed = [line for line in log.getvalue().splitlines() if line.startswith("round 1 ")]
+    # One line as each stage starts (a second poll of the same stage within the minute prints nothing).
+    assert printed[:3] == [
+        "round 1 running: reward 0/8 ETA 40s",
+        "round 1 running: policy 2/16 loss 0.5000",
+        "round 1 succeeded: done 0/?",
+    ]
 
 
 def test_set_options_reach_the_round_config_and_win_over_the_benchs_own():
