@@ -21,7 +21,7 @@ from sqlalchemy import Select, Table, bindparam, func, insert, inspect, select, 
 from sqlalchemy.orm import Session
 
 from app.annotation.rows import LockedSet, attach
-from app.db import MAX_INTEGER
+from app.db import MAX_INTEGER, first_row
 from app.orm import Assignment, AssignmentStatus, ComparisonSet, Ranking, SetStatus, Skip
 
 
@@ -119,7 +119,7 @@ def submit_ranking(session: Session, sub: Submission, annotator_id: int) -> tupl
         "source": sub.source,
         "fingerprint": sub.fingerprint,
     }
-    row = session.connection().exec_driver_sql(_SUBMIT, params).first()
+    row = first_row(session, _SUBMIT, params)
     if row is None:
         return None
     created, closed = row[0], row[1]
@@ -147,7 +147,7 @@ def lock_submission(session: Session, assignment_id: int, annotator_id: int) -> 
     if not (0 < assignment_id <= MAX_INTEGER and 0 < annotator_id <= MAX_INTEGER):
         return None  # no such row; and out of the function's `integer` range
     params = {"assignment_id": assignment_id, "annotator_id": annotator_id}
-    row = session.connection().exec_driver_sql(_LOCK, params).first()
+    row = first_row(session, _LOCK, params)
     if row is None:
         return None
     assignment = LockedAssignment(

@@ -1,0 +1,65 @@
+"""app.db.first_row: a statement through the driver's own cursor behaves as one through the session does
+(same transaction, statement events, SQLAlchemy's errors, a lost connection invalidated)."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.exc import DataError, OperationalError, ProgrammingError
+
+from app.db import first_row, get_engine, libpq_url, session_factory
+
+
+def test_it_runs_in_the_session_transaction_and_fires_the_statement_events(clean_db):
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        seen.append(statement)
+
+    engine = get_engine()
+    session = session_factory()()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        session.execute(text("CREATE TEMP TABLE t (x integer) ON COMMIT DROP"))
+        session.execute(text("INSERT INTO t VALUES (7)"))
+        assert first_row(session, "SELECT x, %(y)s::text FROM t", {"y": "why"}) == (7, "why")
+        assert first_row(session, "SELECT x FROM t WHERE x > %(x)s", {"x": 7}) is None
+        session.rollback()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+        session.close()
+    assert seen[-2:] == ["SELECT x, %(y)s::text FROM t", "SELECT x FROM t WHERE x > %(x)s"]
+
+
+def test_driver_errors_arrive_as_sqlalchemy_errors_and_the_session_recovers(clean_db):
+    session = session_factory()()
+    try:
+        with pytest.raises(DataError):
+            first_row(session, "SELECT %(x)s::integer", {"x": 2**40})
+        session.rollback()
+        with pytest.raises(ProgrammingError):
+            first_row(session, "SELECT no_such_function()", {})
+        session.rollback()
+        assert first_row(session, "SELECT 1", {}) == (1,)
+    finally:
+        session.close()
+
+
+def test_a_lost_connection_is_an_operational_error_and_the_next_session_gets_a_live_one(clean_db):
+    session = session_factory()()
+    try:
+        pid = first_row(session, "SELECT pg_backend_pid()", {})
+        assert pid is not None
+        with psycopg.connect(libpq_url(clean_db), autocommit=True) as admin:
+            # Waits (up to 10 s) until the backend has exited.
+            admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid[0],))
+        with pytest.raises(OperationalError):
+            first_row(session, "SELECT 1", {})
+    finally:
+        session.close()
+    session = session_factory()()
+    try:
+        assert first_row(session, "SELECT 1", {}) == (1,)
+    finally:
+        session.close()
