@@ -1,14 +1,17 @@
-"""app.db.first_row: a statement through the driver's own cursor behaves as one through the session does
-(same transaction, statement events, SQLAlchemy's errors, a lost connection invalidated)."""
+"""app.db's hot-path helpers behave as the slower ways they replace: first_row (a statement through the
+driver's own cursor) as one through the session (same transaction, statement events, SQLAlchemy's errors, a
+lost connection invalidated); persistent (an object from a row) as one a query loaded."""
 
 from __future__ import annotations
 
 import psycopg
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, select, text
 from sqlalchemy.exc import DataError, OperationalError, ProgrammingError
 
-from app.db import first_row, get_engine, libpq_url, session_factory
+from app.db import first_row, get_engine, libpq_url, persistent, session_factory
+from app.orm import Role, User
+from tests.factories import make_annotator
 
 
 def test_it_runs_in_the_session_transaction_and_fires_the_statement_events(clean_db):
@@ -63,3 +66,20 @@ def test_a_lost_connection_is_an_operational_error_and_the_next_session_gets_a_l
         assert first_row(session, "SELECT 1", {}) == (1,)
     finally:
         session.close()
+
+
+def test_an_object_made_from_a_row_is_as_if_loaded(db):
+    user = make_annotator(db, "ann")
+    db.flush()
+    user_id, created_at = user.id, user.created_at
+    db.expunge_all()
+    made = persistent(db, inspect(User), {"id": user_id, "username": "ann", "role": Role.annotator})
+    state = inspect(made)
+    assert state.persistent and not db.dirty
+    assert made.username == "ann" and not state.attrs.username.history.has_changes()
+    assert db.get(User, user_id) is made  # the identity map has it: no second copy
+    assert made.created_at == created_at  # a column not given is loaded when read
+    made.role = Role.admin  # and a change flushes as usual
+    db.flush()
+    db.expunge_all()
+    assert db.scalar(select(User.role).where(User.id == user_id)) == Role.admin
