@@ -122,7 +122,7 @@ def next_task(
         "k_max": k_max,
         "attempts": attempts,
     }
-    return _task_row(session, first_row(session, _NEXT_TASK, params))
+    return _task_row(session, first_row(session, _NEXT_TASK, params, whole_unit=True))
 
 
 def task(session: Session, assignment_id: int) -> TaskRow | None:

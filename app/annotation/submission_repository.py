@@ -119,7 +119,7 @@ def submit_ranking(session: Session, sub: Submission, annotator_id: int) -> tupl
         "source": sub.source,
         "fingerprint": sub.fingerprint,
     }
-    row = first_row(session, _SUBMIT, params)
+    row = first_row(session, _SUBMIT, params, whole_unit=True)
     if row is None:
         return None
     created, closed = row[0], row[1]

@@ -83,3 +83,39 @@ def test_an_object_made_from_a_row_is_as_if_loaded(db):
     db.flush()
     db.expunge_all()
     assert db.scalar(select(User.role).where(User.id == user_id)) == Role.admin
+
+
+def _count(url: str) -> int:
+    with psycopg.connect(libpq_url(url)) as other:
+        row = other.execute("SELECT count(*) FROM first_row_probe").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def test_a_whole_unit_runs_as_its_own_transaction_only_when_the_session_has_none(clean_db):
+    insert = "INSERT INTO first_row_probe (note) VALUES (%(note)s) RETURNING note"
+    with psycopg.connect(libpq_url(clean_db), autocommit=True) as admin:
+        admin.execute("CREATE TABLE first_row_probe (note text)")
+    session = session_factory()()
+    try:
+        assert first_row(session, insert, {"note": "alone"}, whole_unit=True) is not None
+        assert _count(clean_db) == 1  # committed by itself, before the session's commit
+        dbapi = session.connection().connection.dbapi_connection
+        assert dbapi is not None and not dbapi.autocommit  # type: ignore[attr-defined]
+        # Once the session has a transaction, a whole unit joins it like any statement.
+        first_row(session, "SELECT 1", {})
+        first_row(session, insert, {"note": "joined"}, whole_unit=True)
+        assert _count(clean_db) == 1
+        session.rollback()
+        assert _count(clean_db) == 1
+        # A failing whole unit leaves the connection as it was, and the session usable.
+        dbapi = session.connection().connection.dbapi_connection
+        with pytest.raises(DataError):
+            first_row(session, "SELECT %(x)s::integer", {"x": 2**40}, whole_unit=True)
+        assert dbapi is not None and not dbapi.autocommit  # type: ignore[attr-defined]
+        session.rollback()
+        assert first_row(session, "SELECT 1", {}) == (1,)
+    finally:
+        session.close()
+        with psycopg.connect(libpq_url(clean_db), autocommit=True) as admin:
+            admin.execute("DROP TABLE first_row_probe")
