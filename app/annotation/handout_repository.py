@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.annotation.rows import CandidateView, attach
-from app.db import MAX_INTEGER
+from app.db import MAX_INTEGER, first_row
 from app.orm import Assignment, AssignmentStatus
 
 
@@ -122,12 +122,12 @@ def next_task(
         "k_max": k_max,
         "attempts": attempts,
     }
-    return _task_row(session, session.connection().exec_driver_sql(_NEXT_TASK, params).first())
+    return _task_row(session, first_row(session, _NEXT_TASK, params, whole_unit=True))
 
 
 def task(session: Session, assignment_id: int) -> TaskRow | None:
     """Any assignment as a task (its candidates in display order, hidden ones included), without locking."""
     if not 0 < assignment_id <= MAX_INTEGER:
         return None  # no such row; and out of the function's `integer` range
-    row = session.connection().exec_driver_sql(_TASK, {"assignment_id": assignment_id}).first()
+    row = first_row(session, _TASK, {"assignment_id": assignment_id})
     return _task_row(session, row)

@@ -15,8 +15,10 @@ from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, inspect
-from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
+from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.attributes import set_committed_value
+
+from app.db import persistent
 
 T = TypeVar("T")
 
@@ -76,7 +78,5 @@ def attach(session: Session, cls: type[T], values: Mapping[Any, Any], only_if_pr
         return existing
     if only_if_present:
         return None  # type: ignore[return-value]
-    obj = cls(**values)
-    make_transient_to_detached(obj)
-    session.add(obj)
+    obj: T = persistent(session, mapper, values)
     return obj

@@ -5,7 +5,8 @@ holds that set's row lock, and re-counts the slots in a new statement after the 
 (under READ COMMITTED each statement sees what committed before it started; the locking SELECT
 itself may have read an older snapshot). So no set ever collects more than `overlap` rankings.
 Lock order is always set row, then assignment row. The hand-out does this inside the database
-(rankloop_next_task, see handout_repository.py), where each statement of the function takes a fresh snapshot.
+(rankloop_next_task, see handout_repository.py), where each statement of the function takes a fresh snapshot;
+so does a good submission (rankloop_submit_ranking, see submission_repository.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from app.annotation.schemas import (
 )
 from app.annotation.tiers import MAX_CANDIDATES, MIN_CANDIDATES, validate_tiers
 from app.config import Settings
+from app.db import MAX_INTEGER
 from app.errors import Conflict, Invalid, NotFound
 from app.orm import (
     AssignmentStatus,
@@ -184,6 +186,41 @@ def fingerprint(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _prechecked(data: RankingIn, settings: Settings, source: str) -> submission.Submission | None:
+    """The submission normalised as _normalise would, with the checks that need no task; None where any
+    of them fails (or an id is beyond PostgreSQL's integer, so no candidate's), to leave the answer to the
+    full path (which says "not found" before "invalid")."""
+    tiers = [sorted(int(c) for c in tier) for tier in data.tiers]
+    ids = [c for tier in tiers for c in tier]
+    if not tiers or not all(data.tiers) or len(set(ids)) != len(ids):
+        return None
+    named: list[int] = []
+    flag_values: set[str] = set()
+    flags: dict[str, list[str]] = {}
+    for key, values in data.flags.items():
+        cid = candidate_key(key)
+        if cid is None or cid in named:
+            return None
+        named.append(cid)
+        flag_values.update(values)
+        if values:
+            flags[str(cid)] = sorted(set(values))
+    if not all(0 < c <= MAX_INTEGER for c in (*ids, *named)):
+        return None
+    seconds = data.seconds_spent
+    if seconds is not None and (not math.isfinite(seconds) or not 0 <= seconds <= MAX_SECONDS_SPENT):
+        return None
+    try:
+        rationale = check_text(data.rationale.strip(), "rationale", max_chars=settings.max_rationale_chars)
+    except Invalid:
+        return None
+    digest = fingerprint(data.assignment_id, tiers, data.all_bad, flags, rationale)
+    return submission.Submission(
+        data.assignment_id, tiers, ids, data.all_bad, flags, named, sorted(flag_values), rationale, seconds,
+        source, digest,
+    )  # fmt: skip
+
+
 def _own_locked(session: Session, user: User, assignment_id: int) -> submission.Locked:
     # Someone else's assignment answers exactly like a missing one: ids reveal nothing.
     locked = submission.lock_submission(session, assignment_id, user.id)
@@ -195,7 +232,15 @@ def _own_locked(session: Session, user: User, assignment_id: int) -> submission.
 def submit_ranking(
     session: Session, settings: Settings, user: User, data: RankingIn, source: str = "web"
 ) -> SubmitResult:
-    """Store a ranking for the annotator's live lease; an identical repeat returns the stored one."""
+    """Store a ranking for the annotator's live lease; an identical repeat returns the stored one.
+
+    A good submission (or its repeat) is one call (submission.submit_ranking); everything else, and a
+    submission that call turns down, goes the step-by-step way below, which names what is wrong."""
+    checked = _prechecked(data, settings, source)
+    if checked is not None and 0 < data.assignment_id <= MAX_INTEGER:
+        done = submission.submit_ranking(session, checked, user.id)
+        if done is not None:
+            return SubmitResult(done[0], created=done[1])
     locked = _own_locked(session, user, data.assignment_id)
     cset, assignment, now = locked.cset, locked.assignment, locked.now
     norm = _normalise(data, list(assignment.display_order), settings, locked.flag_types)

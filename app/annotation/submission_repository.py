@@ -1,24 +1,27 @@
 """Storing a ranking or a skip for a leased task: the locks, the one-statement store, the repeats.
 
-A submission is two statements: the locks (rankloop_lock_submission, migration 0014: the set row, then the
-assignment row, and the clock once both are held), and the store (the ranking, the assignment's
-"submitted" and the set's closing once full, in one statement). The statement below is built once, at
-import, with bound parameters: building an expression tree and its cache key per call cost about a third
-of a request's CPU.
+A good submission is one statement: rankloop_submit_ranking (migration 0015) takes the locks, checks the
+submission against the locked task, and stores it or answers the identical stored one. Anything else
+(someone else's task, a failed check, a conflict) takes the statement-by-statement path, whose checks name
+what is wrong: the locks (rankloop_lock_submission, migration 0014: the set row, then the assignment row,
+and the clock once both are held), and the store (the ranking, the assignment's "submitted" and the set's
+closing once full, in one statement). That statement is built once, at import, with bound parameters:
+building an expression tree and its cache key per call cost about a third of a request's CPU.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, func, insert, select, update
+from sqlalchemy import Select, Table, bindparam, func, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from app.annotation.rows import LockedSet, attach
-from app.db import MAX_INTEGER
+from app.db import MAX_INTEGER, first_row
 from app.orm import Assignment, AssignmentStatus, ComparisonSet, Ranking, SetStatus, Skip
 
 
@@ -68,6 +71,73 @@ class StoredRanking:
     created_at: dt.datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A ranking as the client sent it, normalised without its task (the caller's checks): tiers sorted
+    inside each tie, flags as stored; `ids` every ranked candidate, `named` every candidate a flags key
+    names (with or without flags), `flag_values` every flag used."""
+
+    assignment_id: int
+    tiers: list[list[int]]
+    ids: list[int]
+    all_bad: bool
+    flags: dict[str, list[str]]
+    named: list[int]
+    flag_values: list[str]
+    rationale: str
+    seconds_spent: float | None
+    source: str
+    fingerprint: str
+
+
+_SUBMIT = (
+    "SELECT * FROM rankloop_submit_ranking(%(assignment_id)s::integer, %(annotator_id)s::integer,"
+    " %(tiers)s::jsonb, %(ids)s::integer[], %(all_bad)s::boolean, %(flags)s::jsonb, %(named)s::integer[],"
+    " %(flag_values)s::text[], %(rationale)s::text, %(seconds)s::double precision, %(source)s::varchar,"
+    " %(fingerprint)s::varchar)"
+)
+
+
+def submit_ranking(session: Session, sub: Submission, annotator_id: int) -> tuple[StoredRanking, bool] | None:
+    """A good submission in one statement (rankloop_submit_ranking): the ranking stored now and True, or
+    the identical one stored before and False. None, with nothing written, for anything else (not theirs,
+    a failed check, a conflict): the caller's full path then says what.
+
+    Every id must be within PostgreSQL's integer (the caller's check). Copies of the assignment and the set
+    already in the session get their new status too."""
+    params = {
+        "assignment_id": sub.assignment_id,
+        "annotator_id": annotator_id,
+        "tiers": json.dumps(sub.tiers),
+        "ids": sub.ids,
+        "all_bad": sub.all_bad,
+        "flags": json.dumps(sub.flags),
+        "named": sub.named,
+        "flag_values": sub.flag_values,
+        "rationale": sub.rationale,
+        "seconds": sub.seconds_spent,
+        "source": sub.source,
+        "fingerprint": sub.fingerprint,
+    }
+    row = first_row(session, _SUBMIT, params, whole_unit=True)
+    if row is None:
+        return None
+    created, closed = row[0], row[1]
+    stored = StoredRanking(*row[2:])
+    if created:
+        # Session copies reload what the function changed when next read (no query unless one is).
+        _expire(session, Assignment, stored.assignment_id, ["status", "completed_at"])
+        if closed:
+            _expire(session, ComparisonSet, stored.set_id, ["status"])
+    return stored, created
+
+
+def _expire(session: Session, cls: type, row_id: int, keys: list[str]) -> None:
+    copy = session.identity_map.get(inspect(cls).identity_key_from_primary_key((row_id,)))
+    if copy is not None:
+        session.expire(copy, keys)
+
+
 _LOCK = "SELECT * FROM rankloop_lock_submission(%(assignment_id)s, %(annotator_id)s)"
 
 
@@ -77,7 +147,7 @@ def lock_submission(session: Session, assignment_id: int, annotator_id: int) -> 
     if not (0 < assignment_id <= MAX_INTEGER and 0 < annotator_id <= MAX_INTEGER):
         return None  # no such row; and out of the function's `integer` range
     params = {"assignment_id": assignment_id, "annotator_id": annotator_id}
-    row = session.connection().exec_driver_sql(_LOCK, params).first()
+    row = first_row(session, _LOCK, params)
     if row is None:
         return None
     assignment = LockedAssignment(

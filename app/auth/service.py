@@ -65,6 +65,7 @@ def user_from_api_token(session: Session, token: str) -> User | None:
             repo.mark_token_used(session, cached.token_id, now)
             cached.last_used_at = now
         return token_cache.attach_user(session, cached)
+    asked_at = token_cache.clock()
     found = repo.user_for_token(session, digest)
     if found is None:
         return None
@@ -73,7 +74,7 @@ def user_from_api_token(session: Session, token: str) -> User | None:
     # row update (and its WAL) to each API call and serialise one client's parallel requests on it.
     if api_token.last_used_at is None or now - api_token.last_used_at >= TOKEN_USE_RESOLUTION:
         api_token.last_used_at = now
-    token_cache.put(digest, user, api_token.id, api_token.last_used_at)
+    token_cache.put(digest, user, api_token.id, api_token.last_used_at, asked_at)
     return user
 
 
@@ -203,7 +204,7 @@ def set_role(session: Session, actor: User, user_id: int, role: Role) -> User:
     user = _managed(session, actor, user_id, "change the role of")
     user.role = role
     session.flush()
-    token_cache.clear()
+    token_cache.forget_all(session)
     return user
 
 
@@ -219,7 +220,7 @@ def set_active(session: Session, actor: User, user_id: int, active: bool) -> Use
         repo.delete_user_sessions(session, user.id)
         repo.revoke_user_tokens(session, user.id, dt.datetime.now(dt.UTC))
     session.flush()
-    token_cache.clear()
+    token_cache.forget_all(session)
     return user
 
 
@@ -232,7 +233,7 @@ def reset_password(session: Session, actor: User, user_id: int) -> tuple[User, s
     repo.delete_user_sessions(session, user.id)
     repo.revoke_user_tokens(session, user.id, dt.datetime.now(dt.UTC))
     session.flush()
-    token_cache.clear()
+    token_cache.forget_all(session)
     return user, password
 
 
@@ -252,7 +253,7 @@ def revoke_api_token(session: Session, user_id: int, token_id: int) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = dt.datetime.now(dt.UTC)
         session.flush()
-    token_cache.clear()
+    token_cache.forget_all(session)
     return token
 
 

@@ -20,10 +20,11 @@ from tests.factories import make_annotator, make_comparison_set
 
 # Steady state, API token already marked used this minute and remembered by this process. Raise these
 # only for a reason. next: the database function rankloop_next_task (annotator lock, current lease, gold
-# pick, hand-out lock, fresh re-count, lease); submit: the locks (set, then assignment, with the clock),
-# the ranking with its assignment's submission and set's closing.
+# pick, hand-out lock, fresh re-count, lease); submit: rankloop_submit_ranking (the locks, set then
+# assignment, with the clock; the checks against the task; the ranking with its assignment's submission
+# and set's closing, or the identical stored ranking).
 NEXT_TASK_STATEMENTS = 1
-SUBMIT_STATEMENTS = 2
+SUBMIT_STATEMENTS = 1
 
 
 @contextmanager
