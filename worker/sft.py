@@ -192,5 +192,6 @@ def train_sft(
         **schedule_metrics(trainer),
         "seconds": round(time.perf_counter() - started, 3),
         "continued_from_previous_policy": previous_adapter is not None,
+        "processes": world,  # as the reward and DPO stages report it: which data-parallel layout trained it
     }
     return PolicyTrainResult(metrics, list(trainer.state.log_history))

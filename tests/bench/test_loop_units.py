@@ -15,9 +15,9 @@ import pytest
 from rich.console import Console
 
 from bench.loop import report
+from bench.loop.options import parse_args, round_overrides, split_prompts
 from bench.loop.oracles import OracleError, length_target, lexical_warmth, load_oracle, no_lists
 from bench.loop.product import Api, ProductError, stage_seconds, wait_round
-from bench.loop.options import parse_args, round_overrides, split_prompts
 from bench.loop.simulate import (
     calibrate,
     expected_agreement,

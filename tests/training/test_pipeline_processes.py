@@ -1,0 +1,50 @@
+"""A whole training round with its training stages data-parallel on two processes (`rankloop worker
+--gpus 2`),
+two CPU processes on gloo standing in for two GPUs: the round runs, publishes and serves as on one process.
+
+The stage-level equivalence (same steps, losses and accuracy as one process) is tests/worker/test_launch.py's;
+this checks the round wires the setting through to every data-parallel stage and still publishes whole
+versions whose candidates reach annotators.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app.config import get_settings
+from app.db import session_scope
+from app.orm import Candidate, ComparisonSet, ModelStatus, ModelVersion, Round, RoundStatus
+from tests.training.test_pipeline import start
+from tests.training_data import run_round_jobs, seed_rankings, tiny_overrides
+
+# torchrun starts two Python processes that import torch and transformers for each stage.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fresh_artifacts")]
+
+
+def test_a_round_trains_on_two_processes_and_serves_its_candidates(clean_db, model_dir, monkeypatch):
+    monkeypatch.setattr(get_settings(), "gpus", 2)
+    with session_scope() as s:
+        seed_rankings(s, prompts=6, annotators=2, unranked=3, human_first=True)
+    round_id = start(tiny_overrides(model_dir, lora_dropout=0.0))
+
+    assert run_round_jobs(round_id) == "succeeded"
+
+    with session_scope() as s:
+        row = s.get(Round, round_id)
+        assert row.status == RoundStatus.succeeded, row.error
+        reward = s.get(ModelVersion, row.reward_version_id)
+        policy = s.get(ModelVersion, row.policy_version_id)
+        # Both data-parallel stages ran on two processes; SFT too, since the human replies are demonstrations.
+        assert reward.metrics["processes"] == 2
+        assert policy.metrics["processes"] == 2
+        assert row.metrics["sft"]["processes"] == 2
+        assert reward.status == policy.status == ModelStatus.candidate
+        for version in (reward, policy):
+            assert Path(version.adapter_path).is_dir()
+        # Rank 0 alone wrote the files: the new policy's candidates are served in the round's sets.
+        sets = s.scalars(select(ComparisonSet).where(ComparisonSet.source == f"round:{round_id}")).all()
+        made = {s.get(Candidate, i.candidate_id).model_version_id for cset in sets for i in cset.items}
+        assert sets and policy.id in made
