@@ -1,6 +1,6 @@
 """A whole training round with its training stages data-parallel on two processes (`rankloop worker
---gpus 2`),
-two CPU processes on gloo standing in for two GPUs: the round runs, publishes and serves as on one process.
+--gpus 2`), two CPU processes on gloo standing in for two GPUs: the round runs, publishes and serves as on
+one process.
 
 The stage-level equivalence (same steps, losses and accuracy as one process) is tests/worker/test_launch.py's;
 this checks the round wires the setting through to every data-parallel stage and still publishes whole
