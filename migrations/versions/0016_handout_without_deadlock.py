@@ -47,48 +47,13 @@ def _handout_0014() -> ModuleType:
 
 
 def _next_task(m: ModuleType) -> str:
-    return f"""
-CREATE OR REPLACE FUNCTION rankloop_next_task(
-    p_annotator integer, p_project integer, p_roll double precision, p_gold_rate double precision,
-    p_lease_minutes integer, p_k_min integer, p_k_max integer, p_attempts integer
-) RETURNS TABLE ({m._TASK_COLUMNS}) LANGUAGE plpgsql AS $$
-DECLARE
-    v_now timestamptz;
-    v_projects integer[];
-    v_assignment integer;
-    v_set integer;
-    v_overlap integer;
-    v_minutes integer;
-    v_candidates integer[];
-    v_live integer;
-    v_exclude integer[] := '{{}}';
-    v_best integer;
-    v_wait boolean := false;
-    v_tries integer := 0;
-BEGIN
-    -- One hand-out at a time per annotator (no double lease); the clock once the lock is granted.
-    PERFORM 1 FROM users WHERE id = p_annotator FOR NO KEY UPDATE;
-    v_now := clock_timestamp();
-    -- Every project for an admin, their memberships for anyone else; narrowed to p_project if given.
-    v_projects := ARRAY(
-        SELECT pr.id FROM projects pr
-        WHERE (EXISTS (SELECT 1 FROM users u WHERE u.id = p_annotator AND u.role = 'admin')
-               OR EXISTS (SELECT 1 FROM project_members m WHERE m.project_id = pr.id AND m.user_id = p_annotator))
-          AND (p_project IS NULL OR pr.id = p_project));
-
-    -- The current lease: the newest unexpired one on a set still open, of the projects asked for.
-    SELECT a.id INTO v_assignment
-    FROM assignments a JOIN comparison_sets s ON s.id = a.set_id
-    WHERE a.annotator_id = p_annotator AND a.status = 'leased' AND a.lease_expires_at > v_now
-      AND s.status = 'open' AND s.project_id = ANY (v_projects)
-    ORDER BY a.leased_at DESC, a.id DESC
-    LIMIT 1;
-    IF v_assignment IS NOT NULL THEN
-        RETURN QUERY SELECT * FROM rankloop_task(v_assignment);
-        RETURN;
-    END IF;
-
-    -- Gold, with the project's rate: a random open gold set they have not ranked or skipped. A set that
+    # 0014's head of the function, unchanged up to the gold pick (the lock on the annotator, their projects,
+    # the current lease), with this body's three variables declared.
+    head = m._NEXT_TASK[: m._NEXT_TASK.index("    -- Gold,")]
+    head = head.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1).replace(
+        "BEGIN\n", "    v_best integer;\n    v_wait boolean := false;\n    v_tries integer := 0;\nBEGIN\n", 1
+    )
+    body = f"""    -- Gold, with the project's rate: a random open gold set they have not ranked or skipped. A set that
     -- cannot be leased is let go (the block's rollback), as in the walk below.
     BEGIN
         SELECT s.id, j.lease_minutes INTO v_set, v_minutes
@@ -188,6 +153,7 @@ BEGIN
     RETURN;
 END $$
 """  # noqa: S608 (constant fragments of migration 0014, no input)
+    return head + body
 
 
 def upgrade() -> None:
