@@ -6,6 +6,7 @@ import enum
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -146,6 +147,14 @@ class Settings(BaseSettings):
         le=64,
         description="data-parallel processes (one per GPU) for a round's SFT, reward and DPO training; "
         "1 = train in the worker's own process",
+    )
+    # The reward model and a DPO policy that needs no reward-labelled samples (synthetic_prompts=0) do not
+    # depend on each other: on a CPU host each gets half the cores in its own process, which saves the
+    # reward stage's wall time (bench/RESULTS.md). A GPU host trains one after the other unless told "on".
+    reward_beside_policy: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="train the reward model in a child process beside the policy when the policy does not "
+        "use it: auto = on CPU hosts with 2+ cores and one training process, on = also beside a GPU policy",
     )
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0, description="queue worker liveness beat")
     worker_stalled_seconds: float = Field(

@@ -13,6 +13,9 @@ directory, appends its progress to `progress.jsonl` (relayed here to the round's
 pickles the trainer's result for this process to return. Cancelling the round (or stopping the worker)
 stops the launch: the whole process group gets SIGTERM, then SIGKILL; the children also get SIGTERM when
 this process dies (Linux).
+
+`start_stage(...)` starts the same launch and returns at once (`Launch.wait` gets the result): the worker
+trains the reward model in one child process beside the policy in its own (worker/stages/train.py).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import importlib
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,27 +74,44 @@ def run_stage(
         raise ValueError(f"unknown stage {stage!r}; one of {sorted(STAGES)}")
     if processes <= 1:
         return trainer(stage)(*args, progress=progress, **kwargs)
-    with tempfile.TemporaryDirectory(prefix=f"rankloop-{stage}-") as tmp:
-        job_dir = Path(tmp)
-        with (job_dir / JOB_FILE).open("wb") as f:
+    return start_stage(stage, *args, processes=processes, **kwargs).wait(progress, check, poll_seconds)
+
+
+def start_stage(
+    stage: str, *args: Any, processes: int = 1, threads: int | None = None, **kwargs: Any
+) -> Launch:
+    """Start `trainer(stage)(*args, **kwargs)` in child processes and return at once; `Launch.wait` gets the
+    result. One process runs as plain `python -m worker.launch` (a stage beside another in the worker,
+    worker/stages/train.py); more run under torchrun. `threads`: torch's CPU threads in each child (default:
+    the worker's RANKLOOP_TORCH_THREADS, else 1).
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; one of {sorted(STAGES)}")
+    return Launch(stage, args, kwargs, processes, threads)
+
+
+class Launch:
+    """A stage running in child processes (see `start_stage`)."""
+
+    def __init__(
+        self, stage: str, args: tuple[Any, ...], kwargs: dict[str, Any], processes: int, threads: int | None
+    ) -> None:
+        self.stage, self.processes = stage, processes
+        self.job_dir = Path(tempfile.mkdtemp(prefix=f"rankloop-{stage}-"))
+        with (self.job_dir / JOB_FILE).open("wb") as f:
             pickle.dump({"stage": stage, "args": args, "kwargs": kwargs}, f)
-        (job_dir / PROGRESS_FILE).touch()
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc_per_node={processes}",
-            "-m",
-            "worker.launch",
-            str(job_dir),
-        ]
+        (self.job_dir / PROGRESS_FILE).touch()
+        cmd = [sys.executable, "-m", "worker.launch", str(self.job_dir)]
+        if processes > 1:
+            cmd[2:2] = ["torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m"]
         env = dict(os.environ)
+        if threads is not None:
+            env["RANKLOOP_TORCH_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
         # torchrun sets 1 thread per process (with a warning) unless told: the worker's setting, else 1 (a
         # process that drives a GPU needs few CPU threads, and N processes share the host's cores).
         env.setdefault("OMP_NUM_THREADS", os.environ.get("RANKLOOP_TORCH_THREADS", "") or "1")
-        with (job_dir / LOG_FILE).open("wb") as log:
-            proc = subprocess.Popen(
+        with (self.job_dir / LOG_FILE).open("wb") as log:
+            self.proc = subprocess.Popen(
                 cmd,
                 env=env,
                 stdout=log,
@@ -98,24 +119,46 @@ def run_stage(
                 start_new_session=True,
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
-            relay = _ProgressRelay(job_dir / PROGRESS_FILE, progress)
-            try:
-                while proc.poll() is None:
-                    relay.pump()
-                    if check is not None:
-                        check()
-                    time.sleep(poll_seconds)
-                relay.pump()
-            except BaseException:
-                _stop(proc)
-                raise
+        self.relay = _ProgressRelay(self.job_dir / PROGRESS_FILE, None)
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait(
+        self, progress: Any = None, check: Callable[[], None] | None = None, poll_seconds: float = 0.5
+    ) -> Any:
+        """Relay progress to `progress` (from the first line, also those written before this call), call
+        `check` (it may raise: the round was cancelled, and the launch is stopped), and return the trainer's
+        result; LaunchFailed if it has none. The scratch directory is removed either way."""
+        self.relay.progress = progress
+        try:
+            while self.proc.poll() is None:
+                self.relay.pump()
+                if check is not None:
+                    check()
+                time.sleep(poll_seconds)
+            self.relay.pump()
+            return self._result()
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop the children if they still run, and remove the scratch directory (idempotent)."""
+        if self.proc.poll() is None:
+            _stop(self.proc)
+        shutil.rmtree(self.job_dir, ignore_errors=True)
+
+    def _result(self) -> Any:
+        job_dir, stage, processes = self.job_dir, self.stage, self.processes
         result_file = job_dir / RESULT_FILE
-        if proc.returncode != 0 or not result_file.is_file():
+        if self.proc.returncode != 0 or not result_file.is_file():
             errors = sorted(job_dir.glob("error-*.txt"))
             if errors:  # a trainer raised: its message, as one process would have said it
                 raise LaunchFailed(f"{stage} on {processes} processes: {errors[0].read_text()}")
             tail = (job_dir / LOG_FILE).read_text(errors="replace")[-OUTPUT_TAIL_CHARS:]
-            raise LaunchFailed(f"{stage} on {processes} processes exited with {proc.returncode}:\n{tail}")
+            raise LaunchFailed(
+                f"{stage} on {processes} processes exited with {self.proc.returncode}:\n{tail}"
+            )
         with result_file.open("rb") as f:
             return pickle.load(f)  # noqa: S301 - written by our own child process
 

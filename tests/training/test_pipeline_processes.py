@@ -48,3 +48,41 @@ def test_a_round_trains_on_two_processes_and_serves_its_candidates(clean_db, mod
         sets = s.scalars(select(ComparisonSet).where(ComparisonSet.source == f"round:{round_id}")).all()
         made = {s.get(Candidate, i.candidate_id).model_version_id for cset in sets for i in cset.items}
         assert sets and policy.id in made
+
+
+@pytest.mark.parametrize("method", ["dpo", "dpo_ranking"])
+def test_the_reward_model_trained_beside_the_policy_is_the_one_trained_before_it(
+    clean_db, model_dir, monkeypatch, method
+):
+    """With synthetic_prompts=0 the policy does not use the reward model, so a CPU worker trains it in a
+    child process at the same time; the round's outcome must not depend on it."""
+    monkeypatch.setattr(get_settings(), "torch_threads", 1)
+    with session_scope() as s:
+        seed_rankings(s, prompts=6, annotators=2, unranked=3)
+    outcome = {}
+    for mode in ("off", "on"):
+        monkeypatch.setattr(get_settings(), "reward_beside_policy", mode)
+        overrides = tiny_overrides(model_dir, lora_dropout=0.0, synthetic_prompts=0, policy_method=method)
+        round_id = start(overrides)
+        assert run_round_jobs(round_id) == "succeeded"
+        with session_scope() as s:
+            row = s.get(Round, round_id)
+            assert row.status == RoundStatus.succeeded, row.error
+            log = "\n".join(row.log_tail or [])
+            assert ("training beside the policy" in log) == (mode == "on")
+            stages = [line.split("stage ", 1)[1] for line in row.log_tail if " stage " in line]
+            # Beside: the policy's stage first, then the rest of the reward model's, under its own name.
+            assert (stages.index("policy") < stages.index("reward")) == (mode == "on")
+            reward = s.get(ModelVersion, row.reward_version_id)
+            policy = s.get(ModelVersion, row.policy_version_id)
+            assert Path(reward.adapter_path).is_dir() and Path(policy.adapter_path).is_dir()
+            # The curve shows the reward model's steps, relayed from the child.
+            reward_points = [p for p in row.loss_curve if p[0] == "reward"]
+            assert len(reward_points) == reward.metrics["steps"] > 0
+            outcome[mode] = (reward.metrics, row.metrics["policy"])
+    (rm_off, policy_off), (rm_on, policy_on) = outcome["off"], outcome["on"]
+    # No rankings arrive between the two rounds: the reward model trains on the same snapshot, same seed.
+    assert rm_on["steps"] == rm_off["steps"]
+    assert rm_on["heldout_accuracy"] == pytest.approx(rm_off["heldout_accuracy"], abs=1e-6)
+    assert rm_on["heldout_loss"] == pytest.approx(rm_off["heldout_loss"], abs=1e-4)
+    assert policy_on["steps"] == policy_off["steps"]

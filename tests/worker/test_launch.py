@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,37 @@ def test_reward_model_on_two_processes_matches_one(tiny_llama: Path, tmp_path: P
     rm = reward.load_reward_model(tmp_path / "rm2")
     evaluated = reward.evaluate_reward_model(rm, results[2].heldout_pairs)
     assert evaluated.accuracy == pytest.approx(two["heldout_accuracy"])
+
+
+@pytest.mark.slow
+def test_a_stage_started_in_a_child_process_matches_this_process(tiny_llama: Path, tmp_path: Path) -> None:
+    rankings = marker_rankings(24, seed=0)
+    here = launch.run_stage("reward", _reward_cfg(tiny_llama), rankings, tmp_path / "rm1", processes=1)
+    child = launch.start_stage("reward", _reward_cfg(tiny_llama), rankings, tmp_path / "rm2", threads=1)
+    assert child.running()  # it returned at once: the caller trains something else meanwhile
+    time.sleep(1)
+    steps: list[int] = []
+    there = child.wait(lambda step, total, loss: steps.append(step))
+    one, two = here.metrics, there.metrics
+    assert two["steps"] == one["steps"] > 1 and two["best_step"] == one["best_step"]
+    assert two["heldout_accuracy"] == pytest.approx(one["heldout_accuracy"], abs=1e-6)
+    assert two["heldout_loss"] == pytest.approx(one["heldout_loss"], abs=1e-4)
+    # Progress the child wrote before anyone waited is replayed, every step once.
+    assert steps == list(range(1, one["steps"] + 1))
+    assert (tmp_path / "rm2" / reward.REWARD_CONFIG_FILE).is_file()
+    assert not child.job_dir.exists()
+
+
+@pytest.mark.slow
+def test_stopping_a_child_stage_kills_it_and_cleans_up(tiny_llama: Path, tmp_path: Path) -> None:
+    child = launch.start_stage("reward", _reward_cfg(tiny_llama), marker_rankings(24), tmp_path / "rm")
+    time.sleep(2)
+    child.stop()
+    assert child.proc.returncode is not None
+    with pytest.raises(ProcessLookupError):
+        os.killpg(child.proc.pid, 0)
+    assert not child.job_dir.exists()
+    child.stop()  # twice is harmless
 
 
 @pytest.mark.slow

@@ -79,14 +79,74 @@ class RewardStage:
 
 def stage_reward(ctx: RoundContext, rd: RoundData) -> RewardStage:
     """Train the reward model; report held-out accuracy, and the previous reward model's on the same pairs."""
-    from worker.reward import evaluate_reward_model
-
     ctx.progress.stage("reward")
     cfg = configs.reward_config(ctx.cfg)
     out = ctx.scratch / "reward"
     result = launch.run_stage(
         "reward", cfg, rd.data.rankings, out, data_dir=ctx.data_dir, **_launch_options(ctx)
     )
+    return _reward_stage(ctx, cfg, out, result)
+
+
+def stage_reward_and_policy(
+    ctx: RoundContext, rd: RoundData, start_adapter: Path | None
+) -> tuple[RewardStage, PolicyStage]:
+    """The reward model, then the policy; or both at once when the policy does not use the reward model:
+    the reward model in a child process (worker/launch.py) on half the CPU threads (`reward_beside_policy`,
+    app/config.py)."""
+    split = _beside_threads(ctx)
+    if split is None:
+        reward = stage_reward(ctx, rd)
+        return reward, stage_policy(ctx, rd, reward, start_adapter)
+    import torch
+
+    mine, theirs = split
+    cfg = configs.reward_config(ctx.cfg)
+    out = ctx.scratch / "reward"
+    ctx.progress.log(
+        f"reward model: training beside the policy in a child process ({theirs} thread(s); the policy {mine})"
+    )
+    child = launch.start_stage("reward", cfg, rd.data.rankings, out, threads=theirs, data_dir=ctx.data_dir)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(mine)
+        try:
+            policy = stage_policy(ctx, rd, None, start_adapter)
+        finally:
+            torch.set_num_threads(before)
+        if child.running():
+            ctx.progress.log("policy trained; waiting for the reward model")
+        # Its progress so far (loss curve, steps) is relayed now, under its own stage.
+        ctx.progress.stage("reward")
+        result = child.wait(ctx.progress.callback(), ctx.progress.check)
+    finally:
+        child.stop()
+    return _reward_stage(ctx, cfg, out, result), policy
+
+
+def _beside_threads(ctx: RoundContext) -> tuple[int, int] | None:
+    """(policy threads, reward threads) when the reward model trains beside the policy, else None."""
+    mode = ctx.settings.reward_beside_policy
+    independent = ctx.cfg.policy_method in ("dpo", "dpo_ranking") and ctx.cfg.synthetic_prompts <= 0
+    if mode == "off" or not independent or ctx.settings.gpus > 1:
+        return None
+    import os
+
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    on_cpu = ctx.cfg.device == "cpu" or not torch.cuda.is_available()
+    if mode == "auto" and (not on_cpu or cores < 2):
+        return None
+    threads = ctx.settings.torch_threads or cores
+    # Each process gets at least one thread; with one thread set, the two processes use two cores.
+    return max(1, threads // 2), max(1, threads - threads // 2)
+
+
+def _reward_stage(ctx: RoundContext, cfg: Any, out: Path, result: Any) -> RewardStage:
+    """Record a trained reward model's metrics, and the previous reward model's on the same held-out pairs."""
+    from worker.reward import evaluate_reward_model
+
     metrics = dict(result.metrics)
     with ctx.sessions() as session:
         previous = versions.newest_reward(session, ctx.cfg.base_model, ctx.project_id)
@@ -118,11 +178,15 @@ class PolicyStage:
 
 
 def stage_policy(
-    ctx: RoundContext, rd: RoundData, reward: RewardStage, start_adapter: Path | None
+    ctx: RoundContext, rd: RoundData, reward: RewardStage | None, start_adapter: Path | None
 ) -> PolicyStage:
     """LoRA DPO from the previous policy on human pairs plus reward-model-labelled pairs (or RLOO/GRPO, or DPO
     on whole rankings)."""
     if ctx.cfg.policy_method in ("rloo", "grpo"):
+        if reward is None:
+            raise ValueError(
+                f"{ctx.cfg.policy_method} is rewarded by the round's reward model: train it first"
+            )
         return stage_policy_online(ctx, rd, reward, start_adapter)
     if ctx.cfg.policy_method == "dpo_ranking":
         return stage_policy_dpo_ranking(ctx, rd, reward, start_adapter)
@@ -147,7 +211,7 @@ def stage_policy(
 
 
 def stage_policy_dpo_ranking(
-    ctx: RoundContext, rd: RoundData, reward: RewardStage, start_adapter: Path | None
+    ctx: RoundContext, rd: RoundData, reward: RewardStage | None, start_adapter: Path | None
 ) -> PolicyStage:
     """Plackett-Luce DPO on the human rankings plus reward-model-ranked fresh samples (same loss)."""
     from worker.dpo_shared import reward_labelled_rankings
@@ -210,7 +274,7 @@ def stage_policy_online(
 
 
 def synthetic_preferences(
-    ctx: RoundContext, reward: RewardStage, start_adapter: Path | None, label: Callable[..., list[Any]]
+    ctx: RoundContext, reward: RewardStage | None, start_adapter: Path | None, label: Callable[..., list[Any]]
 ) -> list[Any]:
     """Preferences the new reward model labels on N fresh samples of prompts nobody ranked yet: `label` is
     worker.dpo_shared's reward_labelled_pairs (best vs worst) or reward_labelled_rankings (all, ranked)."""
@@ -222,6 +286,8 @@ def synthetic_preferences(
         )
     if not prompts:
         return []
+    if reward is None:
+        raise ValueError("synthetic_prompts > 0 needs the round's reward model: train it first")
     from worker.models import load_causal_lm
     from worker.reward import load_reward_model
 
