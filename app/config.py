@@ -148,13 +148,15 @@ class Settings(BaseSettings):
         description="data-parallel processes (one per GPU) for a round's SFT, reward and DPO training; "
         "1 = train in the worker's own process",
     )
-    # The reward model and a DPO policy that needs no reward-labelled samples (synthetic_prompts=0) do not
-    # depend on each other: on a CPU host each gets half the cores in its own process, which saves the
-    # reward stage's wall time (bench/RESULTS.md). A GPU host trains one after the other unless told "on".
-    reward_beside_policy: Literal["auto", "on", "off"] = Field(
+    # A round has parts that need not wait for each other: the reward model and a DPO policy that uses no
+    # reward-labelled samples (synthetic_prompts=0), and the candidates of the round's generation. On a CPU
+    # host two processes with half the cores each finish them sooner than one process with all of them
+    # (a small model's step does not scale across cores: bench/RESULTS.md). A GPU host keeps one process.
+    parallel_stages: Literal["auto", "on", "off"] = Field(
         default="auto",
-        description="train the reward model in a child process beside the policy when the policy does not "
-        "use it: auto = on CPU hosts with 2+ cores and one training process, on = also beside a GPU policy",
+        description="split a round's independent work (the reward model beside the policy that does not "
+        "use it, generation) between the worker and a child process: auto = on CPU hosts with 2+ cores and "
+        "one training process, on = also with a GPU, off = one process",
     )
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0, description="queue worker liveness beat")
     worker_stalled_seconds: float = Field(

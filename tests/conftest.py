@@ -48,6 +48,10 @@ def database_url() -> Iterator[str]:
     os.environ["DATABASE_URL"] = url
     os.environ["RANKLOOP_DATA_DIR"] = str(tmp_root / "data")
     os.environ["RANKLOOP_SECRET_KEY"] = "test-secret-key-not-for-production"
+    # A tiny test round is done before a child process has imported torch (~5 s here): rounds run in one
+    # process unless a test asks for the split (tests/training/test_pipeline_processes.py,
+    # test_generation_worker.py; the rule itself: tests/worker/stages/test_context.py).
+    os.environ.setdefault("RANKLOOP_PARALLEL_STAGES", "off")
     from app.config import get_settings
     from app.db import reset_engine
 

@@ -286,3 +286,36 @@ def generate_for_prompts(
     """Load the policy (base model + optional LoRA adapter) and generate candidates for these prompts."""
     model, tokenizer = load_causal_lm(base_model, data_dir=data_dir, adapter_dir=adapter_dir)
     return generate_candidates(model, tokenizer, prompts, cfg)
+
+
+@dataclass(frozen=True)
+class GenerationTask:
+    """One chunk of one version's candidates, everything a process needs to write them (picklable)."""
+
+    base_model: str
+    adapter_name: str | None  # None (with adapter_dir None): the base model itself
+    adapter_dir: Path | None
+    prompts: list[PromptLike]
+    cfg: CandidateConfig
+
+
+def generate_tasks(
+    tasks: Sequence[GenerationTask], *, data_dir: Path | None = None, progress: Any = None
+) -> list[GenerationResult]:
+    """Every task's candidates, in order, one base model per base in memory with the adapters switched on it
+    (worker/adapters.py). The round's generation gives part of its tasks to a child process that runs this
+    (worker/launch.py); `progress.eta(rows_done, rows, None)` after each task when given."""
+    from worker.adapters import AdapterHost
+
+    hosts: dict[str, AdapterHost] = {}
+    rows = sum(len(t.prompts) * t.cfg.k for t in tasks)
+    done = 0
+    out: list[GenerationResult] = []
+    for task in tasks:
+        host = hosts.setdefault(task.base_model, AdapterHost(task.base_model, data_dir=data_dir))
+        with host.use(task.adapter_name, task.adapter_dir) as (model, tokenizer):
+            out.append(generate_candidates(model, tokenizer, task.prompts, task.cfg))
+        done += len(task.prompts) * task.cfg.k
+        if progress is not None:
+            progress.eta(done, rows, None)
+    return out

@@ -42,6 +42,7 @@ STAGES = {
     "reward": "worker.reward:train_reward_model",
     "dpo": "worker.policy_dpo:train_dpo",
     "sft": "worker.sft:train_sft",
+    "generate": "worker.generation:generate_tasks",
 }
 JOB_FILE, RESULT_FILE, PROGRESS_FILE, LOG_FILE = "job.pkl", "result.pkl", "progress.jsonl", "launch.log"
 OUTPUT_TAIL_CHARS = 4000

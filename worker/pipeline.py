@@ -12,7 +12,7 @@
 - policy: LoRA DPO on the human pairs of the training prompts plus reward-model-labelled pairs (best vs
   worst of N fresh samples) for prompts nobody ranked yet; the reference is the previous round's policy.
   Without such pairs it does not need the reward model, and a CPU worker trains the two at once, each in
-  its own process on its share of the cores (`reward_beside_policy`).
+  its own process on its share of the cores (`parallel_stages`).
 - evaluate: win-rate of the new policy against the previous one on held-out prompts, judged by the new
   reward model; stored with the version, with the round's wall time and device.
 - publish: files first, complete and hashed, to the model store (worker/store.py: the data directory or a

@@ -98,3 +98,40 @@ def test_a_generation_job_for_one_prompt_set_uses_the_chosen_version_and_samplin
             c.generation_params["temperature"] == 0.5 and c.generation_params["top_p"] == 0.9 for c in cands
         )
         assert all(c.generation_params["completion_tokens"] <= 6 for c in cands)
+
+
+def test_a_child_process_writes_part_of_the_replies_exactly_as_this_process_would(
+    clean_db, model_dir, monkeypatch
+):
+    """`parallel_stages`: a CPU worker gives the first generation chunks to a child process. Every stored
+    reply, whichever process wrote it, is the one its recorded seed gives here (worker/generation.py)."""
+    from app.text import clean_generated
+    from worker.generation import SamplingParams, sample
+    from worker.models import load_causal_lm
+
+    settings = get_settings()
+    monkeypatch.setattr(settings, "parallel_stages", "on")
+    monkeypatch.setattr(settings, "torch_threads", 1)
+    texts = ["tell me about the cat", "write a poem about rain", "why is the sky blue", "name three birds"]
+    lines = b"".join(b'{"prompt": "%s"}\n' % t.encode() for t in texts)
+    with session_scope() as s:
+        prompts_service.import_file(s, settings, lines, ImportKind.prompts, "four")
+    # Two prompts per chunk: two chunks, one for each process.
+    overrides = tiny_overrides(model_dir, k=2, generation_batch_size=4, max_new_tokens=6, generate_prompts=4)
+    with session_scope() as s:
+        round_id = rounds.start_generation(s, settings, overrides, requested_by_id=None).id
+    assert run_round_job(round_id, job_id=None) == "succeeded"
+
+    model, tokenizer = load_causal_lm(str(model_dir))
+    with session_scope() as s:
+        done = s.get(Round, round_id)
+        assert done.status == RoundStatus.succeeded, done.error
+        assert any("4 of the replies in a child process" in line for line in done.log_tail)
+        assert done.step == done.total == 8
+        cands = [s.get(Candidate, i.candidate_id) for c in sets_of_round(s, round_id) for i in c.items]
+        assert {s.get(Prompt, c.prompt_id).text for c in cands} == set(texts)
+        for c in cands:
+            p = c.generation_params
+            params = SamplingParams(p["temperature"], p["top_p"], p["max_new_tokens"])
+            ((text, *_),) = sample(model, tokenizer, [s.get(Prompt, c.prompt_id).text], [c.seed], params)
+            assert clean_generated(text) == c.text

@@ -61,7 +61,7 @@ def test_the_reward_model_trained_beside_the_policy_is_the_one_trained_before_it
         seed_rankings(s, prompts=6, annotators=2, unranked=3)
     outcome = {}
     for mode in ("off", "on"):
-        monkeypatch.setattr(get_settings(), "reward_beside_policy", mode)
+        monkeypatch.setattr(get_settings(), "parallel_stages", mode)
         overrides = tiny_overrides(model_dir, lora_dropout=0.0, synthetic_prompts=0, policy_method=method)
         round_id = start(overrides)
         assert run_round_jobs(round_id) == "succeeded"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +61,36 @@ class RoundContext:
 
     def record(self, **metrics: Any) -> None:
         merge_metrics(self.sessions, self.round_id, metrics)
+
+
+def parallel_threads(ctx: RoundContext) -> tuple[int, int] | None:
+    """(this process's torch threads, a child process's) when independent work of the round may run in a
+    child process beside this one (the `parallel_stages` setting, app/config.py), else None."""
+    mode = ctx.settings.parallel_stages
+    if mode == "off" or ctx.settings.gpus > 1:
+        return None
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    on_cpu = ctx.cfg.device == "cpu" or not torch.cuda.is_available()
+    if mode == "auto" and (not on_cpu or cores < 2):
+        return None
+    threads = ctx.settings.torch_threads or cores
+    # Each process gets at least one thread: with the worker set to one, the two use two cores.
+    return max(1, threads // 2), max(1, threads - threads // 2)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to `n` inside the block (a child process has the rest)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def timing(ctx: RoundContext) -> dict[str, Any]:

@@ -8,20 +8,24 @@ win-rate from the same sets, is the reward-hacking alarm (app.quality.reward_sig
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.conversation import PromptLike
 from app.text import clean_generated
 from app.training import selection
 from app.training.config import ConfigError
-from worker import candidates, versions
+from worker import candidates, launch, versions
 from worker.stages.configs import candidate_config
-from worker.stages.context import RoundContext, free_memory
+from worker.stages.context import RoundContext, free_memory, parallel_threads, torch_threads
+
+if TYPE_CHECKING:
+    from worker.generation import GenerationTask
 
 Member = candidates.NewCandidate | candidates.StoredCandidate
 
@@ -29,8 +33,6 @@ Member = candidates.NewCandidate | candidates.StoredCandidate
 def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
     """K candidates per prompt needing work, new and active policy mixed in each set (or all from the
     config's model_version_id), plus up to human_replies stored human-written ones; returns sets made."""
-    from worker.adapters import AdapterHost
-
     cfg = ctx.cfg
     with ctx.sessions() as session, session.begin():
         reward = versions.newest_reward(session, cfg.base_model, ctx.project_id)
@@ -45,29 +47,44 @@ def stage_generate(ctx: RoundContext, new_policy_id: int | None) -> int:
     if not prompts:
         ctx.progress.log("no prompts need new candidates")
         return 0
-    total = len(prompts) * cfg.k
+    tasks = _tasks(ctx, plan, prompts)
+    # With two processes allowed (a CPU host), a child process writes the first tasks while this one
+    # writes the rest: a small model's decoding step gains little from a second core, a second process
+    # doubles the replies per second.
+    split = parallel_threads(ctx) if len(tasks) > 1 else None
+    child_tasks, own_tasks = _halves(tasks) if split else ([], tasks)
+    total = sum(_rows(t) for t in tasks)
     ctx.progress.stage("generate", total=total)
     ctx.progress.log(
-        "generating for {} prompts: {}{}".format(
+        "generating for {} prompts: {}{}{}".format(
             len(prompts),
             ", ".join(f"{k} from {v.name}" for v, k in plan),
             f", up to {cfg.human_replies} human-written" if cfg.human_replies else "",
+            f"; {sum(_rows(t) for t in child_tasks)} of the replies in a child process"
+            if child_tasks
+            else "",
         )
     )
+    child = None
+    if split and child_tasks:
+        child = launch.start_stage(
+            "generate", [t.task for t in child_tasks], threads=split[1], data_dir=ctx.data_dir
+        )
+    try:
+        with torch_threads(split[0]) if split else contextlib.nullcontext():
+            results = _generate_own(ctx, own_tasks, _Clock(ctx, total), total)
+        if child is not None:
+            if child.running():
+                ctx.progress.log("waiting for the child process's replies")
+            results = child.wait(None, ctx.progress.check) + results
+            ctx.progress.update(total, total)
+    finally:
+        if child is not None:
+            child.stop()
     per_prompt: list[list[tuple[versions.VersionRef, Any]]] = [[] for _ in prompts]
-    clock = _Clock(ctx, total)
-    done = 0
-    # One base model per base in memory; each version is an adapter switched on it (PEFT multi-adapter).
-    hosts: dict[str, AdapterHost] = {}
-    for offset, (version, k) in enumerate(plan):
-        base = version.base_model or cfg.base_model
-        host = hosts.setdefault(base, AdapterHost(base, data_dir=ctx.data_dir))
-        # Opened through the model store: a local path, or a verified copy in this host's cache of a
-        # version another host published.
-        adapter = ctx.store.open(version.adapter_path) if version.adapter_path else None
-        with host.use(version.name, adapter) as (model, tokenizer):
-            done = _generate_with(ctx, model, tokenizer, prompts, per_prompt, clock, version, k, offset, done)
-    del hosts
+    for t, result in zip(tasks, results, strict=True):
+        for i, cands in enumerate(result.candidates):
+            per_prompt[t.start + i].extend((t.version, c) for c in cands)
     free_memory()
 
     sets: list[tuple[int, list[Member]]] = []
@@ -209,41 +226,72 @@ def _score_sets(
     return out
 
 
-def _generate_with(
-    ctx: RoundContext,
-    model: Any,
-    tokenizer: Any,
-    prompts: list[Any],
-    per_prompt: list[list[tuple[versions.VersionRef, Any]]],
-    clock: _Clock,
-    version: versions.VersionRef,
-    k: int,
-    offset: int,
-    done: int,
-) -> int:
-    """`k` candidates per prompt from one version's model, in chunks with live progress; returns the new
-    number of candidates done."""
-    from worker.generation import generate_candidates
+@dataclasses.dataclass
+class _Task:
+    """One chunk of a version's candidates: which version, where its prompts start, what to generate."""
+
+    version: versions.VersionRef
+    start: int
+    task: GenerationTask  # worker/generation.py
+
+
+def _tasks(ctx: RoundContext, plan: list[tuple[versions.VersionRef, int]], prompts: list[Any]) -> list[_Task]:
+    """The generation as chunks of `generation_batch_size` rows, version by version, each chunk seeded from
+    the round, the version's place in the plan and the chunk's first prompt (the same replies on a retry)."""
+    from worker.generation import GenerationTask
 
     cfg = ctx.cfg
-    total = len(prompts) * cfg.k
-    seed = random.Random(cfg.seed * 1000 + ctx.round_id * 10 + offset + ctx.claim.attempt).randrange(2**31)
-    cand_cfg = candidate_config(ctx.cfg, k, seed)
-    step = max(1, cfg.generation_batch_size // k)
-    for start in range(0, len(prompts), step):
-        chunk = prompts[start : start + step]
-        result = generate_candidates(
-            model,
-            tokenizer,
-            [p.prompt for p in chunk],
-            dataclasses.replace(cand_cfg, seed=seed + start),
-            on_step=clock.chunk(done, len(chunk) * k, cfg.max_new_tokens),
+    out: list[_Task] = []
+    for offset, (version, k) in enumerate(plan):
+        base = version.base_model or cfg.base_model
+        # Opened through the model store: a local path, or a verified copy in this host's cache of a
+        # version another host published.
+        adapter = ctx.store.open(version.adapter_path) if version.adapter_path else None
+        seed = random.Random(cfg.seed * 1000 + ctx.round_id * 10 + offset + ctx.claim.attempt).randrange(
+            2**31
         )
-        for i, cands in enumerate(result.candidates):
-            per_prompt[start + i].extend((version, c) for c in cands)
-        done += len(chunk) * k
-        ctx.progress.update(done, total)
-    return done
+        cand_cfg = candidate_config(cfg, k, seed)
+        step = max(1, cfg.generation_batch_size // k)
+        for start in range(0, len(prompts), step):
+            chunk = [p.prompt for p in prompts[start : start + step]]
+            task = GenerationTask(
+                base, version.name, adapter, chunk, dataclasses.replace(cand_cfg, seed=seed + start)
+            )
+            out.append(_Task(version, start, task))
+    return out
+
+
+def _rows(t: _Task) -> int:
+    return len(t.task.prompts) * t.task.cfg.k
+
+
+def _halves(tasks: list[_Task]) -> tuple[list[_Task], list[_Task]]:
+    """The first tasks for a child process, the rest for this one: the cut with the most even rows."""
+    total = sum(_rows(t) for t in tasks)
+    cuts = range(1, len(tasks))
+    cut = min(cuts, key=lambda m: abs(total - 2 * sum(_rows(t) for t in tasks[:m])))
+    return tasks[:cut], tasks[cut:]
+
+
+def _generate_own(ctx: RoundContext, tasks: list[_Task], clock: _Clock, total: int) -> list[Any]:
+    """This process's tasks, in order, with one base model per base in memory, each version an adapter
+    switched on it (PEFT multi-adapter). Live progress counts all `total` replies: with a child process
+    writing the others, this process's count is scaled up, as if the child kept the same pace."""
+    from worker.adapters import AdapterHost
+    from worker.generation import generate_candidates
+
+    hosts: dict[str, AdapterHost] = {}
+    scale = total / max(1, sum(_rows(t) for t in tasks))
+    done = 0
+    results = []
+    for t in tasks:
+        host = hosts.setdefault(t.task.base_model, AdapterHost(t.task.base_model, data_dir=ctx.data_dir))
+        with host.use(t.task.adapter_name, t.task.adapter_dir) as (model, tokenizer):
+            on_step = clock.chunk(round(done * scale), round(_rows(t) * scale), ctx.cfg.max_new_tokens)
+            results.append(generate_candidates(model, tokenizer, t.task.prompts, t.task.cfg, on_step=on_step))
+        done += _rows(t)
+        ctx.progress.update(min(total, round(done * scale)), total)
+    return results
 
 
 def _plan(

@@ -19,7 +19,7 @@ from app.training.config import ConfigError
 from worker import launch, versions
 from worker import snapshot as snapshot_db
 from worker.stages import configs
-from worker.stages.context import RoundContext, free_memory, json_ready, num
+from worker.stages.context import RoundContext, free_memory, json_ready, num, parallel_threads, torch_threads
 from worker.stages.prepare import Parent, RoundData
 
 
@@ -92,14 +92,12 @@ def stage_reward_and_policy(
     ctx: RoundContext, rd: RoundData, start_adapter: Path | None
 ) -> tuple[RewardStage, PolicyStage]:
     """The reward model, then the policy; or both at once when the policy does not use the reward model:
-    the reward model in a child process (worker/launch.py) on half the CPU threads (`reward_beside_policy`,
+    the reward model in a child process (worker/launch.py) on half the CPU threads (`parallel_stages`,
     app/config.py)."""
     split = _beside_threads(ctx)
     if split is None:
         reward = stage_reward(ctx, rd)
         return reward, stage_policy(ctx, rd, reward, start_adapter)
-    import torch
-
     mine, theirs = split
     cfg = configs.reward_config(ctx.cfg)
     out = ctx.scratch / "reward"
@@ -107,13 +105,9 @@ def stage_reward_and_policy(
         f"reward model: training beside the policy in a child process ({theirs} thread(s); the policy {mine})"
     )
     child = launch.start_stage("reward", cfg, rd.data.rankings, out, threads=theirs, data_dir=ctx.data_dir)
-    before = torch.get_num_threads()
     try:
-        torch.set_num_threads(mine)
-        try:
+        with torch_threads(mine):
             policy = stage_policy(ctx, rd, None, start_adapter)
-        finally:
-            torch.set_num_threads(before)
         if child.running():
             ctx.progress.log("policy trained; waiting for the reward model")
         # Its progress so far (loss curve, steps) is relayed now, under its own stage.
@@ -125,22 +119,10 @@ def stage_reward_and_policy(
 
 
 def _beside_threads(ctx: RoundContext) -> tuple[int, int] | None:
-    """(policy threads, reward threads) when the reward model trains beside the policy, else None."""
-    mode = ctx.settings.reward_beside_policy
+    """(policy threads, reward threads) when the reward model trains beside the policy, else None: the
+    policy must not use it (no reward-labelled samples, not RLOO or GRPO)."""
     independent = ctx.cfg.policy_method in ("dpo", "dpo_ranking") and ctx.cfg.synthetic_prompts <= 0
-    if mode == "off" or not independent or ctx.settings.gpus > 1:
-        return None
-    import os
-
-    import torch
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    on_cpu = ctx.cfg.device == "cpu" or not torch.cuda.is_available()
-    if mode == "auto" and (not on_cpu or cores < 2):
-        return None
-    threads = ctx.settings.torch_threads or cores
-    # Each process gets at least one thread; with one thread set, the two processes use two cores.
-    return max(1, threads // 2), max(1, threads - threads // 2)
+    return parallel_threads(ctx) if independent else None
 
 
 def _reward_stage(ctx: RoundContext, cfg: Any, out: Path, result: Any) -> RewardStage:
