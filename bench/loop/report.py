@@ -42,13 +42,18 @@ def _with_ci(value: Any, pair: Any) -> str:
 
 
 def rounds_table(rounds: list[dict[str, Any]], oracle: str) -> Table:
-    """One row per round; win-rates with their 95% Wilson intervals."""
+    """One row per round; win-rates with their 95% Wilson intervals. "product round" is the round's id in
+    the product (GET /rounds/{id}): round 0's generation is the product's first round, so bench round N is
+    usually product round N+1. W/T/L: the new policy's wins, ties and losses against the base model, one
+    oracle-judged sample per evaluation prompt (ties count half in the win-rate)."""
     table = Table(title=f"loop benchmark, oracle {oracle}")
     for name in (
         "round",
+        "product round",
         "rankings",
         "wall s",
         "oracle vs base",
+        "W/T/L vs base",
         "oracle vs parent",
         "RM acc",
         "human vs parent",
@@ -56,11 +61,14 @@ def rounds_table(rounds: list[dict[str, Any]], oracle: str) -> Table:
     ):
         table.add_column(name, justify="right")
     for r in rounds:
+        counts = r.get("winrate_vs_base_counts")
         table.add_row(
             str(r["round"]),
+            f"#{r['round_id']}" if r.get("round_id") else "-",
             str(r["rankings"]),
             _f(r["round_seconds"], 0),
             _with_ci(r["winrate_vs_base"], r["winrate_vs_base_ci"]),
+            "/".join(str(n) for n in counts) if counts else "-",
             _with_ci(r["winrate_vs_parent"], r.get("winrate_vs_parent_ci")),
             _f(r["reward_accuracy"], 2),
             _with_ci(r["human_winrate"], r.get("human_winrate_ci")),

@@ -174,6 +174,28 @@ def test_json_report_shape(tmp_path: Path):
     assert (tmp_path / "p.svg").read_text().startswith("<svg")
 
 
+def test_the_table_shows_the_product_round_and_wins_ties_losses():
+    from rich.console import Console
+
+    row = {
+        "round": 1,
+        "round_id": 2,
+        "rankings": 64,
+        "round_seconds": 600.0,
+        "winrate_vs_base": 0.578125,
+        "winrate_vs_base_ci": [0.41, 0.73],
+        "winrate_vs_base_counts": [8, 21, 3],
+        "winrate_vs_parent": 0.55,
+        "reward_accuracy": 0.52,
+        "human_winrate": None,
+    }
+    console = Console(width=200, record=True)
+    console.print(report.rounds_table([row], "o:f"))
+    text = console.export_text()
+    assert "product round" in text and "#2" in text
+    assert "8/21/3" in text and "0.58 [0.41, 0.73]" in text
+
+
 def _api(handler: object) -> Api:
     api = Api("http://product.test", "token")
     api.client = httpx.Client(base_url="http://product.test/api/v1", transport=httpx.MockTransport(handler))
