@@ -1,6 +1,7 @@
 """One training round, stage by stage: the order lives here, each stage in worker/stages/.
 
     snapshot -> (sft) -> reward -> policy -> evaluate -> publish -> generate
+    (the reward model trains in a child process beside SFT and the policy where they do not need it)
 
 - snapshot: freeze exactly which rankings the round uses (a DataSnapshot: ranking ids + sha256). When
   several annotators ranked one set, `multi_annotator=each` trains on every ranking (disagreements pull
@@ -11,8 +12,8 @@
   is scored on the same held-out pairs.
 - policy: LoRA DPO on the human pairs of the training prompts plus reward-model-labelled pairs (best vs
   worst of N fresh samples) for prompts nobody ranked yet; the reference is the previous round's policy.
-  Without such pairs it does not need the reward model, and a CPU worker trains the two at once, each in
-  its own process on its share of the cores (`parallel_stages`).
+  The reward model needs neither SFT nor a policy without such pairs: a CPU worker trains it in a child
+  process beside them, each process on its share of the cores (`parallel_stages`).
 - evaluate: win-rate of the new policy against the previous one on held-out prompts, judged by the new
   reward model; stored with the version, with the round's wall time and device.
 - publish: files first, complete and hashed, to the model store (worker/store.py: the data directory or a
@@ -55,7 +56,7 @@ from worker.stages.context import RoundContext, timing
 from worker.stages.generate import stage_generate
 from worker.stages.prepare import load_data, previous_policy, stage_snapshot
 from worker.stages.publish import stage_evaluate, stage_publish
-from worker.stages.train import stage_reward_and_policy, stage_sft
+from worker.stages.train import stage_training
 
 
 def run_training_round(
@@ -84,8 +85,7 @@ def run_training_round(
         snapshot = stage_snapshot(ctx)
         data = load_data(ctx, snapshot)
         parent = previous_policy(ctx)
-        start_adapter = stage_sft(ctx, data, parent)
-        reward, policy = stage_reward_and_policy(ctx, data, start_adapter)
+        reward, policy = stage_training(ctx, data, parent)
         evaluation = stage_evaluate(ctx, data, reward, policy, parent)
         stage_publish(ctx, snapshot, reward, policy, evaluation, parent)
         return None

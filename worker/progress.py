@@ -69,6 +69,7 @@ class ProgressReporter:
         self._log: list[str] = []
         self._write_errors = 0
         self._handed_over = False
+        self._hook: Callable[[], None] | None = None
 
     # --- lifecycle
 
@@ -148,8 +149,15 @@ class ProgressReporter:
             self._log.append(f"{stamp} {message}")
             del self._log[:-LOG_TAIL_LINES]
 
+    def on_report(self, hook: Callable[[], None] | None) -> None:
+        """Call `hook` in the training thread at every progress report from now on (None: stop). The
+        round uses it to hand a finished child process's CPU threads back to this one mid-stage."""
+        self._hook = hook
+
     def check(self) -> None:
         """Raise Cancelled/Interrupted if the round should stop now."""
+        if self._hook is not None:
+            self._hook()
         if self._cancel_seen:
             raise Cancelled("cancelled by an admin")
         if self._should_abort is not None:

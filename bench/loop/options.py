@@ -65,10 +65,11 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     ap.add_argument(
         "--torch-threads",
         type=int,
-        default=1,
+        default=0,
         help="torch CPU threads for the worker and the bench's own sampling (RANKLOOP_TORCH_THREADS); "
-        "0 = torch's default. 1 (the run that met the target) is faster where other work shares the "
-        "cores (bench/RESULTS.md)",
+        "0 = torch's default (all cores). The worker splits them between itself and a child process "
+        "where a round's work allows (RANKLOOP_PARALLEL_STAGES); 1 is faster where other work shares "
+        "the cores (bench/RESULTS.md)",
     )
     ap.add_argument("--tie-rel", type=float, default=TIE_REL, help="relative tie epsilon on oracle scores")
     trust.add_arguments(ap)

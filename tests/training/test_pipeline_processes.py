@@ -50,29 +50,45 @@ def test_a_round_trains_on_two_processes_and_serves_its_candidates(clean_db, mod
         assert sets and policy.id in made
 
 
-@pytest.mark.parametrize("method", ["dpo", "dpo_ranking"])
-def test_the_reward_model_trained_beside_the_policy_is_the_one_trained_before_it(
-    clean_db, model_dir, monkeypatch, method
+@pytest.mark.parametrize(
+    ("method", "synthetic", "demonstrations", "beside"),
+    [
+        ("dpo", 0, False, "the policy"),
+        ("dpo_ranking", 0, False, "the policy"),
+        # The policy labels fresh samples with the reward model: it waits; SFT on the human replies does not.
+        ("dpo", 2, True, "SFT"),
+        ("dpo_ranking", 0, True, "SFT and the policy"),
+    ],
+)
+def test_the_reward_model_trained_beside_sft_and_the_policy_is_the_one_trained_before_them(
+    clean_db, model_dir, monkeypatch, method, synthetic, demonstrations, beside
 ):
-    """With synthetic_prompts=0 the policy does not use the reward model, so a CPU worker trains it in a
-    child process at the same time; the round's outcome must not depend on it."""
+    """The reward model needs neither SFT nor a policy without reward-labelled samples, so a CPU worker
+    trains it in a child process at the same time; the round's outcome must not depend on it."""
     monkeypatch.setattr(get_settings(), "torch_threads", 1)
     with session_scope() as s:
-        seed_rankings(s, prompts=6, annotators=2, unranked=3)
+        seed_rankings(s, prompts=6, annotators=2, unranked=3, human_first=demonstrations)
     outcome = {}
     for mode in ("off", "on"):
         monkeypatch.setattr(get_settings(), "parallel_stages", mode)
-        overrides = tiny_overrides(model_dir, lora_dropout=0.0, synthetic_prompts=0, policy_method=method)
+        overrides = tiny_overrides(
+            model_dir, lora_dropout=0.0, synthetic_prompts=synthetic, policy_method=method
+        )
         round_id = start(overrides)
         assert run_round_jobs(round_id) == "succeeded"
         with session_scope() as s:
             row = s.get(Round, round_id)
             assert row.status == RoundStatus.succeeded, row.error
             log = "\n".join(row.log_tail or [])
-            assert ("training beside the policy" in log) == (mode == "on")
+            assert (f"child process beside {beside} (" in log) == (mode == "on")
             stages = [line.split("stage ", 1)[1] for line in row.log_tail if " stage " in line]
-            # Beside: the policy's stage first, then the rest of the reward model's, under its own name.
-            assert (stages.index("policy") < stages.index("reward")) == (mode == "on")
+            assert ("sft" in stages) == demonstrations
+            # Beside the policy: the policy's stage first, then the rest of the reward model's under its own
+            # name. A policy that needs the reward model comes after it either way.
+            if "policy" in beside:
+                assert (stages.index("policy") < stages.index("reward")) == (mode == "on")
+            else:
+                assert stages.index("sft") < stages.index("reward") < stages.index("policy")
             reward = s.get(ModelVersion, row.reward_version_id)
             policy = s.get(ModelVersion, row.policy_version_id)
             assert Path(reward.adapter_path).is_dir() and Path(policy.adapter_path).is_dir()
@@ -85,4 +101,5 @@ def test_the_reward_model_trained_beside_the_policy_is_the_one_trained_before_it
     assert rm_on["steps"] == rm_off["steps"]
     assert rm_on["heldout_accuracy"] == pytest.approx(rm_off["heldout_accuracy"], abs=1e-6)
     assert rm_on["heldout_loss"] == pytest.approx(rm_off["heldout_loss"], abs=1e-4)
-    assert policy_on["steps"] == policy_off["steps"]
+    if not synthetic:  # reward-labelled samples come from each round's own start adapter: they differ
+        assert policy_on["steps"] == policy_off["steps"]

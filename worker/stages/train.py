@@ -3,7 +3,8 @@
 Each stage builds its trainer's config from the round's (worker/stages/configs.py), trains into the
 attempt's scratch directory and records its metrics on the round at once. SFT, the reward model and DPO
 run data-parallel on `settings.gpus` processes (worker/launch.py); ranking DPO, RLOO, GRPO and sampling stay
-in this process.
+in this process. `stage_training` runs the three, the reward model in a child process beside the others
+where they do not need it (`parallel_stages`).
 """
 
 from __future__ import annotations
@@ -23,14 +24,22 @@ from worker.stages.context import RoundContext, free_memory, json_ready, num, pa
 from worker.stages.prepare import Parent, RoundData
 
 
-def stage_sft(ctx: RoundContext, rd: RoundData, parent: Parent) -> Path | None:
-    """LoRA SFT on demonstrations; returns the adapter DPO continues from (else the parent's)."""
+def _sft_demonstrations(rd: RoundData) -> list[tuple[Any, str]]:
     # The round's held-out prompts judge the reward model and the new policy (win-rate): a policy
     # fine-tuned on their first-ranked replies would be judged on answers it was shown.
     heldout = set(rd.heldout_prompts)
-    demos = [(p, c) for p, c in rd.data.demonstrations if p not in heldout]
+    return [(p, c) for p, c in rd.data.demonstrations if p not in heldout]
+
+
+def _sft_runs(ctx: RoundContext, rd: RoundData) -> bool:
+    return ctx.cfg.sft == "on" or (ctx.cfg.sft == "auto" and bool(_sft_demonstrations(rd)))
+
+
+def stage_sft(ctx: RoundContext, rd: RoundData, parent: Parent) -> Path | None:
+    """LoRA SFT on demonstrations; returns the adapter DPO continues from (else the parent's)."""
+    demos = _sft_demonstrations(rd)
     withheld = len(rd.data.demonstrations) - len(demos)
-    if ctx.cfg.sft == "off" or (ctx.cfg.sft == "auto" and not demos):
+    if not _sft_runs(ctx, rd):
         return parent.adapter
     if not demos:
         raise ConfigError(
@@ -88,41 +97,62 @@ def stage_reward(ctx: RoundContext, rd: RoundData) -> RewardStage:
     return _reward_stage(ctx, cfg, out, result)
 
 
-def stage_reward_and_policy(
-    ctx: RoundContext, rd: RoundData, start_adapter: Path | None
-) -> tuple[RewardStage, PolicyStage]:
-    """The reward model, then the policy; or both at once when the policy does not use the reward model:
-    the reward model in a child process (worker/launch.py) on half the CPU threads (`parallel_stages`,
-    app/config.py)."""
-    split = _beside_threads(ctx)
+def stage_training(ctx: RoundContext, rd: RoundData, parent: Parent) -> tuple[RewardStage, PolicyStage]:
+    """SFT (when it runs), the reward model and the policy.
+
+    The reward model depends on neither SFT nor a policy that uses no reward-labelled samples; with
+    `parallel_stages` (app/config.py) it trains in a child process (worker/launch.py) on half the CPU
+    threads while this process runs SFT, and the policy too when the policy does not need it. Otherwise,
+    or with nothing to overlap, one after the other: SFT, reward model, policy.
+    """
+    policy_free = ctx.cfg.policy_method in ("dpo", "dpo_ranking") and ctx.cfg.synthetic_prompts <= 0
+    split = parallel_threads(ctx) if policy_free or _sft_runs(ctx, rd) else None
     if split is None:
+        start_adapter = stage_sft(ctx, rd, parent)
         reward = stage_reward(ctx, rd)
         return reward, stage_policy(ctx, rd, reward, start_adapter)
     mine, theirs = split
+    beside = (
+        "SFT and the policy" if policy_free and _sft_runs(ctx, rd) else "the policy" if policy_free else "SFT"
+    )
     cfg = configs.reward_config(ctx.cfg)
     out = ctx.scratch / "reward"
     ctx.progress.log(
-        f"reward model: training beside the policy in a child process ({theirs} thread(s); the policy {mine})"
+        f"reward model: training in a child process beside {beside} ({theirs} thread(s); this process {mine})"
     )
     child = launch.start_stage("reward", cfg, rd.data.rankings, out, threads=theirs, data_dir=ctx.data_dir)
+    policy = None
     try:
         with torch_threads(mine):
-            policy = stage_policy(ctx, rd, None, start_adapter)
+            ctx.progress.on_report(functools.partial(_regain_threads, ctx, child, mine + theirs))
+            start_adapter = stage_sft(ctx, rd, parent)
+            if policy_free:
+                policy = stage_policy(ctx, rd, None, start_adapter)
+            ctx.progress.on_report(None)
         if child.running():
-            ctx.progress.log("policy trained; waiting for the reward model")
+            ctx.progress.log(f"{beside} done; waiting for the reward model")
         # Its progress so far (loss curve, steps) is relayed now, under its own stage.
         ctx.progress.stage("reward")
         result = child.wait(ctx.progress.callback(), ctx.progress.check)
     finally:
+        ctx.progress.on_report(None)
         child.stop()
-    return _reward_stage(ctx, cfg, out, result), policy
+    reward = _reward_stage(ctx, cfg, out, result)
+    if policy is None:  # it samples replies for the reward model to label: all threads again
+        policy = stage_policy(ctx, rd, reward, start_adapter)
+    return reward, policy
 
 
-def _beside_threads(ctx: RoundContext) -> tuple[int, int] | None:
-    """(policy threads, reward threads) when the reward model trains beside the policy, else None: the
-    policy must not use it (no reward-labelled samples, not RLOO or GRPO)."""
-    independent = ctx.cfg.policy_method in ("dpo", "dpo_ranking") and ctx.cfg.synthetic_prompts <= 0
-    return parallel_threads(ctx) if independent else None
+def _regain_threads(ctx: RoundContext, child: launch.Launch, threads: int) -> None:
+    # Called at each progress report of SFT or the policy: once the reward model is done, its core is
+    # free, and a stage that scales with threads (training does, on a few cores) should take it back.
+    if child.running():
+        return
+    import torch
+
+    ctx.progress.on_report(None)
+    torch.set_num_threads(threads)
+    ctx.progress.log(f"reward model done: continuing on {threads} threads")
 
 
 def _reward_stage(ctx: RoundContext, cfg: Any, out: Path, result: Any) -> RewardStage:
