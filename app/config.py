@@ -148,15 +148,16 @@ class Settings(BaseSettings):
         description="data-parallel processes (one per GPU) for a round's SFT, reward and DPO training; "
         "1 = train in the worker's own process",
     )
-    # A round has parts that need not wait for each other: the reward model and a DPO policy that uses no
-    # reward-labelled samples (synthetic_prompts=0), and the candidates of the round's generation. On a CPU
-    # host two processes with half the cores each finish them sooner than one process with all of them
-    # (a small model's step does not scale across cores: bench/RESULTS.md). A GPU host keeps one process.
+    # A round has parts that need not wait for each other: the candidates of its generation, and the
+    # reward model beside SFT and a DPO policy that uses no reward-labelled samples (synthetic_prompts=0).
+    # A small model's decoding step gains little from a second thread, so generation splits by default on
+    # a CPU host; training scales with threads and measured slower split (bench/RESULTS.md, "Two processes
+    # or one"), so it splits only when told "on". A GPU host keeps one process unless told "on".
     parallel_stages: Literal["auto", "on", "off"] = Field(
         default="auto",
-        description="split a round's independent work (the reward model beside the policy that does not "
-        "use it, generation) between the worker and a child process: auto = on CPU hosts with 2+ cores and "
-        "one training process, on = also with a GPU, off = one process",
+        description="split a round's independent work between the worker and a child process, each on "
+        "half the threads: auto = generation on CPU hosts with 2+ cores and one training process; on = "
+        "also the reward model beside SFT and the policy, and with a GPU; off = one process",
     )
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0, description="queue worker liveness beat")
     worker_stalled_seconds: float = Field(

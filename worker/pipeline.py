@@ -1,7 +1,8 @@
 """One training round, stage by stage: the order lives here, each stage in worker/stages/.
 
     snapshot -> (sft) -> reward -> policy -> evaluate -> publish -> generate
-    (the reward model trains in a child process beside SFT and the policy where they do not need it)
+    (with parallel_stages=on the reward model trains in a child process beside SFT and the policy where
+    they do not need it)
 
 - snapshot: freeze exactly which rankings the round uses (a DataSnapshot: ranking ids + sha256). When
   several annotators ranked one set, `multi_annotator=each` trains on every ranking (disagreements pull
@@ -12,8 +13,8 @@
   is scored on the same held-out pairs.
 - policy: LoRA DPO on the human pairs of the training prompts plus reward-model-labelled pairs (best vs
   worst of N fresh samples) for prompts nobody ranked yet; the reference is the previous round's policy.
-  The reward model needs neither SFT nor a policy without such pairs: a CPU worker trains it in a child
-  process beside them, each process on its share of the cores (`parallel_stages`).
+  The reward model needs neither SFT nor a policy without such pairs: with `parallel_stages=on` it trains
+  in a child process beside them, each process on its share of the cores.
 - evaluate: win-rate of the new policy against the previous one on held-out prompts, judged by the new
   reward model; stored with the version, with the round's wall time and device.
 - publish: files first, complete and hashed, to the model store (worker/store.py: the data directory or a

@@ -63,11 +63,13 @@ class RoundContext:
         merge_metrics(self.sessions, self.round_id, metrics)
 
 
-def parallel_threads(ctx: RoundContext) -> tuple[int, int] | None:
+def parallel_threads(ctx: RoundContext, *, auto: bool = True) -> tuple[int, int] | None:
     """(this process's torch threads, a child process's) when independent work of the round may run in a
-    child process beside this one (the `parallel_stages` setting, app/config.py), else None."""
+    child process beside this one (the `parallel_stages` setting, app/config.py), else None. `auto`:
+    whether the work splits under "auto" (generation) or only when the setting says "on" (training, which
+    measured slower split than on all threads in one process: bench/RESULTS.md)."""
     mode = ctx.settings.parallel_stages
-    if mode == "off" or ctx.settings.gpus > 1:
+    if mode == "off" or (mode == "auto" and not auto) or ctx.settings.gpus > 1:
         return None
     import torch
 

@@ -101,12 +101,14 @@ def stage_training(ctx: RoundContext, rd: RoundData, parent: Parent) -> tuple[Re
     """SFT (when it runs), the reward model and the policy.
 
     The reward model depends on neither SFT nor a policy that uses no reward-labelled samples; with
-    `parallel_stages` (app/config.py) it trains in a child process (worker/launch.py) on half the CPU
-    threads while this process runs SFT, and the policy too when the policy does not need it. Otherwise,
-    or with nothing to overlap, one after the other: SFT, reward model, policy.
+    `parallel_stages=on` (app/config.py) it trains in a child process (worker/launch.py) on half the CPU
+    threads while this process runs SFT, and the policy too when the policy does not need it; this process
+    takes the threads back once the child is done. Otherwise, or with nothing to overlap, one after the
+    other: SFT, reward model, policy. ("auto" does not split training: on the 2-core CPU it measured 10%
+    slower than one process on both threads, bench/RESULTS.md "Two processes or one".)
     """
     policy_free = ctx.cfg.policy_method in ("dpo", "dpo_ranking") and ctx.cfg.synthetic_prompts <= 0
-    split = parallel_threads(ctx) if policy_free or _sft_runs(ctx, rd) else None
+    split = parallel_threads(ctx, auto=False) if policy_free or _sft_runs(ctx, rd) else None
     if split is None:
         start_adapter = stage_sft(ctx, rd, parent)
         reward = stage_reward(ctx, rd)

@@ -51,3 +51,9 @@ def test_on_and_off_override_the_host(host) -> None:
     assert context.parallel_threads(_ctx("on")) == (1, 1)
     host(8)
     assert context.parallel_threads(_ctx("off")) is None
+
+
+def test_training_splits_only_when_told(host) -> None:
+    host(2)
+    assert context.parallel_threads(_ctx("auto"), auto=False) is None
+    assert context.parallel_threads(_ctx("on"), auto=False) == (1, 1)
