@@ -88,12 +88,15 @@ def test_serving_draws_the_progress_bar_without_request_log_or_warnings(clean_db
 
     thread = threading.Thread(target=visitor, daemon=True)
     previous = signal.getsignal(signal.SIGTERM)
+    # The visitor's Ctrl+C must raise here, whatever SIGINT handler an earlier test left behind.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     thread.start()
     try:
         demo_cli.serve(out, "127.0.0.1", port, first_round=round_id)
     finally:
         served.set()
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     thread.join(10)
     assert answers == [200, 200, 404]
     text = buffer.getvalue()
