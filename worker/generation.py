@@ -298,24 +298,35 @@ class GenerationTask:
     prompts: list[PromptLike]
     cfg: CandidateConfig
 
+    @property
+    def rows(self) -> int:
+        """Replies asked for: prompts x k."""
+        return len(self.prompts) * self.cfg.k
+
 
 def generate_tasks(
-    tasks: Sequence[GenerationTask], *, data_dir: Path | None = None, progress: Any = None
+    tasks: Sequence[GenerationTask],
+    *,
+    data_dir: Path | None = None,
+    progress: Any = None,
+    on_step: Callable[[int, int], Callable[[int], None] | None] | None = None,
 ) -> list[GenerationResult]:
     """Every task's candidates, in order, one base model per base in memory with the adapters switched on it
-    (worker/adapters.py). The round's generation gives part of its tasks to a child process that runs this
-    (worker/launch.py); `progress.eta(rows_done, rows, None)` after each task when given."""
+    (worker/adapters.py). The round's generation runs this in the worker and, for part of its tasks, in a
+    child process (worker/launch.py). `progress.eta(rows_done, rows, None)` after each task when given;
+    `on_step(rows_before, task_rows)` gives a task's per-decoding-step callback (`generate_candidates`)."""
     from worker.adapters import AdapterHost
 
     hosts: dict[str, AdapterHost] = {}
-    rows = sum(len(t.prompts) * t.cfg.k for t in tasks)
+    rows = sum(t.rows for t in tasks)
     done = 0
     out: list[GenerationResult] = []
     for task in tasks:
         host = hosts.setdefault(task.base_model, AdapterHost(task.base_model, data_dir=data_dir))
         with host.use(task.adapter_name, task.adapter_dir) as (model, tokenizer):
-            out.append(generate_candidates(model, tokenizer, task.prompts, task.cfg))
-        done += len(task.prompts) * task.cfg.k
+            step = on_step(done, task.rows) if on_step is not None else None
+            out.append(generate_candidates(model, tokenizer, task.prompts, task.cfg, on_step=step))
+        done += task.rows
         if progress is not None:
             progress.eta(done, rows, None)
     return out

@@ -14,6 +14,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from app.conversation import PromptLike
@@ -262,7 +263,7 @@ def _tasks(ctx: RoundContext, plan: list[tuple[versions.VersionRef, int]], promp
 
 
 def _rows(t: _Task) -> int:
-    return len(t.task.prompts) * t.task.cfg.k
+    return t.task.rows
 
 
 def _halves(tasks: list[_Task]) -> tuple[list[_Task], list[_Task]]:
@@ -274,24 +275,23 @@ def _halves(tasks: list[_Task]) -> tuple[list[_Task], list[_Task]]:
 
 
 def _generate_own(ctx: RoundContext, tasks: list[_Task], clock: _Clock, total: int) -> list[Any]:
-    """This process's tasks, in order, with one base model per base in memory, each version an adapter
-    switched on it (PEFT multi-adapter). Live progress counts all `total` replies: with a child process
-    writing the others, this process's count is scaled up, as if the child kept the same pace."""
-    from worker.adapters import AdapterHost
-    from worker.generation import generate_candidates
+    """This process's tasks, in order (worker.generation.generate_tasks). Live progress counts all `total`
+    replies: with a child process writing the others, this process's count is scaled up, as if the child
+    kept the same pace."""
+    from worker.generation import generate_tasks
 
-    hosts: dict[str, AdapterHost] = {}
     scale = total / max(1, sum(_rows(t) for t in tasks))
-    done = 0
-    results = []
-    for t in tasks:
-        host = hosts.setdefault(t.task.base_model, AdapterHost(t.task.base_model, data_dir=ctx.data_dir))
-        with host.use(t.task.adapter_name, t.task.adapter_dir) as (model, tokenizer):
-            on_step = clock.chunk(round(done * scale), round(_rows(t) * scale), ctx.cfg.max_new_tokens)
-            results.append(generate_candidates(model, tokenizer, t.task.prompts, t.task.cfg, on_step=on_step))
-        done += _rows(t)
-        ctx.progress.update(min(total, round(done * scale)), total)
-    return results
+    counted = SimpleNamespace(
+        eta=lambda done, rows, _eta: ctx.progress.update(min(total, round(done * scale)), total)
+    )
+    return generate_tasks(
+        [t.task for t in tasks],
+        data_dir=ctx.data_dir,
+        progress=counted,
+        on_step=lambda done, rows: clock.chunk(
+            round(done * scale), round(rows * scale), ctx.cfg.max_new_tokens
+        ),
+    )
 
 
 def _plan(

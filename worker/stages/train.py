@@ -108,15 +108,14 @@ def stage_training(ctx: RoundContext, rd: RoundData, parent: Parent) -> tuple[Re
     slower than one process on both threads, bench/RESULTS.md "Two processes or one".)
     """
     policy_free = ctx.cfg.policy_method in ("dpo", "dpo_ranking") and ctx.cfg.synthetic_prompts <= 0
-    split = parallel_threads(ctx, auto=False) if policy_free or _sft_runs(ctx, rd) else None
+    sft_runs = _sft_runs(ctx, rd)
+    split = parallel_threads(ctx, auto=False) if policy_free or sft_runs else None
     if split is None:
         start_adapter = stage_sft(ctx, rd, parent)
         reward = stage_reward(ctx, rd)
         return reward, stage_policy(ctx, rd, reward, start_adapter)
     mine, theirs = split
-    beside = (
-        "SFT and the policy" if policy_free and _sft_runs(ctx, rd) else "the policy" if policy_free else "SFT"
-    )
+    beside = "SFT and the policy" if policy_free and sft_runs else "the policy" if policy_free else "SFT"
     cfg = configs.reward_config(ctx.cfg)
     out = ctx.scratch / "reward"
     ctx.progress.log(
