@@ -3,6 +3,7 @@ rankings made from them, machine facts."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import random
@@ -18,6 +19,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 OASST_FILE = ROOT / "app" / "demo" / "data" / "oasst_en_100_trees.jsonl"
+
+
+def model_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's argument parser with the options every one shares: the model and where it is cached."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m-instruct", help="default name, HF id or local dir")
+    parser.add_argument("--data-dir", type=Path, default=Path(".rankloop"), help="holds the cached model")
+    return parser
 
 
 def oasst_rankings() -> list[Any]:

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import load, oasst_rankings, sample, start_run
+from common import load, model_parser, oasst_rankings, sample, start_run
 
 
 def dpo_pairs(n: int, seed: int) -> list[Any]:
@@ -178,11 +178,7 @@ def bench_generation(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="smollm2-135m-instruct", help="default name, HF id or local dir")
-    parser.add_argument("--data-dir", type=Path, default=Path(".rankloop"), help="holds the cached model")
+    parser = model_parser(__doc__)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
     parser.add_argument("--skip-dpo", action="store_true")

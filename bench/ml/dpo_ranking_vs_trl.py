@@ -32,7 +32,6 @@ orders correctly. Figures only, nothing asserted.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
@@ -41,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import fluency_rankings, load, start_run
+from common import fluency_rankings, load, model_parser, start_run
 from measuring import PassCounter
 
 
@@ -147,11 +146,7 @@ def heldout_eval(cfg: Any, heldout: list[Any], adapters: dict[str, Path], data_d
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="smollm2-135m-instruct", help="default name, HF id or local dir")
-    parser.add_argument("--data-dir", type=Path, default=Path(".rankloop"), help="holds the cached model")
+    parser = model_parser(__doc__)
     parser.add_argument("--train-limit", type=int, default=12, help="training rankings (K=4)")
     parser.add_argument("--heldout-limit", type=int, default=24, help="held-out rankings (other prompts)")
     parser.add_argument("--epochs", type=float, default=1.0)

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import load, oasst_rankings, sample, start_run
+from common import load, model_parser, oasst_rankings, sample, start_run
 
 
 class StepClock:
@@ -109,11 +109,7 @@ def run_reward(args: argparse.Namespace, rankings: list[Any], cache_mb: int, out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="smollm2-135m-instruct", help="default name, HF id or local dir")
-    parser.add_argument("--data-dir", type=Path, default=Path(".rankloop"), help="holds the cached model")
+    parser = model_parser(__doc__)
     parser.add_argument("--rankings", type=int, default=8, help="Open-Assistant ranked groups")
     parser.add_argument("--batch-size", type=int, default=2, help="rankings per step")
     parser.add_argument("--max-length", type=int, default=256, help="prompt + reply tokens")

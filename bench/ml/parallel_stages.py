@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import load, oasst_rankings, sample, start_run
+from common import load, model_parser, oasst_rankings, sample, start_run
 
 
 def configs(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -116,11 +116,7 @@ def generation(args: argparse.Namespace, prompts: list[str], mode: str) -> float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="smollm2-135m-instruct", help="default name, HF id or local dir")
-    parser.add_argument("--data-dir", type=Path, default=Path(".rankloop"), help="holds the cached model")
+    parser = model_parser(__doc__)
     parser.add_argument("--rankings", type=int, default=8, help="Open-Assistant ranked groups")
     parser.add_argument("--prompts", type=int, default=16, help="generation prompts (4 replies each)")
     parser.add_argument("--max-new-tokens", type=int, default=128)

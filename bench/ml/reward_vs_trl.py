@@ -40,7 +40,6 @@ fast: an Open-Assistant prompt and the first words of a human reply, ranked abov
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
@@ -49,7 +48,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import fluency_rankings, load, oasst_rankings, sample, start_run
+from common import fluency_rankings, load, model_parser, oasst_rankings, sample, start_run
 from measuring import PassCounter, SideResult, heldout_eval, mcnemar_p, step_durations, warm_up
 
 DATA_CHOICES = ("oasst", "fluency")
@@ -202,12 +201,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = model_parser(__doc__)
     parser.add_argument("--data", choices=DATA_CHOICES, default="oasst")
-    parser.add_argument("--model", default="smollm2-135m-instruct", help="default name, HF id or local dir")
-    parser.add_argument("--data-dir", type=Path, default=Path(".rankloop"), help="holds the cached model")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument(
         "--max-length", type=int, help="tokens per prompt+reply, left cut (oasst 128, fluency 64)"
