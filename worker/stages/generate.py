@@ -211,11 +211,18 @@ def _score_sets(
     # On the shared base, as generation: the project's reward model is an adapter with its own head.
     host = RewardHost(reward.base_model or ctx.cfg.base_model, data_dir=ctx.data_dir)
     rm = host.use(reward.name, ctx.store.open(reward.adapter_path))
-    flat: list[float] = []
     step = max(1, ctx.cfg.generation_batch_size)
-    for start in range(0, len(exchanges), step):
-        flat.extend(rm.score_exchanges(exchanges[start : start + step], batch_size=step))
-        ctx.progress.update(len(flat), len(exchanges))
+    # All at once, so score_exchanges batches replies of similar length across sets: chunks in candidate
+    # order padded each batch to a long reply's length. Progress still counts candidates, in proportion to
+    # the padded tokens done, so the ETA follows the work.
+    work, done = max(1, rm.eval_tokens(exchanges, step)), 0
+
+    def on_batch(tokens: int) -> None:
+        nonlocal done
+        done += tokens
+        ctx.progress.update(min(len(exchanges), round(len(exchanges) * done / work)), len(exchanges))
+
+    flat = rm.score_exchanges(exchanges, batch_size=step, on_batch=on_batch)
     del rm, host
     free_memory()
     ctx.progress.log(f"{len(flat)} candidates scored by {reward.name}")
